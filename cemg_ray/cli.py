@@ -1,0 +1,159 @@
+"""The ``cemg-ray`` command: validate and run jobs, inspect data, assign codes, benchmark, export."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+
+# Modules that add their own subcommands: each exposes ``add_parser(subparsers)``.
+COMMAND_MODULES = ["cemg_ray.tokenize.cli", "cemg_ray.export.cli"]
+BENCH_MODULES = ["cemg_ray.bench.features", "cemg_ray.bench.decode", "cemg_ray.bench.serving",
+                 "cemg_ray.bench.export"]
+
+
+def _import_optional(name: str):  # noqa: ANN202
+    """Import a command module; a module not yet part of this install is left out of --help."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and name.startswith(exc.name):
+            return None
+        raise
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from cemg_ray.config import ConfigError, load_config
+
+    bad = 0
+    for path in args.jobs:
+        try:
+            cfg = load_config(path, args.set)
+            from cemg_ray.pipeline import resolve_stages
+
+            resolve_stages(cfg, None)
+            print(f"{path}: ok ({cfg.name}, run_dir={cfg.run_dir})")
+        except ConfigError as exc:
+            bad += 1
+            for line in exc.errors:
+                print(line, file=sys.stderr)
+        except KeyError as exc:
+            bad += 1
+            print(f"{path}: stages: {exc.args[0]}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from cemg_ray.config import ConfigError, load_config
+    from cemg_ray.pipeline import run_pipeline
+
+    overrides = list(args.set)
+    if args.address:
+        overrides.append(f"ray.address={args.address}")
+    if args.run_dir:
+        overrides.append(f"run_dir={args.run_dir}")
+    try:
+        cfg = load_config(args.job, overrides)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 2
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+    try:
+        manifest = run_pipeline(cfg, stages, force=args.force)
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    print()
+    for name, info in manifest["stages"].items():
+        print(f"  {name:<11} {info['status']:<8} {info['wall_s']:8.1f}s")
+    from cemg_ray.store import Store
+
+    store = Store(cfg.run_dir, cfg.storage.endpoint_url, cfg.storage.region)
+    print(f"\nrun directory: {store.uri()}")
+    if store.exists("eval/metrics.json"):
+        print(f"metrics: {store.uri('eval/metrics.json')}")
+        print(f"report:  {store.uri('eval/report.md')}")
+    return 0
+
+
+def _cmd_data_stats(args: argparse.Namespace) -> int:
+    from cemg_ray.data.catalog import DataError
+    from cemg_ray.data.loaders import detect_format, load_catalog
+
+    try:
+        fmt = args.format or detect_format(args.path)
+        catalog = load_catalog(fmt, args.path, kcore_k=args.kcore)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stats = catalog.stats()
+    if args.json:
+        print(json.dumps({"format": fmt, **stats, "skipped": catalog.report.to_dict()["skipped"]}, indent=2))
+        return 0
+    print(f"{args.path} ({fmt})")
+    for key in ("users", "items", "interactions"):
+        print(f"  {key:<18}{stats[key]:>12,}")
+    print(f"  {'avg length':<18}{stats['avg_length']:>12.3f}  (min {stats['min_length']}, max {stats['max_length']})")
+    print(f"  {'sparsity':<18}{stats['sparsity'] * 100:>11.4f}%")
+    print(f"  {'items with text':<18}{stats['items_with_text']:>12,}")
+    print(f"  {'items with image':<18}{stats['items_with_image']:>12,}")
+    skipped = catalog.report.to_dict()
+    print(f"  {'skipped rows':<18}{skipped['skipped_total']:>12,}  {skipped['skipped'] or ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cemg-ray", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check job YAMLs against the schema; every error with its key path")
+    p.add_argument("jobs", nargs="+", help="job YAML files")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a key")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("run", help="run a job's stages in order (skips stages already done)")
+    p.add_argument("job", nargs="?", default=None, help="job YAML (default: the embedded demo job)")
+    p.add_argument("--stages", help="comma-separated stages to run (default: all, in pipeline order)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a key")
+    p.add_argument("--address", help="Ray cluster address (default: start a local cluster)")
+    p.add_argument("--run-dir", help="override run_dir (local path or s3://bucket/prefix)")
+    p.add_argument("--force", action="store_true", help="re-run stages even when their outputs exist")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("data", help="inspect datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    s = dsub.add_parser("stats", help="users, items, interactions, lengths, text and image coverage")
+    s.add_argument("path", help="dataset file or folder")
+    s.add_argument("--format", choices=["sequences", "json", "amazon", "parquet"], help="default: detected")
+    s.add_argument("--kcore", type=int, default=5, help="k-core filter for the amazon format")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=_cmd_data_stats)
+
+    for name in COMMAND_MODULES:
+        mod = _import_optional(name)
+        if mod is not None:
+            mod.add_parser(sub)
+
+    p = sub.add_parser("bench", help="benchmarks that print figures and ratios measured in one run")
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
+    for name in BENCH_MODULES:
+        mod = _import_optional(name)
+        if mod is not None:
+            mod.add_parser(bsub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The job schema: one typed document describes a whole run (dataset, run_dir, resources, stages).
+
+YAML files in ``jobs/`` are instances of :class:`JobConfig`. Unknown keys are errors, a wrong
+type names the expected one, and every error carries the file and the dotted key path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import ValidationError
+
+from cemg_ray.collab.config import LightGCNConfig
+from cemg_ray.configbase import Section
+from cemg_ray.export.config import ExportConfig
+from cemg_ray.features.config import FeaturesConfig, PCAConfig
+from cemg_ray.generate.config import DecodeConfig, TrainConfig
+from cemg_ray.tokenize.config import TokenizeConfig
+
+
+class SyntheticConfig(Section):
+    """The embedded catalog with planted clusters (text, pixels and co-interaction)."""
+
+    num_users: int = 600
+    num_items: int = 300
+    num_clusters: int = 6
+    min_len: int = 5
+    max_len: int = 14
+    image_size: int = 32
+    seed: int = 0
+
+
+class DatasetConfig(Section):
+    """Where the data comes from. ``path`` is a file or folder; see README 'Data' for the formats."""
+
+    name: str = "synthetic"
+    format: Literal["synthetic", "sequences", "json", "amazon", "parquet"] = "synthetic"
+    path: str | None = None
+    max_len: int = 20  # history truncation
+    kcore: int = 5  # only for the raw Amazon format
+    cold_start_max: int = 5  # a test item with <= this many training interactions is cold-start
+    synthetic: SyntheticConfig = SyntheticConfig()
+    images_dir: str | None = None  # optional folder that relative image paths resolve against
+
+
+class StorageConfig(Section):
+    """S3-compatible endpoint and region. Credentials come only from the standard AWS chain."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+
+
+class RayConfig(Section):
+    address: str | None = None  # None: start a local cluster; "auto" or ray://... to join one
+    num_cpus: int | None = None  # for a local cluster only
+    num_gpus: int | None = None
+
+
+class EvaluateConfig(Section):
+    models: list[str] = ["popularity"]
+    ks: list[int] = [5, 10, 20]
+    split: Literal["test", "valid"] = "test"
+    batch_size: int = 512
+
+
+class JobConfig(Section):
+    name: str = "cemg"
+    run_dir: str = "runs/demo"
+    dataset: DatasetConfig = DatasetConfig()
+    storage: StorageConfig = StorageConfig()
+    ray: RayConfig = RayConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    pca: PCAConfig = PCAConfig()
+    lightgcn: LightGCNConfig = LightGCNConfig()
+    tokenize: TokenizeConfig = TokenizeConfig()
+    train: TrainConfig = TrainConfig()
+    decode: DecodeConfig = DecodeConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    export: ExportConfig = ExportConfig()
+    stages: list[str] | None = None  # default: every stage in pipeline order
+
+    def section_hash(self, *sections: str) -> str:
+        """A stable hash of the named sections, so a stage re-runs only when they change."""
+        payload = {s: getattr(self, s).model_dump(mode="json") for s in sections}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    """A job file is invalid; ``errors`` holds one ``file: key.path: message`` line per problem."""
+
+    def __init__(self, source: str, errors: list[str]):
+        self.source = source
+        self.errors = errors
+        super().__init__("\n".join(errors))
+
+
+def _format_errors(source: str, exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            msg = "unknown key (not part of the job schema)"
+        elif kind == "missing":
+            msg = "required key is missing"
+        else:
+            msg = err["msg"]
+            if "input" in err and kind not in ("literal_error",):
+                msg += f" (got {type(err['input']).__name__} {err['input']!r})"
+        lines.append(f"{source}: {loc}: {msg}")
+    return lines
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a","b","c"], value), the value parsed as YAML (numbers, lists, null)."""
+    if "=" not in item:
+        raise ConfigError("--set", [f"--set: {item!r}: expected key.path=value"])
+    key, raw = item.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw != "" else ""
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = raw
+        for part in path[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError("--set", [f"--set: {'.'.join(path)}: {part} is not a section"])
+            node = nxt
+        node[path[-1]] = value
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> JobConfig:
+    """Read and validate a job YAML (``None``: the embedded demo job), then apply ``--set``s."""
+    source = str(path) if path else "<default>"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(source, [f"{source}: file not found"])
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(source, [f"{source}: not valid YAML: {exc}"]) from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(source, [f"{source}: <root>: expected a mapping, got {type(loaded).__name__}"])
+        raw = loaded
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return JobConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(source, _format_errors(source, exc)) from exc

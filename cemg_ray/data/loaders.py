@@ -1,0 +1,360 @@
+"""Loaders, one per source format, each taking any path and returning a :class:`Catalog`.
+
+Formats (``dataset.format``):
+- ``sequences``: a text file, one ``user item item ...`` line per user, chronological (S3-Rec/ICLRec).
+- ``json``: a folder with ``<Name>.inter.json`` (``{user: [item, ...]}``) and optionally
+  ``<Name>.item.json`` (``{item: {title, description, brand, categories}}``) (LETTER/LC-Rec).
+- ``amazon``: raw Amazon reviews (JSON lines, ``reviewerID, asin, unixReviewTime``) and metadata
+  (``meta*``; JSON or Python-literal lines) in a folder, optionally gzipped, with k-core filtering.
+- ``parquet``: a folder with ``interactions.parquet`` (user_id, item_id, timestamp) and
+  ``items.parquet`` (item_id, title, description, image as bytes / local path / URI).
+
+Malformed rows are skipped and counted in the report; structural problems (missing file, missing
+column, wrong type, duplicate ids, empty input) raise :class:`DataError` naming file and field.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cemg_ray.data.catalog import Catalog, DataError, LoadReport, build_items_table, compose_text
+
+FORMATS = ("synthetic", "sequences", "json", "amazon", "parquet")
+
+
+def _natural_key(x: str) -> tuple[int, int | str]:
+    return (0, int(x)) if x.lstrip("-").isdigit() else (1, x)
+
+
+def _check_nonempty(path: Path) -> None:
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty")
+
+
+def _index_sequences(raw: dict[str, list[str]], item_ids: list[str] | None,
+                     report: LoadReport) -> tuple[list[str], list[np.ndarray], list[str]]:
+    """Map string ids to dense indices; items without metadata are kept (text empty)."""
+    if item_ids is None:
+        seen = {i for seq in raw.values() for i in seq}
+        item_ids = sorted(seen, key=_natural_key)
+    pos = {iid: k for k, iid in enumerate(item_ids)}
+    extra: list[str] = []
+    for seq in raw.values():
+        for i in seq:
+            if i not in pos:
+                pos[i] = len(item_ids) + len(extra)
+                extra.append(i)
+    if extra:
+        report.skipped["items_without_metadata"] += len(extra)
+        report.examples.setdefault("items_without_metadata", extra[0])
+    users = sorted(raw, key=_natural_key)
+    seqs = [np.array([pos[i] for i in raw[u]], dtype=np.int64) for u in users]
+    return users, seqs, item_ids + extra
+
+
+def load_sequences(path: str | Path) -> Catalog:
+    """``user item item ...`` per line (chronological)."""
+    path = Path(path)
+    if path.is_dir():
+        txts = sorted(path.glob("*.txt"))
+        if not txts:
+            raise DataError(f"{path}: no .txt sequence file in this folder")
+        path = txts[0]
+    _check_nonempty(path)
+    report = LoadReport(str(path))
+    raw: dict[str, list[str]] = {}
+    with path.open() as fh:
+        for lineno, line in enumerate(fh, 1):
+            tokens = line.split()
+            if not tokens:
+                continue
+            if len(tokens) < 2:
+                report.skip("line_without_items", f"{path}:{lineno}")
+                continue
+            user, items = tokens[0], tokens[1:]
+            if user in raw:
+                report.skip("duplicate_user_line", f"{path}:{lineno} user {user}")
+                continue
+            raw[user] = items
+    if not raw:
+        raise DataError(f"{path}: no user sequences found")
+    users, seqs, item_ids = _index_sequences(raw, None, report)
+    items = build_items_table(item_ids)
+    return Catalog(items, users, seqs, report)
+
+
+def _read_json(path: Path) -> Any:
+    _check_nonempty(path)
+    try:
+        with path.open() as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def load_json(path: str | Path) -> Catalog:
+    """LETTER-style ``*.inter.json`` + ``*.item.json``."""
+    path = Path(path)
+    if path.is_file():
+        inter_path = path
+        folder = path.parent
+    else:
+        cands = sorted(path.glob("*.inter.json"))
+        if not cands:
+            raise DataError(f"{path}: no *.inter.json file in this folder")
+        inter_path, folder = cands[0], path
+    item_path = folder / inter_path.name.replace(".inter.json", ".item.json")
+    report = LoadReport(str(inter_path))
+    inter = _read_json(inter_path)
+    if not isinstance(inter, dict):
+        raise DataError(f"{inter_path}: expected an object {{user: [items]}}, got {type(inter).__name__}")
+    raw: dict[str, list[str]] = {}
+    for user, seq in inter.items():
+        if not isinstance(seq, list) or not seq:
+            report.skip("sequence_not_a_nonempty_list", f"{inter_path}: user {user}")
+            continue
+        if not all(isinstance(i, int | str) and not isinstance(i, bool) for i in seq):
+            report.skip("item_id_wrong_type", f"{inter_path}: user {user}")
+            continue
+        raw[str(user)] = [str(i) for i in seq]
+    if not raw:
+        raise DataError(f"{inter_path}: no user sequences found")
+    meta: dict[str, dict] = {}
+    if item_path.exists():
+        meta_raw = _read_json(item_path)
+        if not isinstance(meta_raw, dict):
+            raise DataError(f"{item_path}: expected an object {{item_id: {{title, ...}}}}")
+        for iid, m in meta_raw.items():
+            if not isinstance(m, dict):
+                report.skip("item_metadata_not_an_object", f"{item_path}: item {iid}")
+                continue
+            meta[str(iid)] = m
+    item_ids = sorted(meta, key=_natural_key) if meta else None
+    users, seqs, item_ids = _index_sequences(raw, item_ids, report)
+    titles = [meta.get(i, {}).get("title") for i in item_ids]
+    texts = [compose_text(m.get("title"), m.get("brand"), m.get("categories"), m.get("description"))
+             for m in (meta.get(i, {}) for i in item_ids)]
+    items = build_items_table(item_ids, titles, texts)
+    return Catalog(items, users, seqs, report)
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt") if path.suffix == ".gz" else path.open()
+
+
+def _json_lines(path: Path, report: LoadReport) -> Iterator[dict]:
+    with _open_text(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                try:  # the 2014 metadata files are Python literals, not JSON
+                    row = ast.literal_eval(line)
+                except (ValueError, SyntaxError):
+                    report.skip("unparseable_line", f"{path}:{lineno}")
+                    continue
+            if not isinstance(row, dict):
+                report.skip("line_not_an_object", f"{path}:{lineno}")
+                continue
+            yield row
+
+
+def kcore(interactions: list[tuple[str, str, float]], k: int) -> list[tuple[str, str, float]]:
+    """Iteratively drop users and items with fewer than ``k`` interactions."""
+    rows = interactions
+    while True:
+        uc = Counter(u for u, _, _ in rows)
+        ic = Counter(i for _, i, _ in rows)
+        kept = [r for r in rows if uc[r[0]] >= k and ic[r[1]] >= k]
+        if len(kept) == len(rows):
+            return kept
+        rows = kept
+
+
+def load_amazon(path: str | Path, k: int = 5) -> Catalog:
+    """Raw Amazon review + metadata files (2014 or 2018 edition), k-core filtered."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"{path}: the amazon format expects a folder with review and meta* files")
+    files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".gz", ".jsonl"))
+    meta_files = [p for p in files if p.name.startswith("meta")]
+    review_files = [p for p in files if not p.name.startswith("meta")]
+    if not review_files:
+        raise DataError(f"{path}: no review file (*.json, *.json.gz, *.jsonl) in this folder")
+    report = LoadReport(str(review_files[0]))
+    rows: list[tuple[str, str, float]] = []
+    seen: set[tuple[str, str]] = set()
+    for rf in review_files:
+        _check_nonempty(rf)
+        for lineno, r in enumerate(_json_lines(rf, report), 1):
+            missing = [f for f in ("reviewerID", "asin", "unixReviewTime") if f not in r]
+            if missing:
+                report.skip(f"missing_field_{missing[0]}", f"{rf}: record {lineno}")
+                continue
+            try:
+                ts = float(r["unixReviewTime"])
+            except (TypeError, ValueError):
+                report.skip("unixReviewTime_not_a_number", f"{rf}: record {lineno}")
+                continue
+            key = (str(r["reviewerID"]), str(r["asin"]))
+            if key in seen:
+                report.skip("duplicate_interaction", f"{rf}: record {lineno}")
+                continue
+            seen.add(key)
+            rows.append((key[0], key[1], ts))
+    if not rows:
+        raise DataError(f"{review_files[0]}: no valid reviews")
+    before = len(rows)
+    rows = kcore(rows, k)
+    report.skipped[f"removed_by_{k}core"] += before - len(rows)
+    if not rows:
+        raise DataError(f"{path}: nothing left after {k}-core filtering of {before} reviews")
+    by_user: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
+    for n, (u, i, ts) in enumerate(rows):
+        by_user[u].append((ts, n, i))
+    raw = {u: [i for _, _, i in sorted(v)] for u, v in by_user.items()}
+    meta: dict[str, dict] = {}
+    for mf in meta_files:
+        for lineno, m in enumerate(_json_lines(mf, report), 1):
+            if "asin" not in m:
+                report.skip("meta_missing_field_asin", f"{mf}: record {lineno}")
+                continue
+            meta[str(m["asin"])] = m
+    item_ids = sorted({i for _, i, _ in rows})
+    users, seqs, item_ids = _index_sequences(raw, item_ids, report)
+    titles, texts, uris = [], [], []
+    for iid in item_ids:
+        m = meta.get(iid, {})
+        titles.append(m.get("title"))
+        texts.append(compose_text(m.get("title"), m.get("brand"), m.get("categories") or m.get("category"),
+                                  m.get("description")))
+        image = m.get("imUrl") or m.get("imageURLHighRes") or m.get("imageURL") or m.get("image")
+        uris.append(image[0] if isinstance(image, list) and image else (image or None))
+    return Catalog(build_items_table(item_ids, titles, texts, image_uris=uris), users, seqs, report)
+
+
+def _require_columns(table: pa.Table, path: Path, cols: list[str]) -> None:
+    for c in cols:
+        if c not in table.column_names:
+            raise DataError(f"{path}: missing required column {c!r} (has {', '.join(table.column_names)})")
+
+
+def load_parquet(path: str | Path, images_dir: str | None = None) -> Catalog:
+    """``interactions.parquet`` (user_id, item_id, timestamp) + ``items.parquet``."""
+    path = Path(path)
+    inter_path, items_path = path / "interactions.parquet", path / "items.parquet"
+    _check_nonempty(inter_path)
+    report = LoadReport(str(inter_path))
+    try:
+        inter = pq.read_table(inter_path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{inter_path}: not a readable Parquet file ({exc})") from exc
+    _require_columns(inter, inter_path, ["user_id", "item_id", "timestamp"])
+    ts_type = inter.schema.field("timestamp").type
+    if not (pa.types.is_integer(ts_type) or pa.types.is_floating(ts_type) or pa.types.is_timestamp(ts_type)):
+        raise DataError(f"{inter_path}: column 'timestamp' has type {ts_type}; expected a number or timestamp")
+    if inter.num_rows == 0:
+        raise DataError(f"{inter_path}: no rows")
+    users = inter.column("user_id").cast(pa.string()).to_pylist()
+    items = inter.column("item_id").cast(pa.string()).to_pylist()
+    tcol = inter.column("timestamp")
+    if pa.types.is_timestamp(ts_type):
+        tcol = tcol.cast(pa.int64())
+    times = tcol.to_pylist()
+    item_meta: dict[str, dict] = {}
+    if items_path.exists():
+        _check_nonempty(items_path)
+        it = pq.read_table(items_path)
+        _require_columns(it, items_path, ["item_id"])
+        ids = it.column("item_id").cast(pa.string()).to_pylist()
+        dup = [i for i, c in Counter(ids).items() if c > 1]
+        if dup:
+            raise DataError(f"{items_path}: duplicate item_id {dup[0]!r} ({len(dup)} duplicated ids)")
+        for row in it.to_pylist():
+            item_meta[str(row["item_id"])] = row
+    by_user: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
+    for n, (u, i, t) in enumerate(zip(users, items, times)):
+        if u is None or i is None:
+            report.skip("null_user_or_item", f"{inter_path}: row {n}")
+            continue
+        if t is None:
+            report.skip("null_timestamp", f"{inter_path}: row {n}")
+            continue
+        by_user[u].append((float(t), n, i))
+    raw = {u: [i for _, _, i in sorted(v)] for u, v in by_user.items()}
+    item_ids = sorted(item_meta, key=_natural_key) if item_meta else None
+    user_ids, seqs, item_ids = _index_sequences(raw, item_ids, report)
+    titles, texts, images, uris = [], [], [], []
+    base = Path(images_dir) if images_dir else path
+    for iid in item_ids:
+        m = item_meta.get(iid, {})
+        titles.append(m.get("title"))
+        texts.append(compose_text(m.get("title"), m.get("brand"), m.get("categories"), m.get("description")))
+        img = m.get("image")
+        if isinstance(img, bytes | bytearray):
+            images.append(bytes(img))
+            uris.append(None)
+        elif isinstance(img, str) and img:
+            images.append(None)
+            uris.append(img if "://" in img or img.startswith("/") else str(base / img))
+        else:
+            images.append(None)
+            uris.append(None)
+    return Catalog(build_items_table(item_ids, titles, texts, images, uris), user_ids, seqs, report)
+
+
+def detect_format(path: str | Path) -> str:
+    """Guess the format of ``path`` for ``cemg-ray data stats`` when none is given."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: path not found")
+    if p.is_file():
+        if p.name.endswith(".inter.json"):
+            return "json"
+        if p.suffix == ".txt":
+            return "sequences"
+        raise DataError(f"{p}: cannot tell the format from this file; pass --format ({', '.join(FORMATS[1:])})")
+    if (p / "interactions.parquet").exists():
+        return "parquet"
+    if list(p.glob("*.inter.json")):
+        return "json"
+    if list(p.glob("meta*")):
+        return "amazon"
+    if list(p.glob("*.txt")):
+        return "sequences"
+    raise DataError(f"{p}: no known dataset layout here; pass --format ({', '.join(FORMATS[1:])})")
+
+
+def load_catalog(fmt: str, path: str | None, *, kcore_k: int = 5, images_dir: str | None = None,
+                 synthetic: Any = None) -> Catalog:
+    """Dispatch on ``fmt``; ``synthetic`` is a SyntheticConfig for the embedded catalog."""
+    if fmt == "synthetic":
+        from cemg_ray.data.synthetic import make_catalog
+
+        return make_catalog(synthetic)
+    if fmt not in FORMATS:
+        raise DataError(f"unknown dataset format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if not path:
+        raise DataError(f"dataset.path is required for format {fmt!r}")
+    if fmt == "sequences":
+        return load_sequences(path)
+    if fmt == "json":
+        return load_json(path)
+    if fmt == "amazon":
+        return load_amazon(path, k=kcore_k)
+    return load_parquet(path, images_dir)

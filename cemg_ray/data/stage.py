@@ -1,0 +1,30 @@
+"""The ``data`` stage: load the configured dataset and write items + sequences to the run dir."""
+
+from __future__ import annotations
+
+import logging
+
+from cemg_ray.data.loaders import load_catalog
+from cemg_ray.pipeline import StageContext, stage
+
+log = logging.getLogger("cemg_ray")
+
+
+@stage("data", sections=())
+def run(ctx: StageContext) -> dict:
+    """Load the dataset once; every later stage reads the normalised Parquet tables."""
+    ds = ctx.cfg.dataset
+    catalog = load_catalog(ds.format, ds.path, kcore_k=ds.kcore, images_dir=ds.images_dir,
+                           synthetic=ds.synthetic)
+    stats = catalog.stats()
+    load_report = catalog.report.to_dict()
+    if load_report["skipped_total"]:
+        log.warning("data: skipped %d malformed rows from %s: %s", load_report["skipped_total"],
+                    load_report["source"], load_report["skipped"])
+    ctx.store.write_parquet("data/items.parquet", catalog.items)
+    ctx.store.write_parquet("data/sequences.parquet", catalog.sequences_table())
+    report = {"stats": stats, "load": load_report}
+    ctx.store.write_json("data/report.json", report)
+    log.info("data: %d users, %d items, %d interactions", stats["users"], stats["items"],
+             stats["interactions"])
+    return report

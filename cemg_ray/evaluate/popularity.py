@@ -1,0 +1,44 @@
+"""Most-popular baseline: rank items by interaction count in the training split."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cemg_ray.data.split import load_split
+from cemg_ray.pipeline import StageContext, require, stage
+from cemg_ray.store import Store
+
+
+class PopularityRecommender:
+    """The same top-K for every user; the floor every model must beat, and serving's fallback."""
+
+    name = "popularity"
+
+    def __init__(self, counts: np.ndarray, model_version: str = "popularity"):
+        self.counts = np.asarray(counts)
+        # stable order: ties broken by item index, so results are reproducible
+        self.order = np.argsort(-self.counts, kind="stable")
+        self.model_version = model_version
+
+    @classmethod
+    def from_store(cls, store: Store) -> PopularityRecommender:
+        data = store.read_json("baselines/popularity.json")
+        return cls(np.array(data["counts"], dtype=np.int64), data.get("version", "popularity"))
+
+    def recommend(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        k_eff = min(k, len(self.order))
+        top = np.full(k, -1, dtype=np.int64)
+        top[:k_eff] = self.order[:k_eff]
+        scores = np.full(k, -np.inf, dtype=np.float32)
+        scores[:k_eff] = self.counts[top[:k_eff]]
+        return np.tile(top, (len(histories), 1)), np.tile(scores, (len(histories), 1))
+
+
+@stage("popularity", sections=(), after=("data",))
+def run(ctx: StageContext) -> dict:
+    """Count training interactions per item (validation and test never counted)."""
+    require(ctx.store, ctx.cfg, "data")
+    split = load_split(ctx.store, ctx.cfg.dataset.max_len, ctx.cfg.dataset.cold_start_max)
+    counts = split.train_counts
+    ctx.store.write_json("baselines/popularity.json", {"counts": counts.tolist(), "version": "popularity"})
+    return {"items_with_interactions": int((counts > 0).sum()), "max_count": int(counts.max())}

@@ -1,0 +1,42 @@
+"""Markdown report and bar chart of ``eval/metrics.json``."""
+
+from __future__ import annotations
+
+from cemg_ray.store import Store
+
+
+def metrics_markdown(metrics: dict, ks: list[int]) -> str:
+    cols = [f"{m}@{k}" for k in ks for m in ("HR", "NDCG")]
+    lines = ["# Evaluation", "",
+             "Leave-one-out, full ranking of the catalog, one target per user. Cold-start: targets with "
+             "at most the configured number of training interactions.", ""]
+    for part in ("overall", "cold_start"):
+        lines += [f"## {part.replace('_', '-')}", "", "| model | users | " + " | ".join(cols) + " |",
+                  "|---|---:|" + "---:|" * len(cols)]
+        for name, m in metrics.items():
+            users = m["users"] if part == "overall" else m.get("cold_start_users", "")
+            vals = " | ".join(f"{m[part].get(c, float('nan')):.4f}" for c in cols)
+            lines.append(f"| {name} | {users} | {vals} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(store: Store, metrics: dict, ks: list[int]) -> None:
+    store.write_text("eval/report.md", metrics_markdown(metrics, ks))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(metrics)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, part in zip(axes, ("overall", "cold_start")):
+        width = 0.8 / max(1, len(names))
+        for j, name in enumerate(names):
+            vals = [metrics[name][part].get(f"NDCG@{k}", 0.0) for k in ks]
+            ax.bar([i + j * width for i in range(len(ks))], vals, width, label=name)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(ks))], [f"NDCG@{k}" for k in ks])
+        ax.set_title(part.replace("_", "-"))
+    axes[0].legend(fontsize=8)
+    store.write_figure("eval/ndcg.png", fig)
+    plt.close(fig)

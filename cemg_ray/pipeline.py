@@ -1,0 +1,203 @@
+"""Stage registry, ordering, skip-if-done and the run manifest.
+
+A stage is a plain function ``run(ctx) -> report`` registered with :func:`stage`. Its identity
+is a hash of the dataset section, its own config sections and the hashes of the stages it
+reads from; when ``_stages/<name>.json`` in the run directory carries the same hash and status
+``ok``, the stage is skipped, so an interrupted job resumes where it stopped. That marker is
+written last, after every artifact of the stage, which makes it the commit point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+from cemg_ray.config import JobConfig
+from cemg_ray.store import Store
+
+log = logging.getLogger("cemg_ray")
+
+
+@dataclass
+class StageContext:
+    """What a stage gets: the resolved config, the run directory and its upstream hashes."""
+
+    cfg: JobConfig
+    store: Store
+    name: str = ""
+
+    def ensure_ray(self) -> None:
+        """Connect to the configured cluster, or start a local one, once per process."""
+        from cemg_ray.raycluster import ensure_ray
+
+        ensure_ray(self.cfg.ray)
+
+
+@dataclass
+class Stage:
+    name: str
+    run: Callable[[StageContext], dict[str, Any]]
+    sections: tuple[str, ...] = ()
+    after: tuple[str, ...] | Callable[[JobConfig], tuple[str, ...]] = ()
+    doc: str = ""
+
+    def deps(self, cfg: JobConfig) -> tuple[str, ...]:
+        """Upstream stages; a callable ``after`` lets a stage depend on what its config asks for."""
+        return tuple(self.after(cfg)) if callable(self.after) else self.after
+
+
+# Pipeline order; the module named beside each stage registers it on import.
+STAGE_MODULES: dict[str, str] = {
+    "data": "cemg_ray.data.stage",
+    "popularity": "cemg_ray.evaluate.popularity",
+    "features": "cemg_ray.features.stage",
+    "pca": "cemg_ray.features.pca",
+    "lightgcn": "cemg_ray.collab.stage",
+    "tokenize": "cemg_ray.tokenize.stage",
+    "train": "cemg_ray.generate.stage",
+    "evaluate": "cemg_ray.evaluate.stage",
+    "export": "cemg_ray.export.stage",
+}
+
+_REGISTRY: dict[str, Stage] = {}
+
+
+def stage(name: str, sections: tuple[str, ...] = (),
+          after: tuple[str, ...] | Callable[[JobConfig], tuple[str, ...]] = ()) -> Callable:
+    """Register ``fn`` as the stage ``name``; ``sections`` are the config sections it depends on."""
+
+    def deco(fn: Callable[[StageContext], dict[str, Any]]) -> Callable:
+        if name not in STAGE_MODULES:
+            raise ValueError(f"stage {name!r} is not in pipeline.STAGE_MODULES")
+        _REGISTRY[name] = Stage(name, fn, tuple(sections), after, (fn.__doc__ or "").strip())
+        return fn
+
+    return deco
+
+
+def get_stage(name: str) -> Stage:
+    if name not in STAGE_MODULES:
+        raise KeyError(f"unknown stage {name!r}; stages are: {', '.join(STAGE_MODULES)}")
+    if name not in _REGISTRY:
+        importlib.import_module(STAGE_MODULES[name])
+    return _REGISTRY[name]
+
+
+def stage_hash(cfg: JobConfig, name: str, _memo: dict[str, str] | None = None) -> str:
+    memo = {} if _memo is None else _memo
+    if name in memo:
+        return memo[name]
+    st = get_stage(name)
+    parts = [name, cfg.section_hash("dataset", *st.sections)]
+    parts += [stage_hash(cfg, dep, memo) for dep in st.deps(cfg)]
+    memo[name] = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    return memo[name]
+
+
+def is_done(store: Store, cfg: JobConfig, name: str) -> bool:
+    marker = f"_stages/{name}.json"
+    if not store.exists(marker):
+        return False
+    try:
+        info = store.read_json(marker)
+    except Exception:  # noqa: BLE001 - a corrupt marker means "not done"
+        return False
+    return info.get("status") == "ok" and info.get("hash") == stage_hash(cfg, name)
+
+
+def require(store: Store, cfg: JobConfig, name: str) -> None:
+    """Fail with a clear message when a stage this one reads from has not completed."""
+    if not is_done(store, cfg, name):
+        raise RuntimeError(
+            f"stage {name!r} has no completed output for this config in {store.root_uri}; "
+            f"run it first: cemg-ray run JOB.yaml --stages {name}")
+
+
+def _git_commit() -> str | None:
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        out = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    names = ["cemg-ray", "ray", "torch", "transformers", "deepspeed", "torch-geometric", "pyarrow",
+             "boto3", "peft", "pydantic", "numpy"]
+    out = {"python": platform.python_version()}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            out[n] = "not installed"
+    return out
+
+
+def resolve_stages(cfg: JobConfig, requested: list[str] | None) -> list[str]:
+    names = requested or cfg.stages or list(STAGE_MODULES)
+    unknown = [n for n in names if n not in STAGE_MODULES]
+    if unknown:
+        raise KeyError(f"unknown stage(s) {', '.join(unknown)}; stages are: {', '.join(STAGE_MODULES)}")
+    order = list(STAGE_MODULES)
+    return sorted(dict.fromkeys(names), key=order.index)
+
+
+def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = False) -> dict[str, Any]:
+    """Run the requested stages in pipeline order and return the run manifest."""
+    store = Store(cfg.run_dir, cfg.storage.endpoint_url, cfg.storage.region)
+    names = resolve_stages(cfg, stages)
+    manifest: dict[str, Any] = {
+        "job": cfg.name,
+        "run_dir": store.root_uri,
+        "config": cfg.model_dump(mode="json"),
+        "versions": package_versions(),
+        "git_commit": _git_commit(),
+        "started": datetime.now(UTC).isoformat(),
+        "stages": {},
+    }
+    if store.exists("manifest.json"):
+        try:
+            manifest["previous_stages"] = store.read_json("manifest.json").get("stages", {})
+        except Exception:  # noqa: BLE001
+            pass
+    for name in names:
+        st = get_stage(name)
+        h = stage_hash(cfg, name)
+        if not force and is_done(store, cfg, name):
+            log.info("stage %s: outputs exist for config %s, skipped", name, h)
+            manifest["stages"][name] = {"status": "skipped", "hash": h, "wall_s": 0.0}
+            continue
+        log.info("stage %s: running (config %s)", name, h)
+        t0 = time.perf_counter()
+        store.delete(f"_stages/{name}.json")
+        try:
+            report = st.run(StageContext(cfg=cfg, store=store, name=name)) or {}
+        except BaseException as exc:
+            wall = time.perf_counter() - t0
+            manifest["stages"][name] = {"status": "failed", "hash": h, "wall_s": round(wall, 3),
+                                        "error": f"{type(exc).__name__}: {exc}"}
+            store.write_json("manifest.json", manifest)
+            raise
+        wall = time.perf_counter() - t0
+        entry = {"status": "ok", "hash": h, "wall_s": round(wall, 3), "report": report,
+                 "finished": datetime.now(UTC).isoformat()}
+        store.write_json(f"_stages/{name}.json", entry)
+        manifest["stages"][name] = {k: v for k, v in entry.items() if k != "finished"}
+        log.info("stage %s: ok in %.1fs", name, wall)
+        store.write_json("manifest.json", manifest)
+    manifest["finished"] = datetime.now(UTC).isoformat()
+    store.write_json("manifest.json", manifest)
+    return manifest
+

@@ -1,0 +1,239 @@
+"""The run directory: one artifact store over local disk or S3, with atomic writes.
+
+Every stage reads and writes through :class:`Store` so that the same code runs on a laptop
+(``runs/demo``) and on a cluster (``s3://bucket/runs/beauty``). Writes are atomic: a local
+file is written to a temporary sibling and renamed; an S3 object is serialised in memory and
+uploaded in one request, so a killed writer never leaves a half object. Directory-shaped
+artifacts (Parquet datasets, model folders) are only trusted once the stage manifest that
+names them exists; the pipeline writes that manifest last.
+
+Credentials are never read from config: pyarrow and boto3 use the standard AWS chain
+(environment, profile, instance role). Only the endpoint and region may be configured.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+
+class StoreError(RuntimeError):
+    """An artifact is missing, unreadable or could not be written; the message names it."""
+
+
+def _s3_filesystem(endpoint_url: str | None, region: str | None) -> pafs.S3FileSystem:
+    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    kwargs: dict[str, Any] = {"region": region}
+    if endpoint:
+        scheme = "https"
+        if "://" in endpoint:
+            scheme, endpoint = endpoint.split("://", 1)
+        kwargs.update(endpoint_override=endpoint, scheme=scheme)
+    return pafs.S3FileSystem(**kwargs)
+
+
+def resolve_filesystem(uri: str, endpoint_url: str | None = None,
+                       region: str | None = None) -> tuple[pafs.FileSystem, str]:
+    """Return ``(filesystem, path inside it)`` for a local path or an ``s3://`` URI."""
+    if uri.startswith("s3://"):
+        return _s3_filesystem(endpoint_url, region), uri[len("s3://"):].rstrip("/")
+    if "://" in uri and not uri.startswith("file://"):
+        raise StoreError(f"unsupported run_dir scheme in {uri!r}: use a local path or s3://bucket/prefix")
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    return pafs.LocalFileSystem(), str(Path(path).expanduser().resolve())
+
+
+class Store:
+    """A run directory. Paths passed to methods are relative to its root (``"eval/metrics.json"``)."""
+
+    def __init__(self, root: str, endpoint_url: str | None = None, region: str | None = None):
+        self.root_uri = root.rstrip("/")
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.fs, self._base = resolve_filesystem(root, endpoint_url, region)
+        self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+        if self.is_local:
+            Path(self._base).mkdir(parents=True, exist_ok=True)
+
+    # -- paths -------------------------------------------------------------------------------
+    def path(self, rel: str = "") -> str:
+        """The path of ``rel`` inside :attr:`fs` (no scheme)."""
+        rel = rel.strip("/")
+        return f"{self._base}/{rel}" if rel else self._base
+
+    def uri(self, rel: str = "") -> str:
+        """A full URI for tools that take one (Ray Data, HF): ``s3://...`` or an absolute path."""
+        return f"s3://{self.path(rel)}" if not self.is_local else self.path(rel)
+
+    def storage_options(self) -> dict[str, Any]:
+        """Keyword arguments for Ray Data readers/writers (``filesystem=``)."""
+        return {"filesystem": self.fs}
+
+    def exists(self, rel: str) -> bool:
+        info = self.fs.get_file_info(self.path(rel))
+        return info.type != pafs.FileType.NotFound
+
+    def list(self, rel: str = "", recursive: bool = False) -> list[str]:
+        """Relative paths of the files under ``rel`` (empty when it does not exist)."""
+        selector = pafs.FileSelector(self.path(rel), allow_not_found=True, recursive=recursive)
+        base = self.path() + "/"
+        return sorted(i.path[len(base):] for i in self.fs.get_file_info(selector)
+                      if i.type == pafs.FileType.File)
+
+    def delete(self, rel: str) -> None:
+        """Remove a file or a directory tree; a missing path is not an error."""
+        info = self.fs.get_file_info(self.path(rel))
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.path(rel))
+        elif info.type == pafs.FileType.File:
+            self.fs.delete_file(self.path(rel))
+
+    # -- bytes -------------------------------------------------------------------------------
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write ``data`` atomically: readers see the old object or the whole new one."""
+        target = self.path(rel)
+        parent = target.rsplit("/", 1)[0]
+        try:
+            if self.is_local:
+                Path(parent).mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=parent, prefix=".tmp-", suffix=".part")
+                try:
+                    with os.fdopen(fd, "wb") as fh:
+                        fh.write(data)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    os.replace(tmp, target)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+            else:
+                # One in-memory payload, one upload: S3 makes the object visible only on success.
+                with self.fs.open_output_stream(target) as out:
+                    out.write(data)
+        except OSError as exc:
+            raise StoreError(f"could not write {self.uri(rel)}: {exc}") from exc
+
+    def read_bytes(self, rel: str) -> bytes:
+        try:
+            with self.fs.open_input_stream(self.path(rel)) as src:
+                return src.read()
+        except FileNotFoundError as exc:
+            raise StoreError(f"artifact {self.uri(rel)} does not exist; run the stage that writes it") from exc
+        except OSError as exc:
+            if "not found" in str(exc).lower() or "NoSuchKey" in str(exc):
+                raise StoreError(f"artifact {self.uri(rel)} does not exist; run the stage that writes it") from exc
+            raise StoreError(f"could not read {self.uri(rel)}: {exc}") from exc
+
+    # -- typed helpers -----------------------------------------------------------------------
+    def write_json(self, rel: str, obj: Any) -> None:
+        self.write_bytes(rel, json.dumps(obj, indent=2, sort_keys=True, default=_json_default).encode())
+
+    def read_json(self, rel: str) -> Any:
+        raw = self.read_bytes(rel)
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"{self.uri(rel)} is not valid JSON: {exc}") from exc
+
+    def write_text(self, rel: str, text: str) -> None:
+        self.write_bytes(rel, text.encode())
+
+    def read_text(self, rel: str) -> str:
+        return self.read_bytes(rel).decode()
+
+    def write_parquet(self, rel: str, table: pa.Table) -> None:
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        self.write_bytes(rel, buf.getvalue())
+
+    def read_parquet(self, rel: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(io.BytesIO(self.read_bytes(rel)), columns=columns)
+
+    def write_tensors(self, rel: str, tensors: dict[str, np.ndarray],
+                      metadata: dict[str, str] | None = None) -> None:
+        """Save named arrays with safetensors: no pickle, safe to load from anywhere."""
+        from safetensors.numpy import save
+
+        arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+        self.write_bytes(rel, save(arrays, metadata=metadata))
+
+    def read_tensors(self, rel: str) -> dict[str, np.ndarray]:
+        from safetensors.numpy import load
+
+        return load(self.read_bytes(rel))
+
+    def write_figure(self, rel: str, fig: Any) -> None:
+        """Save a matplotlib figure as PNG."""
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        self.write_bytes(rel, buf.getvalue())
+
+    # -- directories (model folders) ---------------------------------------------------------
+    def upload_dir(self, local_dir: str | Path, rel: str) -> None:
+        """Copy a local folder to ``rel``, replacing what was there, staged then swapped."""
+        local_dir = Path(local_dir)
+        if self.is_local:
+            target = Path(self.path(rel))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
+            shutil.copytree(local_dir, staging)
+            old = target.parent / f".old-{target.name}-{uuid.uuid4().hex[:8]}"
+            if target.exists():
+                os.replace(target, old)
+            os.replace(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+            return
+        self.delete(rel)
+        for f in sorted(local_dir.rglob("*")):
+            if f.is_file():
+                self.write_bytes(f"{rel}/{f.relative_to(local_dir).as_posix()}", f.read_bytes())
+
+    def download_dir(self, rel: str, local_dir: str | Path) -> Path:
+        """Copy the folder ``rel`` to ``local_dir`` (returned); on local stores no copy is made."""
+        if self.is_local:
+            if not self.exists(rel):
+                raise StoreError(f"artifact folder {self.uri(rel)} does not exist")
+            return Path(self.path(rel))
+        local_dir = Path(local_dir)
+        files = self.list(rel, recursive=True)
+        if not files:
+            raise StoreError(f"artifact folder {self.uri(rel)} does not exist or is empty")
+        prefix = rel.strip("/") + "/"
+        for f in files:
+            dest = local_dir / f[len(prefix):]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(self.read_bytes(f))
+        return local_dir
+
+    @contextmanager
+    def local_copy(self, rel: str) -> Iterator[Path]:
+        """A local folder holding ``rel`` for libraries that only read from disk."""
+        with tempfile.TemporaryDirectory(prefix="cemg-") as tmp:
+            yield self.download_dir(rel, tmp)
+
+    def __repr__(self) -> str:
+        return f"Store({self.root_uri!r})"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
