@@ -1,0 +1,25 @@
+import numpy as np
+import pytest
+
+from cemg_ray.evaluate.metrics import hr_ndcg, target_ranks
+
+
+def test_target_ranks():
+    topk = np.array([[3, 1, 2], [5, 6, 7], [9, 8, -1]])
+    assert target_ranks(topk, np.array([2, 4, 9])).tolist() == [2, -1, 0]
+
+
+def test_hand_computed_hr_and_ndcg():
+    # ranks 0, 2, miss, 6 over 4 users
+    ranks = np.array([0, 2, -1, 6])
+    m = hr_ndcg(ranks, [1, 3, 10])
+    assert m["HR@1"] == pytest.approx(1 / 4)
+    assert m["HR@3"] == pytest.approx(2 / 4)
+    assert m["HR@10"] == pytest.approx(3 / 4)
+    assert m["NDCG@1"] == pytest.approx(1 / 4)
+    assert m["NDCG@3"] == pytest.approx((1 + 1 / np.log2(4)) / 4)
+    assert m["NDCG@10"] == pytest.approx((1 + 1 / np.log2(4) + 1 / np.log2(8)) / 4)
+
+
+def test_empty_ranks_give_zero():
+    assert hr_ndcg(np.array([], dtype=int), [10]) == {"HR@10": 0.0, "NDCG@10": 0.0}

@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import pytest
+
+from cemg_ray.config import ConfigError, load_config
+
+JOBS = sorted((Path(__file__).resolve().parents[1] / "jobs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("job", JOBS, ids=[p.name for p in JOBS])
+def test_shipped_jobs_validate(job):
+    cfg = load_config(job)
+    assert cfg.run_dir
+
+
+def test_unknown_key_is_an_error_with_file_and_path(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text("run_dir: x\ntokenize:\n  codebook_sizes: 3\n  lambda_q: 0.25\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert err.value.errors == [f"{p}: tokenize.codebook_sizes: unknown key (not part of the job schema)"]
+
+
+def test_wrong_type_names_expected_type_and_every_error_is_reported(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text("tokenize:\n  num_levels: four\ntrain:\n  lr: [1]\ndataset:\n  format: csv\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    lines = err.value.errors
+    assert len(lines) == 3
+    assert any("tokenize.num_levels" in x and "integer" in x and "'four'" in x for x in lines)
+    assert any("train.lr" in x and "number" in x for x in lines)
+    assert any("dataset.format" in x and "synthetic" in x for x in lines)
+
+
+def test_overrides_apply_and_parse_yaml_values():
+    cfg = load_config(None, ["tokenize.codebook_size=64", "evaluate.ks=[1,2]", "dataset.path=null",
+                             "run_dir=s3://bucket/run"])
+    assert cfg.tokenize.codebook_size == 64 and cfg.evaluate.ks == [1, 2] and cfg.dataset.path is None
+    assert cfg.run_dir == "s3://bucket/run"
+    with pytest.raises(ConfigError, match="tokenize.nope"):
+        load_config(None, ["tokenize.nope=1"])
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        load_config(None, ["tokenize"])
+
+
+def test_missing_and_non_mapping_files(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "absent.yaml")
+    p = tmp_path / "list.yaml"
+    p.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(p)
+
+
+def test_section_hash_changes_only_with_its_sections():
+    a = load_config(None)
+    b = load_config(None, ["train.lr=0.5"])
+    assert a.section_hash("tokenize") == b.section_hash("tokenize")
+    assert a.section_hash("train") != b.section_hash("train")

@@ -1,0 +1,74 @@
+import pytest
+
+from cemg_ray.config import load_config
+from cemg_ray.pipeline import is_done, resolve_stages, run_pipeline, stage_hash
+from cemg_ray.store import Store
+
+FOUNDATION = ["data", "popularity", "evaluate"]
+
+
+def test_runs_in_order_writes_manifest_and_skips_done_stages(small_job):
+    m1 = run_pipeline(small_job, ["evaluate", "data", "popularity"])
+    assert list(m1["stages"]) == FOUNDATION
+    assert all(s["status"] == "ok" for s in m1["stages"].values())
+    store = Store(small_job.run_dir)
+    manifest = store.read_json("manifest.json")
+    assert manifest["config"]["run_dir"] == small_job.run_dir
+    assert manifest["versions"]["ray"] and "python" in manifest["versions"]
+    assert manifest["stages"]["data"]["wall_s"] >= 0
+    m2 = run_pipeline(small_job, FOUNDATION)
+    assert [s["status"] for s in m2["stages"].values()] == ["skipped"] * 3
+
+
+def test_changed_config_invalidates_the_stage_and_its_dependents(small_job, tmp_path):
+    run_pipeline(small_job, FOUNDATION)
+    changed = load_config(None, [f"run_dir={small_job.run_dir}", "dataset.synthetic.num_users=120",
+                                 "dataset.synthetic.num_items=60", "dataset.synthetic.num_clusters=4",
+                                 "evaluate.ks=[1,5]"])
+    assert stage_hash(changed, "data") == stage_hash(small_job, "data")
+    assert stage_hash(changed, "evaluate") != stage_hash(small_job, "evaluate")
+    m = run_pipeline(changed, FOUNDATION)
+    assert [s["status"] for s in m["stages"].values()] == ["skipped", "skipped", "ok"]
+    metrics = Store(small_job.run_dir).read_json("eval/metrics.json")
+    assert "HR@1" in metrics["popularity"]["overall"]
+
+
+def test_interrupted_stage_is_not_trusted_and_reruns(small_job, monkeypatch):
+    import cemg_ray.evaluate.popularity as pop
+    from cemg_ray.pipeline import get_stage
+
+    run_pipeline(small_job, ["data"])
+    st = get_stage("popularity")
+    original = st.run
+
+    def crash(ctx):
+        ctx.store.write_json("baselines/popularity.json", {"partial": True})
+        raise KeyboardInterrupt("killed mid-stage")
+
+    monkeypatch.setattr(st, "run", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(small_job, ["popularity"])
+    store = Store(small_job.run_dir)
+    assert not is_done(store, small_job, "popularity")
+    assert store.read_json("manifest.json")["stages"]["popularity"]["status"] == "failed"
+    monkeypatch.setattr(st, "run", original)
+    m = run_pipeline(small_job, ["data", "popularity"])
+    assert m["stages"]["data"]["status"] == "skipped" and m["stages"]["popularity"]["status"] == "ok"
+    assert "counts" in store.read_json("baselines/popularity.json")
+    assert pop.PopularityRecommender.from_store(store).counts.sum() > 0
+
+
+def test_unknown_stage_is_an_error(small_job):
+    with pytest.raises(KeyError, match="unknown stage"):
+        resolve_stages(small_job, ["data", "trian"])
+
+
+def test_foundation_stages_on_s3(s3_bucket):
+    cfg = load_config(None, [f"run_dir={s3_bucket}/runs/demo", "dataset.synthetic.num_users=80",
+                             "dataset.synthetic.num_items=40"])
+    run_pipeline(cfg, FOUNDATION)
+    store = Store(cfg.run_dir)
+    assert is_done(store, cfg, "evaluate")
+    metrics = store.read_json("eval/metrics.json")
+    assert metrics["popularity"]["users"] == 80
+    assert store.exists("eval/report.md") and store.exists("eval/ndcg.png")
