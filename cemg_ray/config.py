@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from cemg_ray.collab.config import LightGCNConfig
 from cemg_ray.configbase import Section
+from cemg_ray.evaluate.config import SASRecConfig
 from cemg_ray.export.config import ExportConfig
 from cemg_ray.features.config import FeaturesConfig, PCAConfig
 from cemg_ray.generate.config import DecodeConfig, TrainConfig
@@ -79,6 +80,7 @@ class JobConfig(Section):
     tokenize: TokenizeConfig = TokenizeConfig()
     train: TrainConfig = TrainConfig()
     decode: DecodeConfig = DecodeConfig()
+    sasrec: SASRecConfig = SASRecConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     export: ExportConfig = ExportConfig()
     stages: list[str] | None = None  # default: every stage in pipeline order

@@ -60,6 +60,7 @@ class Stage:
 STAGE_MODULES: dict[str, str] = {
     "data": "cemg_ray.data.stage",
     "popularity": "cemg_ray.evaluate.popularity",
+    "sasrec": "cemg_ray.evaluate.sasrec",
     "features": "cemg_ray.features.stage",
     "pca": "cemg_ray.features.pca",
     "lightgcn": "cemg_ray.collab.stage",

@@ -21,6 +21,10 @@ class PopularityRecommender:
         self.model_version = model_version
 
     @classmethod
+    def load(cls, cfg, store: Store) -> PopularityRecommender:  # noqa: ANN001 - JobConfig (uniform loader)
+        return cls.from_store(store)
+
+    @classmethod
     def from_store(cls, store: Store) -> PopularityRecommender:
         data = store.read_json("baselines/popularity.json")
         return cls(np.array(data["counts"], dtype=np.int64), data.get("version", "popularity"))

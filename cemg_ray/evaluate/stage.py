@@ -14,7 +14,8 @@ log = logging.getLogger("cemg_ray")
 
 # model name -> (stage that must have run, "module:function(cfg, store, **kwargs)", kwargs)
 MODELS: dict[str, tuple[str, str, dict]] = {
-    "popularity": ("popularity", "cemg_ray.evaluate.popularity:PopularityRecommender.from_store", {}),
+    "popularity": ("popularity", "cemg_ray.evaluate.popularity:PopularityRecommender.load", {}),
+    "sasrec": ("sasrec", "cemg_ray.evaluate.sasrec:SASRecRecommender.load", {}),
     "cemg": ("train", "cemg_ray.generate.recommender:load_recommender", {}),
     "cemg_unconstrained": ("train", "cemg_ray.generate.recommender:load_recommender", {"constrained": False}),
 }
@@ -29,8 +30,6 @@ def load_model(name: str, ctx: StageContext):  # noqa: ANN201 - a Recommender
     obj = importlib.import_module(module)
     for part in attr.split("."):
         obj = getattr(obj, part)
-    if name == "popularity":
-        return obj(ctx.store)
     rec = obj(ctx.cfg, ctx.store, **kwargs)
     rec.name = name
     return rec
