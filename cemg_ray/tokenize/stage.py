@@ -1,0 +1,96 @@
+"""The ``tokenize`` stage: fuse item features (Eq. 2-3), train the RQ-VAE (Eq. 4), write unique codes."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from cemg_ray.data.split import load_split
+from cemg_ray.pipeline import StageContext, require, stage
+from cemg_ray.tokenize.codes import collision_stats, disambiguate, level_stats
+from cemg_ray.tokenize.fusion import alpha_entropy
+from cemg_ray.tokenize.inputs import load_inputs
+from cemg_ray.tokenize.model import save_tokenizer
+from cemg_ray.tokenize.plots import alpha_figure, code_usage_figure, curves_figure
+from cemg_ray.tokenize.train import fit_tokenizer
+
+log = logging.getLogger("cemg_ray")
+
+
+def _upstream(cfg) -> tuple[str, ...]:  # noqa: ANN001 - JobConfig
+    deps = ["data", "pca"]
+    if cfg.tokenize.use_collab:
+        deps.append("lightgcn")
+    return tuple(deps)
+
+
+def planted_agreement(codes: np.ndarray, clusters: np.ndarray) -> dict:
+    """P(same level-0 code | same planted cluster) against P(same level-0 code) over all pairs."""
+    same_code = codes[:, None, 0] == codes[None, :, 0]
+    same_cluster = clusters[:, None] == clusters[None, :]
+    off = ~np.eye(len(codes), dtype=bool)
+    return {"p_same_code_given_same_cluster": float(same_code[same_cluster & off].mean()),
+            "p_same_code_any_pair": float(same_code[off].mean())}
+
+
+@stage("tokenize", sections=("tokenize",), after=_upstream)
+def run(ctx: StageContext) -> dict:
+    """Train fusion + RQ-VAE jointly on all catalog items and assign every item a unique code."""
+    cfg, tcfg, store = ctx.cfg, ctx.cfg.tokenize, ctx.store
+    for dep in _upstream(cfg):
+        require(store, cfg, dep)
+    items = store.read_parquet("data/items.parquet")
+    split = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
+    inputs = load_inputs(store, items.num_rows, split.train_counts, tcfg.use_image, tcfg.use_text,
+                         tcfg.use_collab, tcfg.cold_collab_neighbours)
+    if not inputs.present.any() and not tcfg.use_collab:
+        raise ValueError("tokenize: every input is off or missing (no image, no text, no collab)")
+    tok, history = fit_tokenizer(inputs, tcfg)
+    rq_codes, _, alpha = tok.encode(inputs.image, inputs.text, inputs.collab, inputs.present)
+    with torch.no_grad():
+        x, _ = tok.fuse(*(torch.as_tensor(a) for a in (inputs.image, inputs.text, inputs.collab, inputs.present)))
+        recon = float(((tok.rqvae(x)["x_hat"] - x) ** 2).sum(1).mean())
+        x_norm = float((x ** 2).sum(1).mean())
+    full = disambiguate(rq_codes)
+    level_sizes = [tcfg.codebook_size] * tcfg.num_levels + [int(full[:, -1].max()) + 1 + tcfg.disamb_headroom]
+    both = inputs.present.all(1)
+    ent = alpha_entropy(torch.as_tensor(alpha)).numpy()
+    report = {
+        "items": int(items.num_rows),
+        "levels": level_stats(rq_codes, tcfg.codebook_size),
+        "before_disambiguation": collision_stats(rq_codes),
+        "after_disambiguation": collision_stats(full),
+        "level_sizes": level_sizes,
+        "reconstruction_mse": recon,
+        "relative_reconstruction_error": recon / max(x_norm, 1e-12),
+        "fusion": {
+            "items_with_both_modalities": int(both.sum()),
+            "alpha_visual_mean": float(alpha[both, 0].mean()) if both.any() else None,
+            "alpha_visual_std": float(alpha[both, 0].std()) if both.any() else None,
+            "entropy_bits_mean": float(ent[both].mean()) if both.any() else None,
+            "entropy_bits_min": float(ent[both].min()) if both.any() else None,
+            "modalities_present": {"image": int(inputs.present[:, 0].sum()), "text": int(inputs.present[:, 1].sum())},
+            "collab_borrowed_from_neighbours": int(inputs.collab_borrowed.sum()),
+        },
+        "final_epoch": history[-1] if history else None,
+    }
+    if "cluster" in items.column_names:
+        report["planted_clusters"] = planted_agreement(rq_codes, items.column("cluster").to_numpy())
+    assert report["after_disambiguation"]["colliding_items"] == 0
+    save_tokenizer(store, tok, tcfg, inputs.scales)
+    store.write_parquet("tokenize/codes.parquet", pa.table({
+        "item_idx": items.column("item_idx"), "item_id": items.column("item_id"),
+        "codes": pa.array(full.astype(np.int32).tolist(), type=pa.list_(pa.int32()))}))
+    store.write_json("tokenize/meta.json", {"level_sizes": level_sizes, "num_levels": len(level_sizes),
+                                            "codebook_size": tcfg.codebook_size})
+    store.write_json("tokenize/history.json", history)
+    store.write_figure("tokenize/code_usage.png", code_usage_figure(full[:, :-1], tcfg.codebook_size))
+    store.write_figure("tokenize/alpha.png", alpha_figure(alpha, both))
+    store.write_figure("tokenize/training.png", curves_figure(history))
+    store.write_json("tokenize/report.json", report)
+    log.info("tokenize: %d items, collisions before disambiguation %.2f%%, level sizes %s", items.num_rows,
+             100 * report["before_disambiguation"]["collision_rate"], level_sizes)
+    return {k: report[k] for k in ("before_disambiguation", "level_sizes", "relative_reconstruction_error")}
