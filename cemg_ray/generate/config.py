@@ -9,27 +9,44 @@ from cemg_ray.configbase import Section
 
 class TrainConfig(Section):
     backbone: Literal["t5", "decoder"] = "t5"
-    pretrained: str | None = None  # hub id or local path; None builds from config (from scratch)
+    pretrained: str | None = None  # hub id or local path; None builds the model from this config
+    # from-scratch size (TIGER: d_model 128, 4+4 layers, 6 heads of 64, MLP 1024)
     d_model: int = 128
     num_layers: int = 4
+    num_decoder_layers: int | None = None
     num_heads: int = 6
+    d_kv: int = 64
     d_ff: int = 1024
     dropout: float = 0.1
+    # LoRA through peft (mostly for pretrained backbones)
     lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = None  # None: peft's default for the architecture
+    # distributed training
     strategy: Literal["ddp", "deepspeed"] = "ddp"
-    zero_stage: int = 2
-    offload: bool = False
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    zero_stage: Literal[0, 1, 2] = 2
+    offload: bool = False  # ZeRO optimizer-state offload to CPU memory
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16 on GPUs; fp32 on CPU
     num_workers: int = 1
+    cpus_per_worker: float = 2.0  # also the worker's torch thread count on CPU
     use_gpu: bool = False
+    max_failures: int = 1  # worker failures Ray Train recovers from the last checkpoint
+    # schedule (AdamW, linear warm-up then cosine decay)
     epochs: int = 10
     max_steps: int | None = None
     batch_size: int = 256
     lr: float = 1e-4
     weight_decay: float = 0.01
     warmup_steps: int = 100
+    grad_clip: float = 1.0
+    # model selection on validation NDCG@10 (constrained beam search on a user sample)
+    valid_users: int = 1000
+    valid_beams: int = 20
     patience: int = 3
     seed: int = 0
+    kill_worker_after_epoch: int | None = None  # fault-injection hook for tests: SIGKILL once
 
 
 class DecodeConfig(Section):

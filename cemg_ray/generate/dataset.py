@@ -1,0 +1,47 @@
+"""Pre-tokenised training and evaluation tensors: no Python work per example in the train loop.
+
+Training examples are every prefix of every training sequence: history ``s[max(0, j-n):j]`` ->
+target ``s[j]`` for ``j >= 1``. Histories are right-aligned into ``[E, n*L + 1]`` (EOS last,
+left padding), which suits encoder inputs and decoder-only prompts alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cemg_ray.generate.tokens import EOS_ID, PAD_ID, TokenLayout
+
+
+def history_matrix(histories: list[np.ndarray], codes: np.ndarray, layout: TokenLayout,
+                   max_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left-padded input ids and attention mask [B, max_items*L + 1] for item_idx histories."""
+    L = layout.num_levels
+    width = max_items * L + 1
+    ids = np.full((len(histories), width), PAD_ID, dtype=np.int64)
+    item_tokens = layout.encode_items(codes)  # [N, L]
+    for r, hist in enumerate(histories):
+        hist = np.asarray(hist, dtype=np.int64)[-max_items:]
+        n = len(hist) * L
+        if n:
+            ids[r, width - 1 - n:width - 1] = item_tokens[hist].reshape(-1)
+        ids[r, -1] = EOS_ID
+    mask = (ids != PAD_ID).astype(np.int64)
+    return ids, mask
+
+
+def prefix_examples(train: list[np.ndarray], max_items: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """(history, target) for every prefix of every training sequence."""
+    hists, targets = [], []
+    for seq in train:
+        for j in range(1, len(seq)):
+            hists.append(seq[max(0, j - max_items):j])
+            targets.append(seq[j])
+    return hists, np.asarray(targets, dtype=np.int64)
+
+
+def build_tensors(histories: list[np.ndarray], targets: np.ndarray, codes: np.ndarray, layout: TokenLayout,
+                  max_items: int) -> dict[str, np.ndarray]:
+    ids, mask = history_matrix(histories, codes, layout, max_items)
+    labels = layout.encode_items(codes[targets])
+    return {"input_ids": ids.astype(np.int32), "attention_mask": mask.astype(np.int8),
+            "labels": labels.astype(np.int32), "target_item": targets.astype(np.int64)}

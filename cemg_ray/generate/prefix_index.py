@@ -1,0 +1,90 @@
+"""Prefix index (the Trie) over all valid item code sequences, as flat tensors.
+
+Level ``l`` keeps the sorted unique prefixes of length ``l+1``. A prefix of length ``l`` (id
+``p``) has its children at ``child_code[l][start[l][p]:start[l][p+1]]`` with ids
+``start[l][p] + j`` among the length ``l+1`` prefixes: a CSR layout built with one
+``np.unique`` per level, so memory is proportional to the number of distinct prefixes whatever
+the fan-out, and a beam's allowed tokens are a slice, never a Python dict walk.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cemg_ray.generate.tokens import TokenLayout
+
+
+@dataclass
+class PrefixIndex:
+    layout: TokenLayout
+    child_start: list[torch.Tensor]  # per level l: [P_{l-1} + 1] int64 (P_{-1} = 1: the root)
+    child_code: list[torch.Tensor]  # per level l: [P_l] int64, the code of each length-(l+1) prefix
+    leaf_item: torch.Tensor  # [P_{L-1}] item_idx of each full code sequence
+    max_children: list[int]
+    build_s: float = 0.0
+
+    @classmethod
+    def build(cls, codes: np.ndarray, layout: TokenLayout) -> PrefixIndex:
+        t0 = time.perf_counter()
+        codes = np.asarray(codes, dtype=np.int64)
+        n, L = codes.shape
+        if L != layout.num_levels:
+            raise ValueError(f"codes have {L} levels, the token layout {layout.num_levels}")
+        order = np.lexsort(codes.T[::-1])  # sort rows lexicographically
+        sorted_codes = codes[order]
+        if n > 1 and (np.diff(sorted_codes, axis=0) == 0).all(1).any():
+            raise ValueError("item codes are not unique: two items share a full code sequence")
+        starts, child_codes, fanout = [], [], []
+        parent_ids = np.zeros(n, dtype=np.int64)  # prefix id of each row at the previous level
+        num_parents = 1
+        for lvl in range(L):
+            # a new length-(lvl+1) prefix starts where the parent or this level's code changes
+            new = np.ones(n, dtype=bool)
+            if n > 1:
+                new[1:] = (parent_ids[1:] != parent_ids[:-1]) | (sorted_codes[1:, lvl] != sorted_codes[:-1, lvl])
+            prefix_ids = np.cumsum(new) - 1
+            first_rows = np.flatnonzero(new)
+            counts = np.bincount(parent_ids[first_rows], minlength=num_parents)
+            starts.append(torch.as_tensor(np.concatenate([[0], np.cumsum(counts)])))
+            child_codes.append(torch.as_tensor(sorted_codes[first_rows, lvl]))
+            fanout.append(int(counts.max()) if len(counts) else 0)
+            parent_ids, num_parents = prefix_ids, len(first_rows)
+        leaf_item = torch.as_tensor(order)  # at the last level every row is its own prefix
+        return cls(layout, starts, child_codes, leaf_item, fanout, time.perf_counter() - t0)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.leaf_item)
+
+    def nbytes(self) -> int:
+        tensors = [*self.child_start, *self.child_code, self.leaf_item]
+        return int(sum(t.numel() * t.element_size() for t in tensors))
+
+    def children(self, level: int, prefix_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Ragged children of ``prefix_ids`` (flat): (owner position, child prefix id, child code)."""
+        start = self.child_start[level][prefix_ids]
+        count = self.child_start[level][prefix_ids + 1] - start
+        owner = torch.repeat_interleave(torch.arange(len(prefix_ids)), count)
+        offset = torch.arange(int(count.sum())) - torch.repeat_interleave(count.cumsum(0) - count, count)
+        child = start[owner] + offset
+        return owner, child, self.child_code[level][child]
+
+    def allowed_codes(self, prefix: list[int]) -> list[int]:
+        """Codes allowed after a code prefix (slow path, for HF's prefix_allowed_tokens_fn and tests)."""
+        pid = 0
+        for lvl, code in enumerate(prefix):
+            s, e = int(self.child_start[lvl][pid]), int(self.child_start[lvl][pid + 1])
+            codes = self.child_code[lvl][s:e]
+            pos = int(torch.searchsorted(codes, code))
+            if pos >= len(codes) or int(codes[pos]) != code:
+                return []
+            pid = s + pos
+        lvl = len(prefix)
+        if lvl >= self.layout.num_levels:
+            return []
+        s, e = int(self.child_start[lvl][pid]), int(self.child_start[lvl][pid + 1])
+        return self.child_code[lvl][s:e].tolist()

@@ -1,0 +1,93 @@
+"""The ``train`` stage: pre-tokenise sequences, train the generator on Ray Train, save the best model."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cemg_ray.data.split import load_split  # noqa: E402
+from cemg_ray.generate.dataset import build_tensors, prefix_examples  # noqa: E402
+from cemg_ray.generate.model import build_model, describe, layout_for, save_model  # noqa: E402
+from cemg_ray.generate.train import BEST_FILE, STATE_FILE, fit  # noqa: E402
+from cemg_ray.pipeline import StageContext, require, stage, stage_hash  # noqa: E402
+from cemg_ray.raytrain import run_config  # noqa: E402
+
+log = logging.getLogger("cemg_ray")
+
+
+def load_codes(store) -> np.ndarray:  # noqa: ANN001 - Store
+    """Item codes [N, L] in item_idx order."""
+    table = store.read_parquet("tokenize/codes.parquet").sort_by("item_idx")
+    return np.asarray(table.column("codes").to_pylist(), dtype=np.int64)
+
+
+def curves_figure(history: list[dict]):  # noqa: ANN201 - Figure
+    fig, ax1 = plt.subplots(figsize=(5.5, 3.2))
+    ep = [h["epoch"] for h in history]
+    ax1.plot(ep, [h["loss"] for h in history], "o-", color="tab:blue", label="train loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("train loss", color="tab:blue")
+    ax2 = ax1.twinx()
+    ax2.plot(ep, [h["valid_ndcg10"] for h in history], "s-", color="tab:red", label="valid NDCG@10")
+    ax2.set_ylabel("valid NDCG@10", color="tab:red")
+    fig.tight_layout()
+    return fig
+
+
+@stage("train", sections=("train",), after=("data", "tokenize"))
+def run(ctx: StageContext) -> dict:
+    """Train the generator on every prefix of the training sequences; keep the best-on-validation model."""
+    cfg, tcfg, store = ctx.cfg, ctx.cfg.train, ctx.store
+    require(store, cfg, "data")
+    require(store, cfg, "tokenize")
+    split = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
+    codes = load_codes(store)
+    meta = store.read_json("tokenize/meta.json")
+    layout = layout_for(tcfg, meta["level_sizes"])
+    max_items = cfg.dataset.max_len
+    hists, targets = prefix_examples(split.train, max_items)
+    train = build_tensors(hists, targets, codes, layout, max_items)
+    rng = np.random.default_rng(tcfg.seed)
+    sample = np.sort(rng.permutation(len(split.valid_target))[:tcfg.valid_users])
+    valid = build_tensors([split.valid_history[i] for i in sample], split.valid_target[sample], codes, layout,
+                          max_items)
+    store.write_tensors("generate/data/train.safetensors", train)
+    store.write_tensors("generate/data/valid.safetensors", valid)
+    log.info("train: %d training examples, %d validation users, vocabulary %d", len(targets), len(sample),
+             layout.vocab_size)
+    ctx.ensure_ray()
+    # the run name carries the stage hash: a re-submitted job with the same config resumes its checkpoints
+    name = f"train-{stage_hash(cfg, 'train')}"
+    result = fit(tcfg, layout, store.root_uri, cfg.storage.endpoint_url, cfg.storage.region, len(sample),
+                 run_config(store, "generate/checkpoints", name, max_failures=tcfg.max_failures, num_to_keep=2))
+    if result.checkpoint is None:
+        raise RuntimeError(f"train: no checkpoint was reported ({result.error})")
+    import json
+
+    from safetensors.torch import load_model as load_weights
+
+    model = build_model(tcfg, layout)
+    with result.checkpoint.as_directory() as d:
+        state = json.loads(open(f"{d}/{STATE_FILE}").read())
+        load_weights(model, f"{d}/{BEST_FILE}")
+    with tempfile.TemporaryDirectory() as tmp:
+        save_model(model, layout, tmp)
+        store.delete("generate/model")
+        store.upload_dir(tmp, "generate/model")
+    history = state["history"]
+    store.write_json("generate/history.json", history)
+    store.write_figure("generate/curves.png", curves_figure(history))
+    info = describe(model)
+    report = {"examples": int(len(targets)), "valid_users": int(len(sample)), "vocab_size": layout.vocab_size,
+              "parameters": info["parameters"], "trainable": info["trainable"], "epochs_run": len(history),
+              "best_epoch": state["best_epoch"], "best_valid_ndcg10": state["best_ndcg"],
+              "steps": state["step"], "model_version": name,
+              "examples_per_s": history[-1]["examples_per_s"] if history else None}
+    store.write_json("generate/report.json", report)
+    return report

@@ -1,0 +1,241 @@
+"""Generator training on Ray Train: DDP or DeepSpeed ZeRO, checkpoints, resume, early stopping.
+
+Every epoch ends with a checkpoint reported through ``ray.train.report``; Ray Train restarts a
+failed worker group from the latest one (``FailureConfig``), and a re-submitted job with the same
+run name and storage continues from it too. Model selection is on validation NDCG@10 computed
+with the same constrained beam search used at serving time, on a fixed sample of users.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from cemg_ray.generate.config import TrainConfig
+from cemg_ray.generate.tokens import TokenLayout
+
+log = logging.getLogger("cemg_ray")
+
+STATE_FILE = "trainer_state.json"
+BEST_FILE = "best_model.safetensors"
+
+
+def lm_batch(batch: dict[str, torch.Tensor], encoder_decoder: bool) -> dict[str, torch.Tensor]:
+    """Model kwargs for a pre-tokenised batch: seq2seq labels, or prompt+answer with masked prompt."""
+    ids = batch["input_ids"].long()
+    mask = batch["attention_mask"].long()
+    labels = batch["labels"].long()
+    if encoder_decoder:
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    full = torch.cat([ids, labels], dim=1)
+    full_mask = torch.cat([mask, torch.ones_like(labels)], dim=1)
+    lm_labels = torch.cat([torch.full_like(ids, -100), labels], dim=1)
+    position_ids = (full_mask.cumsum(1) - 1).clamp_min(0)
+    return {"input_ids": full, "attention_mask": full_mask, "labels": lm_labels, "position_ids": position_ids}
+
+
+def ndcg_hr_at(items: np.ndarray, targets: np.ndarray, k: int) -> tuple[float, float]:
+    """Sums (not means) of NDCG@k and HR@k: callers add them across workers."""
+    hit = items[:, :k] == targets[:, None]
+    ranks = np.where(hit.any(1), hit.argmax(1), -1)
+    found = ranks >= 0
+    return float((1.0 / np.log2(ranks[found] + 2)).sum()), float(found.sum())
+
+
+def validate(model: torch.nn.Module, data: dict[str, np.ndarray], index, beams: int,  # noqa: ANN001
+             batch: int = 128) -> tuple[float, float]:
+    from cemg_ray.generate.decoding import decode_items
+
+    model.eval()
+    nd, hr = 0.0, 0.0
+    for s in range(0, len(data["target_item"]), batch):
+        items, _ = decode_items(model, torch.as_tensor(data["input_ids"][s:s + batch]).long(),
+                                torch.as_tensor(data["attention_mask"][s:s + batch]).long(), index, beams, 10)
+        a, b = ndcg_hr_at(items, data["target_item"][s:s + batch], 10)
+        nd, hr = nd + a, hr + b
+    model.train()
+    return nd, hr
+
+
+def _all_sum(values: list[float]) -> list[float]:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _ds_config(cfg: TrainConfig) -> dict:
+    zero: dict = {"stage": cfg.zero_stage}
+    if cfg.offload and cfg.zero_stage > 0:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": cfg.use_gpu}
+    return {
+        "train_micro_batch_size_per_gpu": cfg.batch_size,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": cfg.grad_clip,
+        "zero_optimization": zero,
+        "bf16": {"enabled": cfg.precision == "bf16"},
+        "fp16": {"enabled": cfg.precision == "fp16"},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+    }
+
+
+def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
+    """Ray Train worker: ``config`` holds the TrainConfig, run-dir coordinates and the layout."""
+    import ray.train
+    from safetensors.torch import load_model as load_weights
+    from safetensors.torch import save_model as save_weights
+    from transformers import get_cosine_schedule_with_warmup
+
+    from cemg_ray.generate.decoding import build_index
+    from cemg_ray.generate.model import build_model, is_encoder_decoder
+    from cemg_ray.store import Store
+
+    cfg = TrainConfig(**config["cfg"])
+    layout = TokenLayout.from_json(config["layout"])
+    if not cfg.use_gpu:
+        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    store = Store(config["run_dir"], config.get("endpoint_url"), config.get("region"))
+    train = store.read_tensors("generate/data/train.safetensors")
+    valid = store.read_tensors("generate/data/valid.safetensors")
+    codes = np.asarray(store.read_parquet("tokenize/codes.parquet").column("codes").to_pylist(), dtype=np.int64)
+    index = build_index(codes, layout)
+    valid = {k: v[rank::world] for k, v in valid.items()}
+
+    model = build_model(cfg, layout)
+    enc_dec = is_encoder_decoder(model)
+    n = len(train["target_item"])
+    steps_per_epoch = math.ceil(math.ceil(n / world) / cfg.batch_size)
+    total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = get_cosine_schedule_with_warmup(opt, min(cfg.warmup_steps, total_steps // 2), total_steps)
+    state = {"epoch": -1, "step": 0, "best_ndcg": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
+    best_state: dict[str, torch.Tensor] | None = None
+    resumed = ray.train.get_checkpoint()
+
+    if cfg.strategy == "deepspeed":
+        import deepspeed
+
+        engine, opt, _, sched = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched,
+                                                     config=_ds_config(cfg))
+        core = engine.module
+    else:
+        import ray.train.torch
+
+        engine = ray.train.torch.prepare_model(model)
+        core = engine.module if hasattr(engine, "module") else engine
+    if resumed:
+        with resumed.as_directory() as d:
+            state = json.loads(open(os.path.join(d, STATE_FILE)).read())
+            if cfg.strategy == "deepspeed":
+                engine.load_checkpoint(d, tag="ckpt")
+            else:
+                saved = torch.load(os.path.join(d, "train_state.pt"), weights_only=True)
+                core.load_state_dict(saved["model"])
+                opt.load_state_dict(saved["opt"])
+                sched.load_state_dict(saved["sched"])
+            if os.path.exists(os.path.join(d, BEST_FILE)):
+                current = {k: v.detach().clone() for k, v in core.state_dict().items()}
+                load_weights(core, os.path.join(d, BEST_FILE))
+                best_state = {k: v.detach().cpu().clone() for k, v in core.state_dict().items()}
+                core.load_state_dict(current)
+        if rank == 0:
+            print(f"[cemg-ray] resumed from checkpoint after epoch {state['epoch']} (step {state['step']})")
+
+    tensors = {k: torch.as_tensor(train[k]) for k in ("input_ids", "attention_mask", "labels")}
+    engine.train()
+    for epoch in range(state["epoch"] + 1, cfg.epochs):
+        if state["step"] >= total_steps or state["bad_epochs"] >= cfg.patience:
+            break
+        t0 = time.perf_counter()
+        gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        perm = torch.randperm(n, generator=gen)[rank::world]
+        loss_sum, count = 0.0, 0
+        for s in range(0, len(perm), cfg.batch_size):
+            if state["step"] >= total_steps:
+                break
+            idx = perm[s:s + cfg.batch_size]
+            batch = lm_batch({k: v[idx] for k, v in tensors.items()}, enc_dec)
+            if cfg.use_gpu:
+                batch = {k: v.to(ray.train.torch.get_device()) for k, v in batch.items()}
+            loss = engine(**batch).loss
+            if cfg.strategy == "deepspeed":
+                engine.backward(loss)
+                engine.step()
+            else:
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                sched.step()
+            loss_sum += loss.item()
+            count += 1
+            state["step"] += 1
+        train_s = time.perf_counter() - t0
+        nd, hr = validate(core, valid, index, cfg.valid_beams)
+        loss_tot, cnt_tot, nd, hr = _all_sum([loss_sum, count, nd, hr])
+        users = max(config["valid_users"], 1)
+        metrics = {"epoch": epoch, "step": state["step"], "loss": loss_tot / max(cnt_tot, 1),
+                   "valid_ndcg10": nd / users, "valid_hr10": hr / users, "train_s": round(train_s, 2),
+                   "examples_per_s": round(len(perm) * world / max(train_s, 1e-9), 1),
+                   "lr": sched.get_last_lr()[0]}
+        if metrics["valid_ndcg10"] > state["best_ndcg"]:
+            state.update(best_ndcg=metrics["valid_ndcg10"], best_epoch=epoch, bad_epochs=0)
+            best_state = {k: v.detach().cpu().clone() for k, v in core.state_dict().items()}
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch
+        state["history"].append(metrics)
+        with tempfile.TemporaryDirectory() as tmp:
+            if cfg.strategy == "deepspeed":
+                engine.save_checkpoint(tmp, tag="ckpt")
+            elif rank == 0:
+                torch.save({"model": core.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()},
+                           os.path.join(tmp, "train_state.pt"))
+            if rank == 0:
+                with open(os.path.join(tmp, STATE_FILE), "w") as f:
+                    json.dump(state, f)
+                if best_state is not None:
+                    current = {k: v.detach().clone() for k, v in core.state_dict().items()}
+                    core.load_state_dict(best_state)
+                    save_weights(core, os.path.join(tmp, BEST_FILE))
+                    core.load_state_dict(current)
+            write = cfg.strategy == "deepspeed" or rank == 0
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if write else None)
+        if cfg.kill_worker_after_epoch == epoch and not resumed and rank == world - 1:
+            os.kill(os.getpid(), signal.SIGKILL)  # fault injection: a worker dies after a checkpoint
+
+
+def fit(cfg: TrainConfig, layout: TokenLayout, run_dir: str, endpoint_url: str | None, region: str | None,
+        valid_users: int, run_config):  # noqa: ANN001, ANN201 - RunConfig -> ray.train.Result
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    if cfg.strategy == "deepspeed" and not cfg.use_gpu:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    env = {"DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu" if not cfg.use_gpu else "cuda")}
+    run_config.worker_runtime_env = {"env_vars": env}
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={"cfg": cfg.model_dump(), "layout": layout.to_json(), "run_dir": run_dir,
+                           "endpoint_url": endpoint_url, "region": region, "valid_users": valid_users},
+        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                               resources_per_worker={"CPU": cfg.cpus_per_worker}),
+        run_config=run_config,
+    )
+    return trainer.fit()
