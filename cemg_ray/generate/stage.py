@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 
 import matplotlib
@@ -64,7 +65,8 @@ def run(ctx: StageContext) -> dict:
     ctx.ensure_ray()
     # the run name carries the stage hash: a re-submitted job with the same config resumes its checkpoints
     name = f"train-{stage_hash(cfg, 'train')}"
-    result = fit(tcfg, layout, store.root_uri, cfg.storage.endpoint_url, cfg.storage.region, len(sample),
+    root = os.path.abspath(store.root_uri) if store.is_local else store.root_uri  # workers' cwd differs
+    result = fit(tcfg, layout, root, cfg.storage.endpoint_url, cfg.storage.region, len(sample),
                  run_config(store, "generate/checkpoints", name, max_failures=tcfg.max_failures, num_to_keep=2))
     if result.checkpoint is None:
         raise RuntimeError(f"train: no checkpoint was reported ({result.error})")
