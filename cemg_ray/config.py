@@ -138,23 +138,41 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_yaml(p: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A job file as a dict; ``extends: other.yaml`` (relative to the file) is merged under it."""
+    source = str(p)
+    if not p.exists():
+        raise ConfigError(source, [f"{source}: file not found"])
+    try:
+        loaded = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"{source}: not valid YAML: {exc}"]) from exc
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(source, [f"{source}: <root>: expected a mapping, got {type(loaded).__name__}"])
+    parent = loaded.pop("extends", None)
+    if parent is None:
+        return loaded
+    if not isinstance(parent, str):
+        raise ConfigError(source, [f"{source}: extends: expected a file name (got {type(parent).__name__})"])
+    base_path = (p.parent / parent).resolve()
+    if base_path in seen:
+        raise ConfigError(source, [f"{source}: extends: {parent} includes itself"])
+    return deep_merge(_read_yaml(base_path, (*seen, p.resolve())), loaded)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> JobConfig:
     """Read and validate a job YAML (``None``: the embedded demo job), then apply ``--set``s."""
     source = str(path) if path else "<default>"
-    raw: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(source, [f"{source}: file not found"])
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(source, [f"{source}: not valid YAML: {exc}"]) from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(source, [f"{source}: <root>: expected a mapping, got {type(loaded).__name__}"])
-        raw = loaded
+    raw: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
     raw = apply_overrides(raw, overrides or [])
     try:
         return JobConfig.model_validate(raw)

@@ -58,3 +58,14 @@ def test_section_hash_changes_only_with_its_sections():
     b = load_config(None, ["train.lr=0.5"])
     assert a.section_hash("tokenize") == b.section_hash("tokenize")
     assert a.section_hash("train") != b.section_hash("train")
+
+
+def test_extends_merges_the_base_job_and_catches_cycles(tmp_path) -> None:
+    (tmp_path / "base.yaml").write_text("name: base\ntokenize:\n  codebook_size: 64\n  epochs: 3\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\nname: child\ntokenize:\n  use_guide: false\n")
+    cfg = load_config(tmp_path / "child.yaml")
+    assert (cfg.name, cfg.tokenize.codebook_size, cfg.tokenize.epochs, cfg.tokenize.use_guide) == \
+        ("child", 64, 3, False)
+    (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        load_config(tmp_path / "loop.yaml")

@@ -1,0 +1,141 @@
+"""Codes for items added after training, with the trained encoders, PCA, fusion and RQ-VAE.
+
+A new item has no interactions, so its collaborative block is formed the way the tokenize
+stage forms it for catalog items without training interactions: the mean LightGCN embedding of
+its nearest catalog items in content space (cosine over the scaled PCA vectors). Its RQ codes
+come from the trained tokenizer; the disambiguation value is the first one free under its
+prefix. When the disambiguation level is full for that prefix, the item takes the nearest
+last-level RQ code whose prefix still has room (a re-assignment, reported), so codes stay
+unique and inside the generator's vocabulary.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cemg_ray.data.catalog import DataError, build_items_table, compose_text
+from cemg_ray.features.extract import BatchEncoder
+from cemg_ray.features.pca import project_new_items
+from cemg_ray.store import Store
+from cemg_ray.tokenize.codes import next_free_suffix
+from cemg_ray.tokenize.inputs import borrow_collab, content_matrix
+from cemg_ray.tokenize.model import load_tokenizer
+
+log = logging.getLogger("cemg_ray")
+
+ADDED = "tokenize/added_codes.parquet"
+
+
+def read_new_items(path: str) -> pa.Table:
+    """Parquet or JSON lines with ``item_id`` and any of title, description/text, image, image_uri."""
+    if path.endswith(".parquet"):
+        rows = pq.read_table(path).to_pylist()
+    else:
+        import json
+
+        rows = []
+        with open(path) as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
+    if not rows:
+        raise DataError(f"{path}: no items")
+    missing = [i for i, r in enumerate(rows) if not r.get("item_id")]
+    if missing:
+        raise DataError(f"{path}: row {missing[0] + 1} has no field 'item_id' ({len(missing)} rows)")
+    return build_items_table(
+        [str(r["item_id"]) for r in rows], [r.get("title") for r in rows],
+        [r.get("text") or compose_text(r.get("title"), r.get("brand"), r.get("categories"), r.get("description"))
+         for r in rows],
+        [r.get("image") if isinstance(r.get("image"), bytes) else None for r in rows],
+        [r.get("image_uri") or r.get("image_path") for r in rows])
+
+
+def existing_codes(store: Store) -> tuple[list[str], np.ndarray]:
+    base = store.read_parquet("tokenize/codes.parquet")
+    ids = base.column("item_id").to_pylist()
+    codes = np.asarray(base.column("codes").to_pylist(), dtype=np.int64)
+    if store.exists(ADDED):
+        added = store.read_parquet(ADDED)
+        ids += added.column("item_id").to_pylist()
+        codes = np.concatenate([codes, np.asarray(added.column("codes").to_pylist(), dtype=np.int64)])
+    return ids, codes
+
+
+def assign_codes(cfg, store: Store, items: pa.Table) -> dict:  # noqa: ANN001 - JobConfig
+    saved = load_tokenizer(store)
+    tcfg = saved.cfg
+    known_ids, table = existing_codes(store)
+    known = set(known_ids)
+    dup = [i for i in items.column("item_id").to_pylist() if i in known]
+    keep = [i not in known for i in items.column("item_id").to_pylist()]
+    items = items.filter(pa.array(keep))
+    report = {"requested": len(keep), "already_coded": len(dup), "assigned": 0, "reassigned": 0, "unplaceable": []}
+    if items.num_rows == 0:
+        return report
+    vectors = {}
+    for m, enabled in (("text", cfg.features.use_text), ("image", cfg.features.use_image)):
+        if enabled:
+            out = BatchEncoder(m, cfg.features.model_dump(), cfg.dataset.images_dir)(
+                {c: items.column(c).to_numpy(zero_copy_only=False) for c in items.column_names})
+            vectors[m] = (out["embedding"], out["missing"])
+    red = project_new_items(store, vectors)
+    present = np.stack([~red["image_missing"].astype(bool) & tcfg.use_image,
+                        ~red["text_missing"].astype(bool) & tcfg.use_text], 1)
+    image = np.where(present[:, :1], red["image"] / saved.scales["image"], 0).astype(np.float32)
+    text = np.where(present[:, 1:], red["text"] / saved.scales["text"], 0).astype(np.float32)
+    collab = np.zeros((items.num_rows, 0), np.float32)
+    if tcfg.use_collab:
+        cat = store.read_tensors("pca/reduced.safetensors")
+        cat_present = np.stack([~cat["image_missing"].astype(bool) & tcfg.use_image,
+                                ~cat["text_missing"].astype(bool) & tcfg.use_text], 1)
+        cat_img = np.where(cat_present[:, :1], cat["image"] / saved.scales["image"], 0)
+        cat_txt = np.where(cat_present[:, 1:], cat["text"] / saved.scales["text"], 0)
+        cat_collab = store.read_tensors("lightgcn/item_emb.safetensors")["item_emb"] / saved.scales["collab"]
+        counts = np.asarray(store.read_json("baselines/popularity.json")["counts"]) \
+            if store.exists("baselines/popularity.json") else np.ones(len(cat_collab))
+        content = content_matrix(np.concatenate([cat_img, image]), np.concatenate([cat_txt, text]))
+        donors = np.flatnonzero(np.asarray(counts) > 0)
+        targets = np.arange(len(cat_collab), len(cat_collab) + items.num_rows)
+        full_collab = np.concatenate([cat_collab, np.zeros((items.num_rows, cat_collab.shape[1]))]).astype(np.float32)
+        collab = borrow_collab(content, full_collab, donors, targets, tcfg.cold_collab_neighbours)
+    rq, dists, _ = saved.model.encode(image, text, collab, present)
+    disamb_size = store.read_json("tokenize/meta.json")["level_sizes"][-1]
+    new_codes = []
+    for i in range(items.num_rows):
+        prefix = rq[i].copy()
+        suffix = next_free_suffix(table, prefix)
+        if suffix >= disamb_size:
+            placed = False
+            for alt in np.argsort(dists[i, -1]):
+                prefix[-1] = alt
+                suffix = next_free_suffix(table, prefix)
+                if suffix < disamb_size:
+                    placed = True
+                    report["reassigned"] += 1
+                    break
+            if not placed:
+                report["unplaceable"].append(items.column("item_id")[i].as_py())
+                new_codes.append(None)
+                continue
+        code = np.concatenate([prefix, [suffix]])
+        table = np.concatenate([table, code[None]])
+        new_codes.append(code)
+    ok = [i for i, c in enumerate(new_codes) if c is not None]
+    start = len(known_ids)
+    added = pa.table({"item_idx": pa.array(np.arange(start, start + len(ok), dtype=np.int32)),
+                      "item_id": pa.array([items.column("item_id")[i].as_py() for i in ok], pa.string()),
+                      "codes": pa.array([new_codes[i].astype(np.int32).tolist() for i in ok], pa.list_(pa.int32()))})
+    if store.exists(ADDED):
+        added = pa.concat_tables([store.read_parquet(ADDED), added])
+    store.write_parquet(ADDED, added)
+    report["assigned"] = len(ok)
+    report["output"] = store.uri(ADDED)
+    return report
