@@ -53,3 +53,24 @@ def small_job(tmp_path):
 
     return load_config(None, [f"run_dir={tmp_path / 'run'}", "dataset.synthetic.num_users=120",
                               "dataset.synthetic.num_items=60", "dataset.synthetic.num_clusters=4"])
+
+
+REPO = Path(__file__).resolve().parents[1]
+# The demo job, shrunk so the whole pipeline runs in about a minute of compute on 2 cores.
+FAST_DEMO = ["sasrec.epochs=5", "features.image.image_size=64", "lightgcn.epochs=20", "tokenize.epochs=60",
+             "train.epochs=6", "train.valid_users=100", "dataset.synthetic.num_users=400"]
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The demo job run once on a local Ray cluster, every stage up to evaluation: (config, store)."""
+    from cemg_ray.config import load_config
+    from cemg_ray.pipeline import run_pipeline
+    from cemg_ray.store import Store
+
+    run_dir = tmp_path_factory.mktemp("demo") / "run"
+    cfg = load_config(REPO / "jobs" / "demo.yaml", [f"run_dir={run_dir}", *FAST_DEMO])
+    manifest = run_pipeline(cfg, ["data", "popularity", "sasrec", "features", "pca", "lightgcn", "tokenize", "train",
+                                  "evaluate"])
+    assert all(s["status"] == "ok" for s in manifest["stages"].values()), manifest["stages"]
+    return cfg, Store(str(run_dir))

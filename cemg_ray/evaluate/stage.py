@@ -24,13 +24,20 @@ MODELS: dict[str, tuple[str, str, dict]] = {
 def load_model(name: str, ctx: StageContext):  # noqa: ANN201 - a Recommender
     if name not in MODELS:
         raise KeyError(f"evaluate.models: unknown model {name!r}; known: {', '.join(MODELS)}")
-    needs, target, kwargs = MODELS[name]
-    require(ctx.store, ctx.cfg, needs)
+    require(ctx.store, ctx.cfg, MODELS[name][0])
+    return load_by_name(name, ctx.cfg, ctx.store)
+
+
+def load_by_name(name: str, cfg, store):  # noqa: ANN001, ANN201 - JobConfig, Store -> Recommender
+    """Load a registered model from a run directory (evaluation, serving and export share this)."""
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    _, target, kwargs = MODELS[name]
     module, attr = target.split(":")
     obj = importlib.import_module(module)
     for part in attr.split("."):
         obj = getattr(obj, part)
-    rec = obj(ctx.cfg, ctx.store, **kwargs)
+    rec = obj(cfg, store, **kwargs)
     rec.name = name
     return rec
 

@@ -48,11 +48,17 @@ def constrained_beam_search(model: torch.nn.Module, input_ids: torch.Tensor, att
     enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
     base = model.get_decoder()
     if enc_dec:
+        # encoder once per user; the first decoder step too (all beams start from the same
+        # prefix), so cross-attention keys/values are computed on B rows and then repeated
         enc = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        out = base(input_ids=torch.full((B, 1), PAD_ID, dtype=torch.long), encoder_hidden_states=enc,
+                   encoder_attention_mask=attention_mask, use_cache=True)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(W)
+        hidden = out.last_hidden_state[:, -1].repeat_interleave(W, 0)
         enc = enc.repeat_interleave(W, 0)
         enc_mask = attention_mask.repeat_interleave(W, 0)
-        step_ids = torch.full((B * W, 1), PAD_ID, dtype=torch.long)
-        cache = None
+        self_cache = getattr(cache, "self_attention_cache", cache)
     else:
         # the prompt runs once per user; its KV cache is then repeated for the beams
         pos = (attention_mask.cumsum(1) - 1).clamp_min(0)
@@ -62,16 +68,13 @@ def constrained_beam_search(model: torch.nn.Module, input_ids: torch.Tensor, att
         hidden = out.last_hidden_state[:, -1].repeat_interleave(W, 0)
         mask = attention_mask.repeat_interleave(W, 0)
         last_pos = pos[:, -1:].repeat_interleave(W, 0)
+        self_cache = cache
     beam_score = torch.full((B, W), float("-inf"))
     beam_score[:, 0] = 0.0
     prefix = torch.zeros(B, W, dtype=torch.long)  # prefix id at the previous level (root = 0)
     rows = torch.arange(B)
     for lvl in range(layout.num_levels):
         lo, hi = offsets[lvl], offsets[lvl] + layout.level_sizes[lvl]
-        if enc_dec:
-            out = base(input_ids=step_ids, encoder_hidden_states=enc, encoder_attention_mask=enc_mask,
-                       past_key_values=cache, use_cache=True)
-            cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
         logp = _output_rows(model, hidden, lo, hi, normalize)  # [B*W, K_l]
         live_rows = torch.isfinite(beam_score).reshape(-1).nonzero().flatten()
         owner, child, code = index.children(lvl, prefix.reshape(-1)[live_rows])
@@ -96,13 +99,18 @@ def constrained_beam_search(model: torch.nn.Module, input_ids: torch.Tensor, att
             break
         parent = torch.where(valid, src[picked], (rows[:, None] * W).expand(B, W)).reshape(-1)
         step_ids = torch.where(valid, code[picked] + lo, torch.full_like(picked, PAD_ID)).reshape(-1, 1)
-        cache.reorder_cache(parent)
-        if not enc_dec:
+        # beams of one user share the cross-attention cache: only the self-attention cache moves
+        self_cache.reorder_cache(parent)
+        if enc_dec:
+            out = base(input_ids=step_ids, encoder_hidden_states=enc, encoder_attention_mask=enc_mask,
+                       past_key_values=cache, use_cache=True)
+            hidden = out.last_hidden_state[:, -1]
+        else:
             mask = torch.cat([mask[parent], torch.ones(B * W, 1, dtype=mask.dtype)], 1)
             last_pos = last_pos[parent] + 1
             out = base(input_ids=step_ids, attention_mask=mask, position_ids=last_pos, past_key_values=cache,
                        use_cache=True)
-            cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
+            hidden = out.last_hidden_state[:, -1]
     items = torch.where(torch.isfinite(beam_score), index.leaf_item[prefix], torch.full_like(prefix, -1))
     return items[:, :k], beam_score[:, :k]
 

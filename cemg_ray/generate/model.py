@@ -64,8 +64,7 @@ def wrap_lora(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
     emb_names = {n.split(".")[-1] for n, m in model.named_modules()
                  if m is model.get_input_embeddings() or m is model.get_output_embeddings()}
     lcfg = LoraConfig(task_type=task, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.lora_target_modules, modules_to_save=sorted(emb_names),
-                      ensure_weight_tying=bool(getattr(model.config, "tie_word_embeddings", False)))
+                      target_modules=cfg.lora_target_modules, modules_to_save=sorted(emb_names))
     return get_peft_model(model, lcfg)
 
 

@@ -1,0 +1,124 @@
+"""``cemg-ray bench decode``: constrained beam search against Hugging Face generate, and scaling.
+
+Same model (a random TIGER-size T5: speed does not depend on the weights), same batch, same beam
+width. Throughputs are measured in one run and printed as ratios; then users/s of this decoder
+as the catalog grows, with the prefix index's build time and memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+import torch
+
+
+def random_catalog(n: int, levels: int, k: int, seed: int = 0) -> np.ndarray:
+    """``n`` unique random code sequences of ``levels`` RQ levels + a disambiguation level."""
+    rng = np.random.default_rng(seed)
+    rq = rng.integers(0, k, size=(n, levels), dtype=np.int64)
+    from cemg_ray.tokenize.codes import disambiguate
+
+    return disambiguate(rq)
+
+
+def _time(fn, repeats: int) -> float:  # noqa: ANN001
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def run(items: int, batch: int, beams: int, k: int, levels: int, codebook: int, scale: list[int],
+        repeats: int, threads: int | None) -> dict:
+    from cemg_ray.generate.config import TrainConfig
+    from cemg_ray.generate.dataset import history_matrix
+    from cemg_ray.generate.decoding import build_index, constrained_beam_search, hf_generate
+    from cemg_ray.generate.model import build_model
+    from cemg_ray.generate.tokens import TokenLayout
+
+    if threads:
+        torch.set_num_threads(threads)
+    codes = random_catalog(items, levels, codebook)
+    layout = TokenLayout(tuple([codebook] * levels + [int(codes[:, -1].max()) + 1]))
+    model = build_model(TrainConfig(dropout=0.0), layout).eval()
+    rng = np.random.default_rng(1)
+    hist = [rng.integers(0, items, size=20) for _ in range(batch)]
+    ids, mask = (torch.as_tensor(a) for a in history_matrix(hist, codes, layout, 20))
+    index = build_index(codes, layout)
+    ours = _time(lambda: constrained_beam_search(model, ids, mask, index, beams, k), repeats)
+    hf_c = _time(lambda: hf_generate(model, ids, mask, index, beams, k, constrained=True), max(1, repeats // 2))
+    hf_u = _time(lambda: hf_generate(model, ids, mask, index, beams, k, constrained=False), repeats)
+    out: dict = {
+        "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "items": items, "batch": batch, "beams": beams, "k": k, "levels": layout.level_sizes,
+        "users_per_s": {"cemg_ray": batch / ours, "hf_constrained": batch / hf_c, "hf_unconstrained": batch / hf_u},
+    }
+    out["ratios"] = {"vs_hf_constrained": hf_c / ours, "vs_hf_unconstrained": hf_u / ours}
+    rows = []
+    for n in scale:
+        cat = random_catalog(n, levels, codebook, seed=n)
+        lay = TokenLayout(tuple([codebook] * levels + [int(cat[:, -1].max()) + 1]))
+        t0 = time.perf_counter()
+        idx = build_index(cat, lay)
+        build_s = time.perf_counter() - t0
+        mdl = build_model(TrainConfig(dropout=0.0), lay).eval()
+        h = [rng.integers(0, n, size=20) for _ in range(batch)]
+        i2, m2 = (torch.as_tensor(a) for a in history_matrix(h, cat, lay, 20))
+        sec = _time(lambda: constrained_beam_search(mdl, i2, m2, idx, beams, k), repeats)  # noqa: B023
+        rows.append({"items": n, "index_build_s": build_s, "index_mb": idx.nbytes() / 2**20,
+                     "users_per_s": batch / sec, "decode_s_per_batch": sec})
+    out["scaling"] = rows
+    if rows:
+        cost = rows[-1]["decode_s_per_batch"] / rows[0]["decode_s_per_batch"]
+        out["ratios"]["decode_cost_largest_vs_smallest"] = cost
+    return out
+
+
+def _print(res: dict) -> None:
+    print(f"constrained decoding, {res['items']:,} items, batch {res['batch']}, beams {res['beams']}, "
+          f"top-{res['k']}, levels {list(res['levels'])} ({res['machine']})")
+    for name, v in res["users_per_s"].items():
+        print(f"  {name:<18}{v:>10.1f} users/s")
+    r = res["ratios"]
+    print(f"  speed-up vs HF constrained (prefix_allowed_tokens_fn): {r['vs_hf_constrained']:.1f}x  (target >= 10x)")
+    print(f"  speed-up vs HF unconstrained beam search:              {r['vs_hf_unconstrained']:.2f}x  (target >= 1x)")
+    if res["scaling"]:
+        print(f"  {'items':>10} {'build s':>9} {'index MB':>9} {'users/s':>9}")
+        for row in res["scaling"]:
+            print(f"  {row['items']:>10,} {row['index_build_s']:>9.2f} {row['index_mb']:>9.1f} "
+                  f"{row['users_per_s']:>9.1f}")
+        print(f"  decode cost at the largest vs the smallest catalog: {r['decode_cost_largest_vs_smallest']:.2f}x "
+              "(target <= 1.5x)")
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    scale = [] if args.quick else [int(s) for s in args.scale.split(",") if s]
+    res = run(args.items, args.batch_size, args.beams, args.k, args.levels, args.codebook_size, scale, args.repeats,
+              args.threads)
+    print(json.dumps(res, indent=2) if args.json else "", end="\n" if args.json else "")
+    if not args.json:
+        _print(res)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("decode", help="users/s of constrained beam search vs HF generate, and catalog scaling")
+    p.add_argument("--items", type=int, default=12101, help="catalog size for the comparison (Beauty: 12,101)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--beams", type=int, default=20)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--levels", type=int, default=4, help="RQ levels (a disambiguation level is added)")
+    p.add_argument("--codebook-size", type=int, default=256)
+    p.add_argument("--scale", default="10000,100000,1000000", help="catalog sizes for the scaling table")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help="skip the scaling table")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd)

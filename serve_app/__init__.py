@@ -1,0 +1,1 @@
+"""Ray Serve application: the constrained decoder behind a FastAPI ingress."""
