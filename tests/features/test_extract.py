@@ -1,4 +1,4 @@
-"""Feature extraction: Ray Data and in-process agree, bad images become missing, real photos cluster."""
+"""Feature extraction: the Ray Data path equals the in-process path; bad inputs become missing flags."""
 
 from __future__ import annotations
 
@@ -6,99 +6,61 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from cemg_ray.data.catalog import DataError
-from cemg_ray.data.synthetic import make_catalog
-from cemg_ray.features.config import FeaturesConfig
-from cemg_ray.features.extract import extract
-from cemg_ray.features.precomputed import load_precomputed
-from cemg_ray.features.stage import embeddings
-from tests.conftest import SHARED_DATA
-
-TINY = FeaturesConfig(text={"model": "tiny-random-bert"}, image={"model": "tiny-random-vit", "image_size": 32},
-                      batch_size=16, num_actors=2, cpus_per_actor=0.5)
-
-
-@pytest.fixture(scope="module")
-def items() -> pa.Table:
-    from cemg_ray.config import SyntheticConfig
-
-    table = make_catalog(SyntheticConfig(num_users=20, num_items=40, num_clusters=4)).items
-    images = table.column("image").to_pylist()
-    texts = table.column("text").to_pylist()
-    images[3] = b"not an image at all"  # corrupt
-    images[5] = None  # missing
-    texts[7] = "   "  # empty
-    table = table.set_column(table.schema.get_field_index("image"), "image", pa.array(images, pa.binary()))
-    return table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
+from cemg_ray.features.extract import embeddings, encode_items, extract
+from tests.features.conftest import CORRUPT, EMPTY_TEXT, NO_IMAGE, NULL_TEXT, TINY
 
 
 @pytest.mark.parametrize("modality", ["text", "image"])
-def test_ray_data_path_equals_in_process_path(items: pa.Table, modality: str) -> None:
-    import ray
-
-    ray.init(num_cpus=2, ignore_reinit_error=True, include_dashboard=False)
-    local, rep_local = extract(items, modality, TINY, use_ray=False)
-    remote, rep_remote = extract(items, modality, TINY, use_ray=True)
-    a, miss_a = embeddings(local)
-    b, miss_b = embeddings(remote)
+def test_ray_data_path_equals_in_process_path(local_ray, catalog: pa.Table, modality: str) -> None:
+    local, rep_local = extract(catalog, modality, TINY, use_ray=False)
+    remote, rep_remote = extract(catalog, modality, TINY, use_ray=True)
     assert local.column("item_idx").to_pylist() == list(range(40))
     assert remote.column("item_idx").to_pylist() == list(range(40))
+    a, miss_a = embeddings(local)
+    b, miss_b = embeddings(remote)
+    assert a.shape == (40, 32) and np.abs(a[~miss_a]).sum(1).min() > 0
     np.testing.assert_allclose(a, b, atol=1e-5)
-    assert (miss_a == miss_b).all()
-    assert rep_remote["path"] == "ray" and rep_remote["items_per_s"] > 0
+    assert (miss_a == miss_b).all() and miss_a.sum() == 2
+    assert rep_remote["path"] == "ray" and rep_remote["actors"] == 2 and rep_remote["items_per_s"] > 0
+    assert rep_local["missing_by_reason"] == rep_remote["missing_by_reason"]
 
 
-def test_bad_images_and_empty_text_become_missing(items: pa.Table) -> None:
-    img, rep = extract(items, "image", TINY, use_ray=False)
-    _, missing = embeddings(img)
-    assert missing.tolist().count(True) == 2 and missing[3] and missing[5]
-    assert rep["missing_by_reason"] == {"undecodable": 1, "no_image": 1}
-    txt, rep = extract(items, "text", TINY, use_ray=False)
-    assert embeddings(txt)[1][7] and rep["missing_by_reason"] == {"empty_text": 1}
-    assert (embeddings(txt)[0][7] == 0).all()
+def test_bad_images_and_empty_texts_are_flagged_not_fatal(catalog: pa.Table) -> None:
+    img, rep = extract(catalog, "image", TINY, use_ray=False)
+    emb, missing = embeddings(img)
+    assert np.flatnonzero(missing).tolist() == [CORRUPT, NO_IMAGE]
+    assert rep["missing_by_reason"] == {"undecodable": 1, "no_image": 1} and rep["missing"] == 2
+    assert (emb[[CORRUPT, NO_IMAGE]] == 0).all()
+    txt, rep = extract(catalog, "text", TINY, use_ray=False)
+    emb, missing = embeddings(txt)
+    assert np.flatnonzero(missing).tolist() == [EMPTY_TEXT, NULL_TEXT]
+    assert rep["missing_by_reason"] == {"empty_text": 2} and (emb[[EMPTY_TEXT, NULL_TEXT]] == 0).all()
+    assert txt.schema.field("embedding").type == pa.list_(pa.float32())
 
 
-def test_precomputed_vectors_parquet_and_npy(tmp_path, items: pa.Table) -> None:
-    ids = items.column("item_id").to_pylist()
-    pa.parquet.write_table(pa.table({"item_id": ids[:30], "embedding": [[float(i), 1.0] for i in range(30)]}),
-                           tmp_path / "vec.parquet")
-    table = load_precomputed(str(tmp_path / "vec.parquet"), items)
-    emb, missing = embeddings(table)
-    assert missing.sum() == 10 and emb[29].tolist() == [29.0, 1.0]
-    np.save(tmp_path / "vec.npy", np.ones((40, 3), np.float32))
-    assert embeddings(load_precomputed(str(tmp_path / "vec.npy"), items))[0].shape == (40, 3)
-    np.save(tmp_path / "bad.npy", np.ones((7, 3), np.float32))
-    with pytest.raises(DataError, match="bad.npy"):
-        load_precomputed(str(tmp_path / "bad.npy"), items)
+def test_features_do_not_depend_on_batch_size(catalog: pa.Table) -> None:
+    """Padding to the longest text in a batch must not change a text's vector."""
+    a = embeddings(extract(catalog, "text", TINY.model_copy(update={"batch_size": 3}), use_ray=False)[0])[0]
+    b = embeddings(extract(catalog, "text", TINY.model_copy(update={"batch_size": 40}), use_ray=False)[0])[0]
+    np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-PHOTOS = SHARED_DATA / "images" / "clothing_small" / "test"
+def test_mean_pooling_is_an_option(catalog: pa.Table) -> None:
+    cls = encode_items(catalog.slice(0, 4), TINY)["text"][0]
+    mean_cfg = TINY.model_copy(update={"text": TINY.text.model_copy(update={"pooling": "mean"})})
+    mean = encode_items(catalog.slice(0, 4), mean_cfg)["text"][0]
+    assert cls.shape == mean.shape == (4, 32) and not np.allclose(cls, mean)
 
 
-@pytest.mark.skipif(not PHOTOS.exists(), reason="real photos not present (set CEMG_DATA_DIR)")
-def test_pretrained_image_encoder_groups_real_photos_by_class() -> None:
-    from cemg_ray.features.extract import BatchEncoder
-
-    classes = ["shoes", "hat", "pants", "dress"]
-    files = {c: sorted((PHOTOS / c).glob("*.jpg"))[:6] for c in classes}
-    data = [p.read_bytes() for c in classes for p in files[c]]
-    labels = np.repeat(np.arange(len(classes)), [len(files[c]) for c in classes])
-    enc = BatchEncoder("image", FeaturesConfig().model_dump())
-    out = enc({"item_idx": np.arange(len(data)), "image": np.array(data, dtype=object),
-               "image_uri": np.array([None] * len(data), dtype=object)})
-    v = out["embedding"] / np.linalg.norm(out["embedding"], axis=1, keepdims=True)
-    sims = v @ v.T
-    same = labels[:, None] == labels[None, :]
-    off = ~np.eye(len(v), dtype=bool)
-    assert sims[same & off].mean() > sims[~same].mean() + 0.05
-
-
-def test_pca_is_fitted_on_training_items_only(demo_run) -> None:
-    cfg, store = demo_run
-    from cemg_ray.data.split import load_split
-
-    report = store.read_json("pca/report.json")
-    split = load_split(store, cfg.dataset.max_len)
-    assert report["text"]["fit_rows"] == int((split.train_counts > 0).sum())
-    red = store.read_tensors("pca/reduced.safetensors")
-    assert red["text"].shape == (300, report["dim"]) and red["image"].shape == (300, report["dim"])
+def test_encode_items_matches_the_stage_vectors_in_row_order(catalog: pa.Table) -> None:
+    """New items (no item_idx, shuffled order) get the vectors their catalog twins got."""
+    full = {m: embeddings(extract(catalog, m, TINY, use_ray=False)[0]) for m in ("text", "image")}
+    rows = [12, CORRUPT, 0, EMPTY_TEXT]
+    new = catalog.take(rows).drop_columns(["item_idx"])
+    out = encode_items(new, TINY)
+    for m in ("text", "image"):
+        np.testing.assert_allclose(out[m][0], full[m][0][rows], atol=1e-5)
+        assert (out[m][1] == full[m][1][rows]).all()
+    only_text = encode_items(pa.table({"item_id": ["x"], "text": ["red cotton dress"]}),
+                             TINY.model_copy(update={"use_image": False}))
+    assert set(only_text) == {"text"} and not only_text["text"][1][0]
