@@ -86,10 +86,13 @@ def features_table(item_idx: np.ndarray, emb: np.ndarray, missing: np.ndarray, r
     emb = np.ascontiguousarray(emb[order], dtype=np.float32)
     emb[missing[order]] = 0.0
     n, dim = emb.shape
-    offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32) if n else np.zeros(1, np.int32))
+    step = max(1, (2**31 - 1) // max(dim, 1))  # list<float32> has int32 offsets: chunk very large catalogs
+    chunks = [pa.ListArray.from_arrays(pa.array(np.arange(len(c) + 1, dtype=np.int32) * dim),
+                                       pa.array(c.reshape(-1), pa.float32()))
+              for c in (emb[s:s + step] for s in range(0, max(n, 1), step))]
     return pa.table({
         "item_idx": pa.array(np.asarray(item_idx)[order], pa.int32()),
-        "embedding": pa.ListArray.from_arrays(offsets, pa.array(emb.reshape(-1), pa.float32())),
+        "embedding": pa.chunked_array(chunks, pa.list_(pa.float32())),
         "missing": pa.array(np.asarray(missing, dtype=bool)[order]),
         "reason": pa.array([str(reasons[i]) for i in order], pa.string()),
     })
