@@ -64,3 +64,4 @@ def test_encode_items_matches_the_stage_vectors_in_row_order(catalog: pa.Table) 
     only_text = encode_items(pa.table({"item_id": ["x"], "text": ["red cotton dress"]}),
                              TINY.model_copy(update={"use_image": False}))
     assert set(only_text) == {"text"} and not only_text["text"][1][0]
+
