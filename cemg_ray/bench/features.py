@@ -48,7 +48,8 @@ def _plain_loop(items: pa.Table, modality: str, cfg) -> int:  # noqa: ANN001 - F
 
 
 def run(items: int, modality: str, model: str | None, batch_size: int, cpus_per_actor: float,
-        threads_per_actor: int | None, actors: list[int], run_dir: str | None) -> dict:
+        threads_per_actor: int | None, actors: list[int], run_dir: str | None,
+        plain_threads: int | None = None) -> dict:
     import ray
     import torch
 
@@ -74,15 +75,20 @@ def run(items: int, modality: str, model: str | None, batch_size: int, cpus_per_
 
         BatchEncoder(modality, cfg.model_dump())  # imports and weights file into the page cache, outside the clock
         load_before = os.getloadavg()[0]
+        default_threads = torch.get_num_threads()
+        if plain_threads:
+            torch.set_num_threads(plain_threads)
         t0 = time.perf_counter()
         n = _plain_loop(table, modality, cfg)
         plain_s = time.perf_counter() - t0
+        plain_used = torch.get_num_threads()
+        torch.set_num_threads(default_threads)
         out: dict = {
             "date": datetime.now(UTC).date().isoformat(),
             "machine": f"{platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__}, "
                        f"ray {ray.__version__}, GPUs {int(ray.cluster_resources().get('GPU', 0))}",
             "modality": modality, "model": getattr(cfg, modality).model, "items": n, "batch_size": batch_size,
-            "cpus_per_actor": cpus_per_actor, "torch_threads": {"plain": torch.get_num_threads(),
+            "cpus_per_actor": cpus_per_actor, "torch_threads": {"plain": plain_used,
                                                                 "per_actor": worker_threads},
             "items_per_s": {"plain_loop": n / plain_s}, "wall_s": {"plain_loop": plain_s},
         }
@@ -121,7 +127,7 @@ def _print(res: dict) -> None:
 def _cmd(args: argparse.Namespace) -> int:
     actors = [int(a) for a in args.actors.split(",") if a.strip()]
     res = run(args.items, args.modality, args.model, args.batch_size, args.cpus_per_actor, args.threads_per_actor,
-              actors, args.run_dir)
+              actors, args.run_dir, args.plain_threads)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -137,6 +143,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--cpus-per-actor", type=float, default=0.5)
     p.add_argument("--threads-per-actor", type=int, default=None, help="torch threads per actor (default: Ray's)")
+    p.add_argument("--plain-threads", type=int, default=None, help="torch threads of the plain loop (default: torch's)")
     p.add_argument("--actors", default="1,2", help="actor pool sizes to measure")
     p.add_argument("--run-dir", help="take the items from this run directory's data/items.parquet")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -137,7 +137,7 @@ def extract_in_process(items: pa.Table, modality: str, cfg: FeaturesConfig, imag
                        storage: dict[str, str | None] | None = None,
                        encoder: BatchEncoder | None = None) -> pa.Table:
     """One process, one encoder, batches of ``cfg.batch_size`` in order (with a progress bar)."""
-    enc = encoder or BatchEncoder(modality, cfg.model_dump(), images_dir, storage=storage)
+    enc = encoder or BatchEncoder(modality, cfg.model_dump(), images_dir, device=_local_device(cfg), storage=storage)
     table = _input_table(items, modality)
     parts = []
     for s in tqdm(range(0, table.num_rows, cfg.batch_size), desc=f"{modality} features", unit="batch",
@@ -145,6 +145,13 @@ def extract_in_process(items: pa.Table, modality: str, cfg: FeaturesConfig, imag
         sl = table.slice(s, cfg.batch_size)
         parts.append(enc({c: sl.column(c).to_numpy(zero_copy_only=False) for c in sl.column_names}))
     return _merge(parts, enc.dim)
+
+
+def _local_device(cfg: FeaturesConfig) -> str:
+    """``cuda`` for the in-process path when this process sees a GPU and GPUs are not switched off."""
+    import torch
+
+    return "cuda" if cfg.gpus_per_actor != 0 and torch.cuda.is_available() else "cpu"
 
 
 def gpus_per_actor(cfg: FeaturesConfig) -> float:
