@@ -1,17 +1,21 @@
-"""Request and response bodies of the serving API; unknown fields and wrong types are 422s."""
+"""Request and response bodies of the serving API and the deployment's ``user_config``.
+
+Strict types and ``extra="forbid"`` everywhere: a wrong type or an unknown field is a 422 that
+names the field, never a silent coercion (Ray Serve itself ignores unknown ``user_config`` keys).
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
 
 
 class RecommendRequest(BaseModel):
-    """One user: a known ``user_id`` (their history comes from the run's data), or a ``history``."""
+    """One user: a known ``user_id`` (the history comes from the run's data) or an explicit ``history``."""
 
     model_config = ConfigDict(extra="forbid")
 
     user_id: StrictStr | None = None
-    history: list[StrictStr] | None = Field(default=None, max_length=10_000)
+    history: list[StrictStr] | None = Field(default=None, description="catalog item ids, oldest first")
     k: StrictInt = 10
     exclude_seen: StrictBool = True
 
@@ -25,6 +29,8 @@ class RecommendRequest(BaseModel):
 
 
 class BatchRequest(BaseModel):
+    """Many users in one call; each entry is checked on its own (see ``BatchResponse``)."""
+
     model_config = ConfigDict(extra="forbid")
 
     requests: list[RecommendRequest] = Field(min_length=1, max_length=1000)
@@ -37,25 +43,51 @@ class Item(BaseModel):
 
 class RecommendResponse(BaseModel):
     items: list[Item]
+    model: str
     model_version: str
-    unknown_items: list[str] = []
-    fallback: str | None = None  # "popular" when the history was empty
+    unknown_items: list[str] = Field(default_factory=list, description="history ids not in the catalog (ignored)")
+    fallback: str | None = Field(default=None, description="'popular' when the history was empty")
+    message: str | None = None
+
+
+class BatchError(BaseModel):
+    """A batch entry that could not be answered; the others still are."""
+
+    status: int
+    error: str
+    unknown_items: list[str] = Field(default_factory=list)
 
 
 class BatchResponse(BaseModel):
-    results: list[RecommendResponse]
+    results: list[RecommendResponse | BatchError]
     model_version: str
 
 
+def known_models() -> list[str]:
+    from cemg_ray.evaluate.stage import MODELS
+
+    return list(MODELS)
+
+
 class ServeConfig(BaseModel):
-    """``user_config`` of the deployment; a typo is an error (Ray Serve itself ignores unknown keys)."""
+    """The deployment's ``user_config``. Changing it at run time loads a new model version."""
 
     model_config = ConfigDict(extra="forbid")
 
-    run_dir: str
-    model: str = "cemg"
-    max_k: int = Field(default=100, ge=1)
-    max_history: int = Field(default=200, ge=1)
-    max_body_bytes: int = Field(default=1_000_000, ge=1024)
-    endpoint_url: str | None = None
+    run_dir: str = Field(description="trained run directory: local path or s3://bucket/prefix")
+    model: str = Field(default="cemg", description="a name from cemg_ray.evaluate.stage.MODELS")
+    max_k: int = Field(default=100, ge=1, le=10_000)
+    max_history: int = Field(default=200, ge=1, description="longest history a request may send")
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, description="larger request bodies get a 413")
+    max_batch_size: int = Field(default=32, ge=1, le=64, description="1 turns request batching off")
+    batch_wait_timeout_s: float = Field(default=0.005, ge=0.0, le=1.0)
+    endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (credentials: AWS chain)")
     region: str | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        models = known_models()
+        if value not in models:
+            raise ValueError(f"unknown model {value!r}; known: {', '.join(models)}")
+        return value
