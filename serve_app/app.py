@@ -39,13 +39,13 @@ errors.install(api, lambda: _BODY_LIMIT["bytes"])
 def validate_user_config(user_config: dict) -> ServeConfig:
     """What ``reconfigure`` accepts: unknown keys and bad values are errors naming the key."""
     if not isinstance(user_config, dict):
-        raise ValueError(f"serve user_config: expected a mapping, got {type(user_config).__name__}")
+        raise ValueError(f"user_config: expected a mapping, got {type(user_config).__name__}")
     try:
         return ServeConfig.model_validate(user_config)
     except ValidationError as exc:
         lines = [f"{'.'.join(str(p) for p in e['loc'])}: "
                  f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}" for e in exc.errors()]
-        raise ValueError("serve user_config: " + "; ".join(lines)) from None
+        raise ValueError("user_config: " + "; ".join(lines)) from None
 
 
 @serve.deployment(name="Recommender", max_ongoing_requests=64, ray_actor_options={"num_cpus": 1},

@@ -1,0 +1,81 @@
+"""Check a Ray Serve config file before deploying it: ``python -m serve_app.config_check serve_app/config.yaml``.
+
+Ray Serve's own schema accepts unknown keys silently (a misspelt ``max_replica`` just does nothing),
+so every key is checked against the schema's fields, the import path is imported and each
+``user_config`` is validated the way the deployment's ``reconfigure`` will validate it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _unknown(where: str, data: dict, model: Any) -> list[str]:  # noqa: ANN401 - a pydantic model class
+    names = set()
+    for name, f in model.model_fields.items():
+        names |= {name, f.alias or name}
+    return [f"{where}.{k}: unknown key (Ray Serve would ignore it)" for k in data if k not in names]
+
+
+def check_serve_config(conf: dict) -> list[str]:
+    """Every problem found in a Serve config (as loaded from YAML); empty when it is deployable."""
+    from ray.serve.config import AutoscalingConfig
+    from ray.serve.schema import (
+        DeploymentSchema,
+        HTTPOptionsSchema,
+        RayActorOptionsSchema,
+        ServeApplicationSchema,
+        ServeDeploySchema,
+    )
+
+    from serve_app.app import validate_user_config
+
+    try:
+        ServeDeploySchema.model_validate(conf)
+    except Exception as exc:  # noqa: BLE001 - pydantic's message names the field
+        return [f"not a valid Serve config: {exc}"]
+    problems = _unknown("<root>", conf, ServeDeploySchema)
+    problems += _unknown("http_options", conf.get("http_options") or {}, HTTPOptionsSchema)
+    for a, app in enumerate(conf["applications"]):
+        where = f"applications[{a}]"
+        problems += _unknown(where, app, ServeApplicationSchema)
+        module, _, attr = app["import_path"].partition(":")
+        try:
+            if not hasattr(importlib.import_module(module), attr):
+                problems.append(f"{where}.import_path: {module} has no attribute {attr!r}")
+        except ImportError as exc:
+            problems.append(f"{where}.import_path: cannot import {module}: {exc}")
+        for d, dep in enumerate(app.get("deployments") or []):
+            dwhere = f"{where}.deployments[{d}]"
+            problems += _unknown(dwhere, dep, DeploymentSchema)
+            auto = dep.get("autoscaling_config") or {}
+            problems += _unknown(f"{dwhere}.autoscaling_config", auto, AutoscalingConfig)
+            if auto and auto.get("min_replicas", 1) > auto.get("max_replicas", 1):
+                problems.append(f"{dwhere}.autoscaling_config: min_replicas > max_replicas")
+            problems += _unknown(f"{dwhere}.ray_actor_options", dep.get("ray_actor_options") or {},
+                                 RayActorOptionsSchema)
+            if "user_config" in dep:
+                try:
+                    validate_user_config(dep["user_config"])
+                except ValueError as exc:
+                    problems.append(f"{dwhere}.{exc}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    paths = argv if argv is not None else sys.argv[1:]
+    bad = 0
+    for path in paths or ["serve_app/config.yaml"]:
+        problems = check_serve_config(yaml.safe_load(Path(path).read_text()))
+        bad += bool(problems)
+        print(f"{path}: " + ("ok" if not problems else "\n  " + "\n  ".join(problems)))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
