@@ -1,0 +1,169 @@
+"""``cemg-ray bench serving``: latency and throughput of the Serve app under a bounded closed-loop load.
+
+One run measures four configurations on the same local cluster and run directory: 1 and 2 replicas,
+with request batching on (``@serve.batch``, up to 32 per model call) and off (1 per call). Each
+client thread sends its next request as soon as the previous answer arrives (closed loop) until the
+configuration's request budget is spent; latencies are measured at the client over loopback HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bodies(run_dir: str, k: int, n: int, seed: int = 0) -> list[bytes]:
+    """Request bodies for ``n`` random known users (their stored histories), as a client would send them."""
+    from cemg_ray.store import Store
+
+    users = Store(run_dir).read_parquet("data/sequences.parquet", columns=["user_id"]).column("user_id").to_pylist()
+    rng = np.random.default_rng(seed)
+    return [json.dumps({"user_id": str(users[i]), "k": k}).encode() for i in rng.integers(0, len(users), n)]
+
+
+def closed_loop(url: str, bodies: list[bytes], concurrency: int) -> dict:
+    """Send every body once from ``concurrency`` clients, each waiting for its answer before the next."""
+    import requests
+
+    lock, latencies, errors = threading.Lock(), [], []
+    queue = iter(bodies)
+
+    def client() -> None:
+        with requests.Session() as session:
+            while True:
+                with lock:
+                    body = next(queue, None)
+                if body is None:
+                    return
+                t0 = time.perf_counter()
+                try:
+                    r = session.post(url, data=body, headers={"content-type": "application/json"}, timeout=120)
+                    error = None if r.status_code == 200 else f"{r.status_code}: {r.text}"
+                except requests.RequestException as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+                dt = time.perf_counter() - t0
+                with lock:
+                    if error is None:
+                        latencies.append(dt)
+                    else:
+                        errors.append(error)
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    lat = np.asarray(latencies) * 1000.0
+    return {"requests": len(bodies), "errors": len(errors), "wall_s": round(wall, 3),
+            "p50_ms": round(float(np.percentile(lat, 50)), 2) if len(lat) else None,
+            "p99_ms": round(float(np.percentile(lat, 99)), 2) if len(lat) else None,
+            "req_per_s": round(len(latencies) / wall, 2), "first_error": errors[0][:300] if errors else None}
+
+
+def run(run_dir: str, model: str, replicas: list[int], concurrency: int, requests_per_config: int, warmup: int,
+        k: int, replica_cpus: float, num_cpus: int | None) -> dict:
+    import ray
+    from ray import serve
+
+    from serve_app.app import Recommender
+
+    run_dir = run_dir if "://" in run_dir else os.path.abspath(run_dir)
+    started_ray = not ray.is_initialized()
+    if started_ray:  # address="local": a cluster of its own, never one that happens to run on this host
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    url = f"http://127.0.0.1:{port}/recommend"
+    bodies = _bodies(run_dir, k, warmup + requests_per_config)
+    results = []
+    try:
+        for n in replicas:
+            for batching in (True, False):
+                user_config = {"run_dir": run_dir, "model": model, "max_batch_size": 32 if batching else 1}
+                dep = Recommender.options(num_replicas=n, autoscaling_config=None, user_config=user_config,
+                                          max_ongoing_requests=64, ray_actor_options={"num_cpus": replica_cpus})
+                serve.run(dep.bind(), name="bench", route_prefix="/")
+                closed_loop(url, bodies[:warmup], concurrency)
+                res = closed_loop(url, bodies[warmup:], concurrency)
+                results.append({"replicas": n, "batching": batching, **res})
+                serve.delete("bench")
+    finally:
+        serve.shutdown()
+        if started_ray:
+            ray.shutdown()
+    import torch
+
+    def find(n: int, b: bool) -> dict:
+        return next(r for r in results if r["replicas"] == n and r["batching"] == b)
+
+    ratios = {}
+    for n in replicas:
+        off = find(n, False)["req_per_s"]
+        ratios[f"batching_speedup_{n}_replicas"] = round(find(n, True)["req_per_s"] / off, 2) if off else None
+    if 1 in replicas and 2 in replicas:
+        for b in (True, False):
+            one = find(1, b)["req_per_s"]
+            ratios[f"two_replicas_speedup_batching_{'on' if b else 'off'}"] = round(find(2, b)["req_per_s"] / one, 2) \
+                if one else None
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+                   f"torch {torch.__version__}, ray {ray.__version__}",
+        "run_dir": run_dir, "model": model, "k": k, "concurrency": concurrency, "requests": requests_per_config,
+        "warmup": warmup, "replica_cpus": replica_cpus, "results": results, "ratios": ratios,
+    }
+
+
+def _print(out: dict) -> None:
+    print(f"serving benchmark, {out['date']}, {out['machine']}")
+    print(f"model {out['model']} from {out['run_dir']}; k={out['k']}; closed loop: {out['concurrency']} clients, "
+          f"{out['requests']} requests per configuration after {out['warmup']} warm-up")
+    print(f"{'replicas':>8} {'batching':>9} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>8} {'errors':>7}")
+    for r in out["results"]:
+        print(f"{r['replicas']:>8} {'on' if r['batching'] else 'off':>9} {r['p50_ms']:>9} {r['p99_ms']:>9} "
+              f"{r['req_per_s']:>8} {r['errors']:>7}")
+    for name, value in out["ratios"].items():
+        print(f"  {name}: {value}x")
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    replicas = [int(x) for x in args.replicas.split(",") if x.strip()]
+    out = run(args.run_dir, args.model, replicas, args.concurrency, args.requests, args.warmup, args.k,
+              args.replica_cpus, args.num_cpus)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        _print(out)
+    return 1 if any(r["errors"] for r in out["results"]) else 0
+
+
+def add_parser(subparsers) -> None:  # noqa: ANN001 - argparse subparsers
+    p = subparsers.add_parser("serving", help="p50/p99 latency and req/s of the Serve app: 1 and 2 replicas, "
+                              "batching on and off, from one run")
+    p.add_argument("--run-dir", default="runs/demo", help="a trained run directory (default: runs/demo)")
+    p.add_argument("--model", default="cemg", help="model to serve (cemg, sasrec, popularity, ...)")
+    p.add_argument("--replicas", default="1,2", help="comma-separated replica counts (default: 1,2)")
+    p.add_argument("--concurrency", type=int, default=16, help="closed-loop clients (default: 16)")
+    p.add_argument("--requests", type=int, default=400, help="measured requests per configuration (default: 400)")
+    p.add_argument("--warmup", type=int, default=32, help="unmeasured requests first (default: 32)")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs reserved per replica (default: 1)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local cluster (default: all)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd)
