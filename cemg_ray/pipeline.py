@@ -168,11 +168,11 @@ def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = 
         "started": datetime.now(UTC).isoformat(),
         "stages": {},
     }
-    if store.exists("manifest.json"):
+    if store.exists("manifest.json"):  # a run of some stages keeps the record of the others
         try:
-            manifest["previous_stages"] = store.read_json("manifest.json").get("stages", {})
-        except Exception:  # noqa: BLE001
-            pass
+            manifest["stages"] = dict(store.read_json("manifest.json").get("stages", {}))
+        except Exception:  # noqa: BLE001 - an unreadable manifest is replaced, never trusted
+            log.warning("manifest.json in %s is unreadable; starting a new one", store.root_uri)
     for name in names:
         st = get_stage(name)
         h = stage_hash(cfg, name)

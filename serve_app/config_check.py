@@ -1,4 +1,4 @@
-"""Check a Ray Serve config file before deploying it: ``python -m serve_app.config_check serve_app/config.yaml``.
+"""Check Serve configs before deploying: ``python -m serve_app.config_check serve_app/config.yaml [rayservice.yaml]``.
 
 Ray Serve's own schema accepts unknown keys silently (a misspelt ``max_replica`` just does nothing),
 so every key is checked against the schema's fields, the import path is imported and each
@@ -71,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     paths = argv if argv is not None else sys.argv[1:]
     bad = 0
     for path in paths or ["serve_app/config.yaml"]:
-        problems = check_serve_config(yaml.safe_load(Path(path).read_text()))
+        conf = yaml.safe_load(Path(path).read_text())
+        if isinstance(conf, dict) and conf.get("kind") == "RayService":  # a KubeRay manifest: its embedded config
+            conf = yaml.safe_load(conf["spec"]["serveConfigV2"])
+        problems = check_serve_config(conf) if isinstance(conf, dict) else ["not a mapping"]
         bad += bool(problems)
         print(f"{path}: " + ("ok" if not problems else "\n  " + "\n  ".join(problems)))
     return 1 if bad else 0

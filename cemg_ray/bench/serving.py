@@ -81,7 +81,13 @@ def run(run_dir: str, model: str, replicas: list[int], concurrency: int, request
     import ray
     from ray import serve
 
-    from serve_app.app import Recommender
+    try:
+        from serve_app.app import Recommender
+    except ModuleNotFoundError as exc:
+        if exc.name != "serve_app":
+            raise
+        raise SystemExit("bench serving: the serve_app package is not importable; run from the repository root "
+                         "or reinstall the package (pip install -e .)") from None
 
     run_dir = run_dir if "://" in run_dir else os.path.abspath(run_dir)
     started_ray = not ray.is_initialized()
@@ -91,6 +97,7 @@ def run(run_dir: str, model: str, replicas: list[int], concurrency: int, request
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     url = f"http://127.0.0.1:{port}/recommend"
     bodies = _bodies(run_dir, k, warmup + requests_per_config)
+    load_before = round(os.getloadavg()[0], 2)  # other work on a shared machine shows up in the figures
     results = []
     try:
         for n in replicas:
@@ -126,12 +133,14 @@ def run(run_dir: str, model: str, replicas: list[int], concurrency: int, request
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
                    f"torch {torch.__version__}, ray {ray.__version__}",
         "run_dir": run_dir, "model": model, "k": k, "concurrency": concurrency, "requests": requests_per_config,
-        "warmup": warmup, "replica_cpus": replica_cpus, "results": results, "ratios": ratios,
+        "warmup": warmup, "replica_cpus": replica_cpus, "load_average_1m": [load_before, round(os.getloadavg()[0], 2)],
+        "results": results, "ratios": ratios,
     }
 
 
 def _print(out: dict) -> None:
-    print(f"serving benchmark, {out['date']}, {out['machine']}")
+    print(f"serving benchmark, {out['date']}, {out['machine']}; 1-min load average before/after "
+          f"{out['load_average_1m']}")
     print(f"model {out['model']} from {out['run_dir']}; k={out['k']}; closed loop: {out['concurrency']} clients, "
           f"{out['requests']} requests per configuration after {out['warmup']} warm-up")
     print(f"{'replicas':>8} {'batching':>9} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>8} {'errors':>7}")

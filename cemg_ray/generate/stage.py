@@ -72,12 +72,12 @@ def run(ctx: StageContext) -> dict:
         raise RuntimeError(f"train: no checkpoint was reported ({result.error})")
     import json
 
-    from safetensors.torch import load_model as load_weights
+    from safetensors.torch import load_file
 
     model = build_model(tcfg, layout)
     with result.checkpoint.as_directory() as d:
         state = json.loads(open(f"{d}/{STATE_FILE}").read())
-        load_weights(model, f"{d}/{BEST_FILE}")
+        model.load_state_dict(load_file(f"{d}/{BEST_FILE}"))
     with tempfile.TemporaryDirectory() as tmp:
         save_model(model, layout, tmp)
         store.delete("generate/model")

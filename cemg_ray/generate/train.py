@@ -94,8 +94,7 @@ def _ds_config(cfg: TrainConfig) -> dict:
 def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
     """Ray Train worker: ``config`` holds the TrainConfig, run-dir coordinates and the layout."""
     import ray.train
-    from safetensors.torch import load_model as load_weights
-    from safetensors.torch import save_model as save_weights
+    from safetensors.torch import load_file, save_file
     from transformers import get_cosine_schedule_with_warmup
 
     from cemg_ray.generate.decoding import build_index
@@ -149,10 +148,7 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
                 opt.load_state_dict(saved["opt"])
                 sched.load_state_dict(saved["sched"])
             if os.path.exists(os.path.join(d, BEST_FILE)):
-                current = {k: v.detach().clone() for k, v in core.state_dict().items()}
-                load_weights(core, os.path.join(d, BEST_FILE))
-                best_state = {k: v.detach().cpu().clone() for k, v in core.state_dict().items()}
-                core.load_state_dict(current)
+                best_state = load_file(os.path.join(d, BEST_FILE))
         if rank == 0:
             print(f"[cemg-ray] resumed from checkpoint after epoch {state['epoch']} (step {state['step']})")
 
@@ -210,10 +206,9 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
                 with open(os.path.join(tmp, STATE_FILE), "w") as f:
                     json.dump(state, f)
                 if best_state is not None:
-                    current = {k: v.detach().clone() for k, v in core.state_dict().items()}
-                    core.load_state_dict(best_state)
-                    save_weights(core, os.path.join(tmp, BEST_FILE))
-                    core.load_state_dict(current)
+                    # a plain dict of CPU copies: under ZeRO the live parameters are views into one flat
+                    # buffer (and tied), which safetensors' save_model refuses to write
+                    save_file(best_state, os.path.join(tmp, BEST_FILE))
             write = cfg.strategy == "deepspeed" or rank == 0
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if write else None)
         if cfg.kill_worker_after_epoch == epoch and not resumed and rank == world - 1:

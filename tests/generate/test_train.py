@@ -48,14 +48,21 @@ def test_backbones_train_step_save_and_load(tmp_path, backbone: str, lora: bool)
     assert not any("lora" in n for n, _ in loaded.named_parameters())  # LoRA merged for serving
 
 
-def _train_report(demo_run, overrides: list[str]) -> dict:
+def _train_report(demo_run, tmp_path, overrides: list[str]) -> dict:
+    """Re-train on a copy of the demo run, so the shared run keeps its model for the other tests."""
+    import shutil
+
     from cemg_ray.config import load_config
     from cemg_ray.pipeline import run_pipeline
+    from cemg_ray.store import Store
 
     cfg, store = demo_run
-    job = load_config(None, [f"{k}={v}" for k, v in _flat(cfg.model_dump(mode="json"))] + overrides)
+    run_dir = tmp_path / "run"
+    shutil.copytree(store.root_uri, run_dir, ignore=shutil.ignore_patterns("checkpoints", "model"))
+    job = load_config(None, [f"{k}={v}" for k, v in _flat(cfg.model_dump(mode="json"))] + overrides
+                      + [f"run_dir={run_dir}"])
     manifest = run_pipeline(job, ["train"])
-    return manifest["stages"]["train"]["report"], store
+    return manifest["stages"]["train"]["report"], Store(str(run_dir))
 
 
 def _flat(d: dict, prefix: str = "") -> list[tuple[str, str]]:
@@ -70,18 +77,18 @@ def _flat(d: dict, prefix: str = "") -> list[tuple[str, str]]:
     return out
 
 
-def test_killed_worker_resumes_from_its_checkpoint(demo_run) -> None:
+def test_killed_worker_resumes_from_its_checkpoint(demo_run, tmp_path) -> None:
     # the worker SIGKILLs itself after epoch 1's checkpoint on the first attempt; a restart from
     # scratch would die again and fail the run, so success means it resumed from the checkpoint
-    report, store = _train_report(demo_run, ["train.epochs=3", "train.kill_worker_after_epoch=1",
-                                             "train.max_failures=1", "train.patience=10", "train.valid_users=50"])
+    report, store = _train_report(demo_run, tmp_path, ["train.epochs=3", "train.kill_worker_after_epoch=1",
+                                                       "train.max_failures=1", "train.patience=10", "train.valid_users=50"])
     history = store.read_json("generate/history.json")
     assert [h["epoch"] for h in history] == [0, 1, 2]
     assert report["epochs_run"] == 3
 
 
-def test_deepspeed_zero2_on_cpu(demo_run) -> None:
-    report, store = _train_report(demo_run, ["train.strategy=deepspeed", "train.zero_stage=2", "train.epochs=1",
-                                             "train.valid_users=50"])
+def test_deepspeed_zero2_on_cpu(demo_run, tmp_path) -> None:
+    report, store = _train_report(demo_run, tmp_path, ["train.strategy=deepspeed", "train.zero_stage=2",
+                                                       "train.epochs=1", "train.valid_users=50"])
     assert report["epochs_run"] == 1 and report["steps"] > 0
     assert store.exists("generate/model/model.safetensors")

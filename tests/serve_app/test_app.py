@@ -34,6 +34,8 @@ def served(trained_run):
 
     run_dir, _ = trained_run
     port, dash = free_port(), free_port()
+    if ray.is_initialized():  # an earlier test module's cluster (the demo pipeline's) would clash
+        ray.shutdown()
     # address="local": never join another cluster running on this host
     ctx = ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_port=dash)
     client = ServeSubmissionClient(f"http://{ctx.dashboard_url}")

@@ -1,0 +1,137 @@
+"""Bulk export: top-K recommendations for every user, decoded on a Ray Data actor pool.
+
+Each actor loads the model once and decodes batches of users; rows (user_id, rank, item_id,
+score, model_version) are staged as Parquet and committed atomically under
+``<output>/dt=YYYY-MM-DD/`` (see :mod:`cemg_ray.export.commit`). The history of a user is their
+whole known sequence (its last ``dataset.max_len`` items): this recommends what comes next.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from cemg_ray.config import JobConfig
+from cemg_ray.evaluate.stage import MODELS
+from cemg_ray.export.commit import STAGING, commit, committed_manifest
+from cemg_ray.pipeline import StageContext, require, stage
+from cemg_ray.store import Store
+
+log = logging.getLogger("cemg_ray")
+
+OUTPUT_SCHEMA = pa.schema([("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()),
+                           ("score", pa.float32()), ("model_version", pa.string())])
+
+
+class ExportDecoder:
+    """Ray Data actor: loads the model and the item ids once, then ranks batches of users."""
+
+    def __init__(self, cfg_json: dict[str, Any], run_dir: str):
+        from cemg_ray.evaluate.stage import load_by_name
+
+        self.cfg = JobConfig.model_validate(cfg_json)
+        store = Store(run_dir, self.cfg.storage.endpoint_url, self.cfg.storage.region)
+        self.rec = load_by_name(self.cfg.export.model, self.cfg, store)
+        self.item_ids = np.asarray(store.read_parquet("data/items.parquet", columns=["item_id"])
+                                   .column("item_id").to_pylist(), dtype=object)
+        self.version = str(getattr(self.rec, "model_version", self.cfg.export.model))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ecfg, max_len = self.cfg.export, self.cfg.dataset.max_len
+        histories = [np.asarray(h, dtype=np.int64)[-max_len:] for h in batch["items"]]
+        extra = max((len(h) for h in histories), default=0) if ecfg.exclude_seen else 0
+        want = min(ecfg.k + extra, len(self.item_ids))
+        items, scores = self.rec.recommend(histories, want)
+        users, ranks, out_items, out_scores = [], [], [], []
+        for uid, hist, row, srow in zip(batch["user_id"], histories, items, scores):
+            seen = set(hist.tolist()) if ecfg.exclude_seen else set()
+            rank = 0
+            for item, score in zip(row.tolist(), srow.tolist()):
+                if item < 0 or item in seen:
+                    continue
+                rank += 1
+                users.append(uid)
+                ranks.append(rank)
+                out_items.append(self.item_ids[item])
+                out_scores.append(score)
+                if rank == ecfg.k:
+                    break
+        return {"user_id": np.asarray(users, dtype=object), "rank": np.asarray(ranks, dtype=np.int32),
+                "item_id": np.asarray(out_items, dtype=object), "score": np.asarray(out_scores, dtype=np.float32),
+                "model_version": np.asarray([self.version] * len(users), dtype=object)}
+
+
+def export_target(cfg: JobConfig, run_store: Store) -> tuple[Store, str]:
+    out = cfg.export.output or run_store.uri("export")
+    date = cfg.export.date or datetime.now(UTC).strftime("%Y-%m-%d")
+    datetime.strptime(date, "%Y-%m-%d")  # a bad date is an error before any work
+    return Store(out, cfg.storage.endpoint_url, cfg.storage.region), f"dt={date}"
+
+
+def run_export(cfg: JobConfig, run_store: Store) -> dict:
+    """Export every user's top-K; a partition already committed for the same model version is kept."""
+    import ray.data
+
+    from cemg_ray.raycluster import ensure_ray
+
+    ecfg = cfg.export
+    out, partition = export_target(cfg, run_store)
+    version = _model_version(cfg, run_store)
+    done = committed_manifest(out, partition)
+    if done and not ecfg.force and done.get("model_version") == version and done.get("k") == ecfg.k:
+        log.info("export: %s/%s already committed for %s; nothing to do", out.root_uri, partition, version)
+        return {**done, "skipped": True}
+    ensure_ray(cfg.ray)
+    t0 = time.perf_counter()
+    users = run_store.read_parquet("data/sequences.parquet", columns=["user_id", "items"])
+    attempt = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    out.delete(f"{partition}/{STAGING}")  # leftovers of killed attempts
+    blocks = ecfg.num_blocks or max(4 * ecfg.num_actors, 1)
+    cfg_json = cfg.model_dump(mode="json")
+    root = os.path.abspath(run_store.root_uri) if run_store.is_local else run_store.root_uri
+    ds = ray.data.from_arrow(users).repartition(blocks)
+    ds = ds.map_batches(ExportDecoder, fn_constructor_kwargs={"cfg_json": cfg_json, "run_dir": root},
+                        batch_size=ecfg.batch_size, batch_format="numpy",
+                        compute=ray.data.ActorPoolStrategy(size=ecfg.num_actors), num_cpus=ecfg.cpus_per_actor,
+                        num_gpus=ecfg.gpus_per_actor or None)
+    staging = out.path(f"{partition}/{STAGING}/{attempt}")
+    ds.write_parquet(staging, filesystem=out.fs, schema=OUTPUT_SCHEMA)
+    rows = sum(out.read_parquet(f"{partition}/{STAGING}/{attempt}/{f}", columns=["rank"]).num_rows
+               for f in out.list(f"{partition}/{STAGING}/{attempt}") if f.endswith(".parquet"))
+    wall = time.perf_counter() - t0
+    manifest = {"model": ecfg.model, "model_version": version, "k": ecfg.k, "users": users.num_rows, "rows": rows,
+                "run_dir": run_store.root_uri, "partition": out.uri(partition), "attempt": attempt,
+                "wall_s": round(wall, 2), "users_per_s": round(users.num_rows / max(wall, 1e-9), 1),
+                "finished": datetime.now(UTC).isoformat()}
+    manifest["files"] = commit(out, partition, attempt, manifest)
+    log.info("export: %d users, %d rows -> %s (%.1f users/s)", users.num_rows, rows, out.uri(partition),
+             manifest["users_per_s"])
+    return manifest
+
+
+def _model_version(cfg: JobConfig, store: Store) -> str:
+    if cfg.export.model in ("cemg", "cemg_unconstrained") and store.exists("generate/report.json"):
+        return str(store.read_json("generate/report.json").get("model_version", "cemg"))
+    marker = f"_stages/{MODELS[cfg.export.model][0]}.json"
+    return f"{cfg.export.model}-{store.read_json(marker)['hash']}" if store.exists(marker) else cfg.export.model
+
+
+def _upstream(cfg: JobConfig) -> tuple[str, ...]:
+    if cfg.export.model not in MODELS:
+        raise KeyError(f"export.model: unknown model {cfg.export.model!r}; known: {', '.join(MODELS)}")
+    return ("data", MODELS[cfg.export.model][0])
+
+
+@stage("export", sections=("export", "decode"), after=_upstream)
+def run(ctx: StageContext) -> dict:
+    """Write every user's top-K under <output>/dt=YYYY-MM-DD/ with _SUCCESS last."""
+    for dep in _upstream(ctx.cfg):
+        require(ctx.store, ctx.cfg, dep)
+    return run_export(ctx.cfg, ctx.store)

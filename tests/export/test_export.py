@@ -1,0 +1,102 @@
+"""Bulk export to a real local S3 server: one ranked list per user, _SUCCESS last, kill-safe re-runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import boto3
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pytest
+
+from cemg_ray.export.stage import run_export
+from cemg_ray.store import Store
+
+
+def _job(demo_run, output: str, **export):  # noqa: ANN202
+    """The demo run's own config with an export section pointing at ``output``."""
+    from cemg_ray.config import JobConfig
+
+    cfg, store = demo_run
+    raw = cfg.model_dump(mode="json")
+    raw["export"] = {"output": output, "date": "2026-11-24", "k": 5, "cpus_per_actor": 0.5, **export}
+    return JobConfig.model_validate(raw), store
+
+
+@pytest.fixture()
+def ray_sees_s3(s3_server):
+    """Workers read credentials from the standard AWS chain (here: the environment) when their cluster starts,
+    so a cluster started before the S3 server's dummy credentials were set is stopped; the export starts a new one."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    yield s3_server
+
+
+def _read_partition(uri: str, endpoint: str):  # noqa: ANN202
+    fs = pafs.S3FileSystem(endpoint_override=endpoint, region="us-east-1", scheme="http")
+    return pads.dataset(uri.removeprefix("s3://"), filesystem=fs, format="parquet").to_table()
+
+
+def _keys_by_time(endpoint: str, bucket: str, prefix: str) -> list[str]:
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    objs = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return [o["Key"] for o in sorted(objs, key=lambda o: o["LastModified"])]
+
+
+def test_export_to_s3_one_list_per_user_success_last_and_idempotent(demo_run, ray_sees_s3, s3_server,
+                                                                    s3_bucket) -> None:
+    cfg, store = _job(demo_run, f"{s3_bucket}/recs")
+    manifest = run_export(cfg, store)
+    part = f"{s3_bucket}/recs/dt=2026-11-24"
+    table = _read_partition(part, s3_server)  # readers skip _staging and marker files
+    users = store.read_parquet("data/sequences.parquet").num_rows
+    assert manifest["users"] == users and manifest["rows"] == table.num_rows == users * 5
+    df = table.to_pandas()
+    assert df.groupby("user_id")["rank"].apply(sorted).map(list).eq([1, 2, 3, 4, 5]).all()
+    assert df["user_id"].nunique() == users and df["model_version"].nunique() == 1
+    keys = _keys_by_time(s3_server, s3_bucket.removeprefix("s3://"), "recs/dt=2026-11-24/")
+    assert keys[-1].endswith("_SUCCESS") and not any("_staging" in k for k in keys)
+    again = run_export(cfg, store)
+    assert again.get("skipped") is True
+    assert _read_partition(part, s3_server).num_rows == users * 5
+
+
+def test_killed_export_leaves_nothing_trusted_and_rerun_has_no_duplicates(demo_run, ray_sees_s3, s3_server,
+                                                                         s3_bucket, tmp_path) -> None:
+    cfg, store = _job(demo_run, f"{s3_bucket}/nightly", num_blocks=40, batch_size=8)
+    job = tmp_path / "job.yaml"
+    import yaml
+
+    job.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    env = {**os.environ, "AWS_ENDPOINT_URL": s3_server}
+    proc = subprocess.Popen([sys.executable, "-m", "cemg_ray.cli", "export", str(job)], env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bucket = s3_bucket.removeprefix("s3://")
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if any("_staging" in k and k.endswith(".parquet") for k in _keys_by_time(s3_server, bucket, "nightly/")):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "export finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray cluster it started
+    proc.wait()
+    keys = _keys_by_time(s3_server, bucket, "nightly/")
+    assert not any(k.endswith("_SUCCESS") for k in keys)  # nothing a reader would trust
+    manifest = run_export(cfg, store)
+    table = _read_partition(f"{s3_bucket}/nightly/dt=2026-11-24", s3_server).to_pandas()
+    users = store.read_parquet("data/sequences.parquet").num_rows
+    assert len(table) == manifest["rows"] == users * 5
+    assert not table.duplicated(["user_id", "rank"]).any()
+    assert _keys_by_time(s3_server, bucket, "nightly/")[-1].endswith("_SUCCESS")
+
+
+def test_export_bad_date_is_an_error(demo_run, tmp_path) -> None:
+    cfg, store = _job(demo_run, str(tmp_path / "out"), date="24/11/2026")
+    with pytest.raises(ValueError):
+        run_export(cfg, Store(store.root_uri))
