@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from cemg_ray.config import JobConfig
 from cemg_ray.evaluate.stage import MODELS
-from cemg_ray.export.commit import STAGING, commit, committed_manifest
+from cemg_ray.export.commit import STAGING, commit, committed_manifest, file_names
 from cemg_ray.pipeline import StageContext, require, stage
 from cemg_ray.store import Store
 
@@ -104,7 +104,7 @@ def run_export(cfg: JobConfig, run_store: Store) -> dict:
     staging = out.path(f"{partition}/{STAGING}/{attempt}")
     ds.write_parquet(staging, filesystem=out.fs, schema=OUTPUT_SCHEMA)
     rows = sum(out.read_parquet(f"{partition}/{STAGING}/{attempt}/{f}", columns=["rank"]).num_rows
-               for f in out.list(f"{partition}/{STAGING}/{attempt}") if f.endswith(".parquet"))
+               for f in file_names(out, f"{partition}/{STAGING}/{attempt}") if f.endswith(".parquet"))
     wall = time.perf_counter() - t0
     manifest = {"model": ecfg.model, "model_version": version, "k": ecfg.k, "users": users.num_rows, "rows": rows,
                 "run_dir": run_store.root_uri, "partition": out.uri(partition), "attempt": attempt,

@@ -46,6 +46,7 @@ class TrainConfig(Section):
     valid_beams: int = 20
     patience: int = 3
     seed: int = 0
+    log_every: int = 50  # steps between progress lines (rank 0); 0 turns them off
     kill_worker_after_epoch: int | None = None  # fault-injection hook for tests: SIGKILL once
 
 

@@ -49,6 +49,14 @@ def _keys_by_time(endpoint: str, bucket: str, prefix: str) -> list[str]:
     return [o["Key"] for o in sorted(objs, key=lambda o: o["LastModified"])]
 
 
+def _success_is_last(endpoint: str, bucket: str, prefix: str) -> bool:
+    """No object of the partition is newer than _SUCCESS (S3 times have 1 s resolution: ties allowed)."""
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    objs = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    marker = [o["LastModified"] for o in objs if o["Key"].endswith("/_SUCCESS")]
+    return len(marker) == 1 and all(o["LastModified"] <= marker[0] for o in objs)
+
+
 def test_export_to_s3_one_list_per_user_success_last_and_idempotent(demo_run, ray_sees_s3, s3_server,
                                                                     s3_bucket) -> None:
     cfg, store = _job(demo_run, f"{s3_bucket}/recs")
@@ -58,10 +66,12 @@ def test_export_to_s3_one_list_per_user_success_last_and_idempotent(demo_run, ra
     users = store.read_parquet("data/sequences.parquet").num_rows
     assert manifest["users"] == users and manifest["rows"] == table.num_rows == users * 5
     df = table.to_pandas()
-    assert df.groupby("user_id")["rank"].apply(sorted).map(list).eq([1, 2, 3, 4, 5]).all()
+    ranks = df.groupby("user_id")["rank"].apply(lambda r: sorted(r.tolist()))
+    assert all(r == [1, 2, 3, 4, 5] for r in ranks)
     assert df["user_id"].nunique() == users and df["model_version"].nunique() == 1
     keys = _keys_by_time(s3_server, s3_bucket.removeprefix("s3://"), "recs/dt=2026-11-24/")
-    assert keys[-1].endswith("_SUCCESS") and not any("_staging" in k for k in keys)
+    assert _success_is_last(s3_server, s3_bucket.removeprefix("s3://"), "recs/dt=2026-11-24/")
+    assert not any("_staging" in k for k in keys) and any(k.endswith("/_manifest.json") for k in keys)
     again = run_export(cfg, store)
     assert again.get("skipped") is True
     assert _read_partition(part, s3_server).num_rows == users * 5
@@ -93,7 +103,7 @@ def test_killed_export_leaves_nothing_trusted_and_rerun_has_no_duplicates(demo_r
     users = store.read_parquet("data/sequences.parquet").num_rows
     assert len(table) == manifest["rows"] == users * 5
     assert not table.duplicated(["user_id", "rank"]).any()
-    assert _keys_by_time(s3_server, bucket, "nightly/")[-1].endswith("_SUCCESS")
+    assert _success_is_last(s3_server, bucket, "nightly/")
 
 
 def test_export_bad_date_is_an_error(demo_run, tmp_path) -> None:
