@@ -3,8 +3,8 @@
 Layout of ``<output>/dt=YYYY-MM-DD/``: ``part-NNNNN.parquet`` data files, ``_manifest.json``
 (counts, model version, timing) and ``_SUCCESS``, written last. Readers trust a partition only
 when ``_SUCCESS`` exists; every name but the parts starts with ``_`` so that a reader opening the
-folder as a Parquet dataset (Arrow, Spark, Hive, Athena) sees only data. Workers write into ``_staging/<attempt>/`` (ignored by readers: Arrow,
-Spark and Hive skip names starting with ``_``); the commit removes ``_SUCCESS``, deletes old
+folder as a Parquet dataset (Arrow, Spark, Hive, Athena) sees only data. Workers write into
+``_staging/<attempt>/``; the commit removes ``_SUCCESS``, deletes old
 parts, moves the staged files in under deterministic names, then writes the manifest and the
 marker. A run killed at any point leaves no ``_SUCCESS`` (or the previous complete export's
 parts and marker untouched, if it died before the commit began); a re-run cleans up and commits
