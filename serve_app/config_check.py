@@ -73,7 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths or ["serve_app/config.yaml"]:
         conf = yaml.safe_load(Path(path).read_text())
         if isinstance(conf, dict) and conf.get("kind") == "RayService":  # a KubeRay manifest: its embedded config
-            conf = yaml.safe_load(conf["spec"]["serveConfigV2"])
+            embedded = (conf.get("spec") or {}).get("serveConfigV2")
+            conf = yaml.safe_load(embedded) if isinstance(embedded, str) else None
+            if conf is None:
+                print(f"{path}: spec.serveConfigV2: missing or not a YAML string")
+                bad += 1
+                continue
         problems = check_serve_config(conf) if isinstance(conf, dict) else ["not a mapping"]
         bad += bool(problems)
         print(f"{path}: " + ("ok" if not problems else "\n  " + "\n  ".join(problems)))

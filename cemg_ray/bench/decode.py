@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 
@@ -35,8 +36,20 @@ def _time(fn, repeats: int) -> float:  # noqa: ANN001
     return best
 
 
+def _profile(fn, rows: int = 8) -> list[dict]:  # noqa: ANN001
+    """Where one batch of our decoder spends its time: torch.profiler's top ops by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    return [{"op": e.key, "self_cpu_ms": round(e.self_cpu_time_total / 1000, 1),
+             "share": round(e.self_cpu_time_total / total, 3), "calls": e.count} for e in events[:rows]]
+
+
 def run(items: int, batch: int, beams: int, k: int, levels: int, codebook: int, scale: list[int],
-        repeats: int, threads: int | None) -> dict:
+        repeats: int, threads: int | None, profile: bool = False) -> dict:
     from cemg_ray.generate.config import TrainConfig
     from cemg_ray.generate.dataset import history_matrix
     from cemg_ray.generate.decoding import build_index, constrained_beam_search, hf_generate
@@ -53,14 +66,18 @@ def run(items: int, batch: int, beams: int, k: int, levels: int, codebook: int, 
     ids, mask = (torch.as_tensor(a) for a in history_matrix(hist, codes, layout, 20))
     index = build_index(codes, layout)
     ours = _time(lambda: constrained_beam_search(model, ids, mask, index, beams, k), repeats)
+    top_ops = _profile(lambda: constrained_beam_search(model, ids, mask, index, beams, k)) if profile else None
     hf_c = _time(lambda: hf_generate(model, ids, mask, index, beams, k, constrained=True), max(1, repeats // 2))
     hf_u = _time(lambda: hf_generate(model, ids, mask, index, beams, k, constrained=False), repeats)
     out: dict = {
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "load_average_1m": round(os.getloadavg()[0], 2),  # other work on a shared machine skews the figures
         "items": items, "batch": batch, "beams": beams, "k": k, "levels": layout.level_sizes,
         "users_per_s": {"cemg_ray": batch / ours, "hf_constrained": batch / hf_c, "hf_unconstrained": batch / hf_u},
     }
     out["ratios"] = {"vs_hf_constrained": hf_c / ours, "vs_hf_unconstrained": hf_u / ours}
+    if top_ops is not None:
+        out["profile"] = top_ops
     rows = []
     for n in scale:
         cat = random_catalog(n, levels, codebook, seed=n)
@@ -83,12 +100,17 @@ def run(items: int, batch: int, beams: int, k: int, levels: int, codebook: int, 
 
 def _print(res: dict) -> None:
     print(f"constrained decoding, {res['items']:,} items, batch {res['batch']}, beams {res['beams']}, "
-          f"top-{res['k']}, levels {list(res['levels'])} ({res['machine']})")
+          f"top-{res['k']}, levels {list(res['levels'])} ({res['machine']}; 1-min load {res['load_average_1m']})")
     for name, v in res["users_per_s"].items():
         print(f"  {name:<18}{v:>10.1f} users/s")
     r = res["ratios"]
     print(f"  speed-up vs HF constrained (prefix_allowed_tokens_fn): {r['vs_hf_constrained']:.1f}x  (target >= 10x)")
     print(f"  speed-up vs HF unconstrained beam search:              {r['vs_hf_unconstrained']:.2f}x  (target >= 1x)")
+    if res.get("profile"):
+        print("  profile of one batch of this decoder (self CPU time):")
+        for op in res["profile"]:
+            print(f"    {op['op']:<52} {op['self_cpu_ms']:>9.1f} ms {100 * op['share']:>5.1f} %"
+                  f"  {op['calls']:>5} calls")
     if res["scaling"]:
         print(f"  {'items':>10} {'build s':>9} {'index MB':>9} {'users/s':>9}")
         for row in res["scaling"]:
@@ -101,7 +123,7 @@ def _print(res: dict) -> None:
 def _cmd(args: argparse.Namespace) -> int:
     scale = [] if args.quick else [int(s) for s in args.scale.split(",") if s]
     res = run(args.items, args.batch_size, args.beams, args.k, args.levels, args.codebook_size, scale, args.repeats,
-              args.threads)
+              args.threads, args.profile)
     print(json.dumps(res, indent=2) if args.json else "", end="\n" if args.json else "")
     if not args.json:
         _print(res)
@@ -120,5 +142,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="skip the scaling table")
+    p.add_argument("--profile", action="store_true", help="also print torch.profiler's top ops for our decoder")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd)

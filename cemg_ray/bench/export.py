@@ -1,9 +1,10 @@
 """``cemg-ray bench export``: users/s of the bulk export (Ray Data actor pool) against a plain loop.
 
-The same trained run, model, k and batches, measured in one run: the plain loop loads the model in
-this process and ranks every user batch after batch; the export runs the real stage (actor pool,
-Parquet staging, atomic commit) with 1 and 2 actors into a temporary folder, or into ``--output``
-(e.g. an ``s3://`` prefix) to include the store's write cost. Each timing includes the model load.
+The same trained run, model, k and batches, measured in one run: the plain loop runs the export's
+own decoder (``ExportDecoder``) in this process, batch after batch, without writing; the export
+runs the real stage (actor pool, Parquet staging, atomic commit) with 1 and 2 actors into a
+temporary folder, or into ``--output`` (e.g. an ``s3://`` prefix) to include the store's write cost.
+Each timing includes the model load.
 """
 
 from __future__ import annotations
@@ -34,19 +35,19 @@ def _job(run_dir: str, overrides: dict):  # noqa: ANN202 - JobConfig
     return JobConfig.model_validate(raw), store
 
 
-def _plain_loop(cfg, store) -> tuple[int, float]:  # noqa: ANN001 - JobConfig, Store
-    """One process: load the model, rank every user's history in batches of ``export.batch_size``."""
-    from cemg_ray.evaluate.stage import load_by_name
+def _plain_loop(cfg, run_dir: str, store) -> tuple[int, float]:  # noqa: ANN001 - JobConfig, Store
+    """One process: the export's own decoder (model load, ranking, seen-item filter) over every user's batch."""
+    from cemg_ray.export.stage import ExportDecoder
 
     t0 = time.perf_counter()
-    rec = load_by_name(cfg.export.model, cfg, store)
-    seqs = store.read_parquet("data/sequences.parquet", columns=["items"]).column("items").to_pylist()
-    bs, max_len = cfg.export.batch_size, cfg.dataset.max_len
-    for s in range(0, len(seqs), bs):
-        histories = [np.asarray(h, dtype=np.int64)[-max_len:] for h in seqs[s:s + bs]]
-        extra = max(len(h) for h in histories) if cfg.export.exclude_seen else 0
-        rec.recommend(histories, cfg.export.k + extra)
-    return len(seqs), time.perf_counter() - t0
+    decoder = ExportDecoder(cfg.model_dump(mode="json"), run_dir)
+    users = store.read_parquet("data/sequences.parquet", columns=["user_id", "items"])
+    bs = cfg.export.batch_size
+    for s in range(0, users.num_rows, bs):
+        sl = users.slice(s, bs)
+        decoder({"user_id": np.asarray(sl.column("user_id").to_pylist(), dtype=object),
+                 "items": sl.column("items").to_pylist()})
+    return users.num_rows, time.perf_counter() - t0
 
 
 def run(run_dir: str, model: str, k: int, batch_size: int, actors: list[int], cpus_per_actor: float,
@@ -62,7 +63,7 @@ def run(run_dir: str, model: str, k: int, batch_size: int, actors: list[int], cp
             "date": datetime.now(UTC).strftime("%Y-%m-%d")}
     cfg, store = _job(run_dir, base)
     load_before = round(os.getloadavg()[0], 2)
-    users, plain_s = _plain_loop(cfg, store)
+    users, plain_s = _plain_loop(cfg, run_dir, store)
     results = [{"path": "plain loop", "actors": 0, "users": users, "wall_s": round(plain_s, 2),
                 "users_per_s": round(users / plain_s, 1)}]
     ensure_ray(cfg.ray)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from cemg_ray.config import load_config
-    from cemg_ray.evaluate.stage import MODELS
-    from cemg_ray.export.stage import run_export
-    from cemg_ray.pipeline import require
+    from cemg_ray.config import ConfigError, load_config
+    from cemg_ray.export.stage import check_inputs, run_export
     from cemg_ray.store import Store
 
     overrides = list(args.set)
@@ -20,9 +19,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={value}")
     if args.force:
         overrides.append("export.force=true")
-    cfg = load_config(args.job, overrides)
+    try:
+        cfg = load_config(args.job, overrides)
+    except ConfigError as exc:  # every error with the file and the key path
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 2
     store = Store(cfg.run_dir, cfg.storage.endpoint_url, cfg.storage.region)
-    require(store, cfg, MODELS[cfg.export.model][0])
+    try:
+        check_inputs(cfg, store)
+    except (KeyError, RuntimeError) as exc:  # unknown model, or a stage to run first
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
     manifest = run_export(cfg, store)
     print(json.dumps({k: v for k, v in manifest.items() if k != "files"}, indent=2))
     return 0

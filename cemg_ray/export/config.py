@@ -1,6 +1,10 @@
-"""Config of the bulk recommendation export."""
+"""Config of the bulk export stage."""
 
 from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field, field_validator
 
 from cemg_ray.configbase import Section
 
@@ -9,11 +13,22 @@ class ExportConfig(Section):
     output: str | None = None  # s3://bucket/prefix or a local path; default: <run_dir>/export
     date: str | None = None  # the dt=YYYY-MM-DD partition; default: today (UTC)
     model: str = "cemg"  # any model of the evaluate registry (popularity, sasrec, cemg, ...)
-    k: int = 10
-    exclude_seen: bool = True
-    batch_size: int = 256
-    num_blocks: int | None = None  # input blocks (parallelism); default: 4 per actor
-    num_actors: int = 1
+    k: int = Field(10, ge=1)
+    exclude_seen: bool = True  # drop items anywhere in the user's sequence, not only in the decoded history
+    batch_size: int = Field(256, ge=1)
+    num_blocks: int | None = Field(None, ge=1)  # input blocks (parallelism); default: 4 per actor
+    num_actors: int = Field(1, ge=1)
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
     force: bool = False  # re-export even when the partition is already committed for this model version
+
+    @field_validator("date")
+    @classmethod
+    def _is_a_date(cls, value: str | None) -> str | None:
+        """A bad date is a config error (with its key path), not a failure after the model has loaded."""
+        if value is not None:
+            try:
+                datetime.strptime(value, "%Y-%m-%d")
+            except ValueError:
+                raise ValueError(f"expected a date as YYYY-MM-DD, got {value!r}") from None
+        return value

@@ -2,8 +2,9 @@
 
 Each actor loads the model once and decodes batches of users; rows (user_id, rank, item_id,
 score, model_version) are staged as Parquet and committed atomically under
-``<output>/dt=YYYY-MM-DD/`` (see :mod:`cemg_ray.export.commit`). The history of a user is their
-whole known sequence (its last ``dataset.max_len`` items): this recommends what comes next.
+``<output>/dt=YYYY-MM-DD/`` (see :mod:`cemg_ray.export.commit`). The model reads the last
+``dataset.max_len`` items of a user's whole known sequence and recommends what comes next; with
+``exclude_seen`` nothing anywhere in that sequence is recommended again.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as pads
 
 from cemg_ray.config import JobConfig
 from cemg_ray.evaluate.stage import MODELS
-from cemg_ray.export.commit import STAGING, commit, committed_manifest, file_names
+from cemg_ray.export.commit import STAGING, commit, committed_manifest
 from cemg_ray.pipeline import StageContext, require, stage
 from cemg_ray.store import Store
 
@@ -45,13 +47,15 @@ class ExportDecoder:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ecfg, max_len = self.cfg.export, self.cfg.dataset.max_len
-        histories = [np.asarray(h, dtype=np.int64)[-max_len:] for h in batch["items"]]
+        sequences = [np.asarray(h, dtype=np.int64) for h in batch["items"]]
+        histories = [seq[-max_len:] for seq in sequences]
+        # over-fetch by the decoded history's length: a model mostly re-ranks what it was shown
         extra = max((len(h) for h in histories), default=0) if ecfg.exclude_seen else 0
         want = min(ecfg.k + extra, len(self.item_ids))
         items, scores = self.rec.recommend(histories, want)
         users, ranks, out_items, out_scores = [], [], [], []
-        for uid, hist, row, srow in zip(batch["user_id"], histories, items, scores):
-            seen = set(hist.tolist()) if ecfg.exclude_seen else set()
+        for uid, seq, row, srow in zip(batch["user_id"], sequences, items, scores):
+            seen = set(seq.tolist()) if ecfg.exclude_seen else set()
             rank = 0
             for item, score in zip(row.tolist(), srow.tolist()):
                 if item < 0 or item in seen:
@@ -70,8 +74,7 @@ class ExportDecoder:
 
 def export_target(cfg: JobConfig, run_store: Store) -> tuple[Store, str]:
     out = cfg.export.output or run_store.uri("export")
-    date = cfg.export.date or datetime.now(UTC).strftime("%Y-%m-%d")
-    datetime.strptime(date, "%Y-%m-%d")  # a bad date is an error before any work
+    date = cfg.export.date or datetime.now(UTC).strftime("%Y-%m-%d")  # ExportConfig validated the format
     return Store(out, cfg.storage.endpoint_url, cfg.storage.region), f"dt={date}"
 
 
@@ -103,10 +106,15 @@ def run_export(cfg: JobConfig, run_store: Store) -> dict:
                         num_gpus=ecfg.gpus_per_actor or None)
     staging = out.path(f"{partition}/{STAGING}/{attempt}")
     ds.write_parquet(staging, filesystem=out.fs, schema=OUTPUT_SCHEMA)
-    rows = sum(out.read_parquet(f"{partition}/{STAGING}/{attempt}/{f}", columns=["rank"]).num_rows
-               for f in file_names(out, f"{partition}/{STAGING}/{attempt}") if f.endswith(".parquet"))
+    rows = pads.dataset(staging, filesystem=out.fs, format="parquet").count_rows()  # from the files' footers
     wall = time.perf_counter() - t0
+    # a user whose top-(k + history) held fewer than k unseen real items gets a shorter list: counted, not hidden
+    missing = users.num_rows * ecfg.k - rows
+    if missing:
+        log.warning("export: %d rows short of %d users x k=%d (short lists after excluding seen items)",
+                    missing, users.num_rows, ecfg.k)
     manifest = {"model": ecfg.model, "model_version": version, "k": ecfg.k, "users": users.num_rows, "rows": rows,
+                "rows_missing": missing,
                 "run_dir": run_store.root_uri, "partition": out.uri(partition), "attempt": attempt,
                 "wall_s": round(wall, 2), "users_per_s": round(users.num_rows / max(wall, 1e-9), 1),
                 "finished": datetime.now(UTC).isoformat()}
@@ -129,9 +137,14 @@ def _upstream(cfg: JobConfig) -> tuple[str, ...]:
     return ("data", MODELS[cfg.export.model][0])
 
 
+def check_inputs(cfg: JobConfig, store: Store) -> None:
+    """Fail before any work when the exported model or the data are not in the run directory."""
+    for dep in _upstream(cfg):
+        require(store, cfg, dep)
+
+
 @stage("export", sections=("export", "decode"), after=_upstream)
 def run(ctx: StageContext) -> dict:
     """Write every user's top-K under <output>/dt=YYYY-MM-DD/ with _SUCCESS last."""
-    for dep in _upstream(ctx.cfg):
-        require(ctx.store, ctx.cfg, dep)
+    check_inputs(ctx.cfg, ctx.store)
     return run_export(ctx.cfg, ctx.store)

@@ -182,10 +182,9 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
             count += 1
             state["step"] += 1
             if rank == 0 and cfg.log_every and count % cfg.log_every == 0:  # progress inside a long epoch
-                rate = count / (time.perf_counter() - t0)
-                left = (math.ceil(len(perm) / cfg.batch_size) - count) / rate
-                print(f"[cemg-ray] epoch {epoch} step {count}/{math.ceil(len(perm) / cfg.batch_size)} "
-                      f"loss {loss_sum / count:.4f} {rate:.2f} steps/s, epoch ends in {left / 60:.1f} min")
+                rate, steps = count / (time.perf_counter() - t0), math.ceil(len(perm) / cfg.batch_size)
+                print(f"[cemg-ray] epoch {epoch} step {count}/{steps} loss {loss_sum / count:.4f} "
+                      f"{rate:.2f} steps/s, epoch ends in {(steps - count) / rate / 60:.1f} min")
         train_s = time.perf_counter() - t0
         nd, hr = validate(core, valid, index, cfg.valid_beams)
         loss_tot, cnt_tot, nd, hr = _all_sum([loss_sum, count, nd, hr])

@@ -61,6 +61,16 @@ def test_config_check_catches_what_ray_serve_ignores() -> None:
     assert "has no attribute 'nothing'" in problems
 
 
+def test_config_check_reads_rayservice_manifests_and_names_a_missing_embedded_config(tmp_path, capsys) -> None:
+    from serve_app.config_check import main
+
+    assert main([str(REPO / "cluster" / "kuberay" / "rayservice.yaml")]) == 0
+    broken = tmp_path / "rayservice.yaml"
+    broken.write_text(yaml.safe_dump({"kind": "RayService", "spec": {"rayClusterConfig": {}}}))
+    assert main([str(broken)]) == 1
+    assert f"{broken}: spec.serveConfigV2: missing or not a YAML string" in capsys.readouterr().out
+
+
 def test_rayservice_embeds_the_serve_config() -> None:
     service = load(KUBERAY / "rayservice.yaml")
     embedded = yaml.safe_load(service["spec"]["serveConfigV2"])

@@ -9,12 +9,13 @@ import sys
 import time
 
 import boto3
+import numpy as np
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pytest
 
 from cemg_ray.export.stage import run_export
-from cemg_ray.store import Store
+from tests.conftest import REPO
 
 
 def _job(demo_run, output: str, **export):  # noqa: ANN202
@@ -43,10 +44,9 @@ def _read_partition(uri: str, endpoint: str):  # noqa: ANN202
     return pads.dataset(uri.removeprefix("s3://"), filesystem=fs, format="parquet").to_table()
 
 
-def _keys_by_time(endpoint: str, bucket: str, prefix: str) -> list[str]:
+def _keys(endpoint: str, bucket: str, prefix: str) -> list[str]:
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    objs = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
-    return [o["Key"] for o in sorted(objs, key=lambda o: o["LastModified"])]
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
 
 
 def _success_is_last(endpoint: str, bucket: str, prefix: str) -> bool:
@@ -69,7 +69,7 @@ def test_export_to_s3_one_list_per_user_success_last_and_idempotent(demo_run, ra
     ranks = df.groupby("user_id")["rank"].apply(lambda r: sorted(r.tolist()))
     assert all(r == [1, 2, 3, 4, 5] for r in ranks)
     assert df["user_id"].nunique() == users and df["model_version"].nunique() == 1
-    keys = _keys_by_time(s3_server, s3_bucket.removeprefix("s3://"), "recs/dt=2026-11-24/")
+    keys = _keys(s3_server, s3_bucket.removeprefix("s3://"), "recs/dt=2026-11-24/")
     assert _success_is_last(s3_server, s3_bucket.removeprefix("s3://"), "recs/dt=2026-11-24/")
     assert not any("_staging" in k for k in keys) and any(k.endswith("/_manifest.json") for k in keys)
     again = run_export(cfg, store)
@@ -84,19 +84,18 @@ def test_killed_export_leaves_nothing_trusted_and_rerun_has_no_duplicates(demo_r
     import yaml
 
     job.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    env = {**os.environ, "AWS_ENDPOINT_URL": s3_server}
-    proc = subprocess.Popen([sys.executable, "-m", "cemg_ray.cli", "export", str(job)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "cemg_ray.cli", "export", str(job)],
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bucket = s3_bucket.removeprefix("s3://")
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if any("_staging" in k and k.endswith(".parquet") for k in _keys_by_time(s3_server, bucket, "nightly/")):
+        if any("_staging" in k and k.endswith(".parquet") for k in _keys(s3_server, bucket, "nightly/")):
             break
         time.sleep(0.2)
     assert proc.poll() is None, "export finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray cluster it started
     proc.wait()
-    keys = _keys_by_time(s3_server, bucket, "nightly/")
+    keys = _keys(s3_server, bucket, "nightly/")
     assert not any(k.endswith("_SUCCESS") for k in keys)  # nothing a reader would trust
     manifest = run_export(cfg, store)
     table = _read_partition(f"{s3_bucket}/nightly/dt=2026-11-24", s3_server).to_pandas()
@@ -106,7 +105,38 @@ def test_killed_export_leaves_nothing_trusted_and_rerun_has_no_duplicates(demo_r
     assert _success_is_last(s3_server, bucket, "nightly/")
 
 
-def test_export_bad_date_is_an_error(demo_run, tmp_path) -> None:
-    cfg, store = _job(demo_run, str(tmp_path / "out"), date="24/11/2026")
-    with pytest.raises(ValueError):
-        run_export(cfg, Store(store.root_uri))
+def test_export_bad_date_is_a_config_error_naming_the_key(tmp_path) -> None:
+    from cemg_ray.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [f"run_dir={tmp_path}", "export.date=24/11/2026"])
+    assert "export.date" in str(err.value) and "YYYY-MM-DD" in str(err.value)
+
+
+def test_export_cli_names_an_unknown_model_and_a_missing_stage(demo_run, tmp_path, capsys) -> None:
+    from cemg_ray.cli import main
+
+    _, store = demo_run
+    job = str(REPO / "jobs" / "demo.yaml")
+    assert main(["export", job, "--run-dir", store.root_uri, "--model", "nosuch"]) == 2
+    assert "export.model: unknown model 'nosuch'" in capsys.readouterr().err
+    assert main(["export", job, "--run-dir", str(tmp_path / "empty"), "--model", "popularity"]) == 2
+    assert "stage 'data' has no completed output" in capsys.readouterr().err
+
+
+def test_exclude_seen_drops_items_older_than_the_decoded_history(demo_run) -> None:
+    """A seen item outside the last max_len items is still never recommended again."""
+    from cemg_ray.export.stage import ExportDecoder
+
+    cfg, store = demo_run
+    raw = cfg.model_dump(mode="json")
+    raw["dataset"]["max_len"] = 2
+    raw["export"] = {"model": "popularity", "k": 5}
+    decoder = ExportDecoder(raw, store.root_uri)
+    ids = decoder.item_ids
+    popular = decoder.rec.recommend([np.array([], dtype=np.int64)], 3)[0][0]  # the 3 most popular items
+    sequence = np.array([*popular.tolist(), 0, 1], dtype=np.int64)  # the popular ones fall outside max_len=2
+    out = decoder({"user_id": np.array(["u"], dtype=object), "items": [sequence]})
+    assert not set(out["item_id"].tolist()) & {ids[i] for i in sequence.tolist()}
+    # k + 2 candidates were fetched, up to 5 of them seen: a shorter list, ranked from 1 without gaps
+    assert 2 <= len(out["rank"]) <= 5 and out["rank"].tolist() == list(range(1, len(out["rank"]) + 1))
