@@ -8,6 +8,7 @@ left padding), which suits encoder inputs and decoder-only prompts alike.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from cemg_ray.generate.tokens import EOS_ID, PAD_ID, TokenLayout
 
@@ -45,3 +46,28 @@ def build_tensors(histories: list[np.ndarray], targets: np.ndarray, codes: np.nd
     labels = layout.encode_items(codes[targets])
     return {"input_ids": ids.astype(np.int32), "attention_mask": mask.astype(np.int8),
             "labels": labels.astype(np.int32), "target_item": targets.astype(np.int64)}
+
+
+def length_grouped_order(lengths: torch.Tensor, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """A random order whose consecutive ``batch_size`` slices hold histories of similar length.
+
+    Beauty histories average 35 of 101 token slots; batches of similar lengths cut the padding the
+    encoder computes on by about 3x. Grouping is transformers' (random mega-batches sorted by length).
+    """
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    return torch.as_tensor(get_length_grouped_indices(lengths.tolist(), batch_size, generator=generator),
+                           dtype=torch.long)
+
+
+def trim_left_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the input columns that are padding in every row (histories are left-padded).
+
+    Exact for T5 and decoder-only models alike: padded positions are masked, and relative
+    positions between real tokens (and ``position_ids`` from the mask) do not change.
+    """
+    mask = batch["attention_mask"]
+    width = int(mask.sum(1).max()) if len(mask) else mask.shape[1]
+    if width >= mask.shape[1]:
+        return batch
+    return {**batch, "input_ids": batch["input_ids"][:, -width:], "attention_mask": mask[:, -width:]}

@@ -1,6 +1,8 @@
 """Batched Trie-constrained beam search over semantic IDs, and the Hugging Face reference paths.
 
-Per user the encoder runs once; the decoder advances one level at a time with its KV cache.
+Per user the encoder runs once (on the columns that are not padding in every row); the decoder
+advances one level at a time with its KV cache, and for T5 one cross-attention K/V per user
+serves all its beams (``t5_beams``).
 At level ``l`` only the rows of the output layer for level ``l``'s token range are computed,
 each live beam's children come from the prefix index as one ragged gather, and the top
 ``num_beams`` (prefix, score) pairs per user are kept with one ``topk``. A user whose prefixes
@@ -16,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from cemg_ray.generate import t5_beams
+from cemg_ray.generate.dataset import trim_left_padding
 from cemg_ray.generate.prefix_index import PrefixIndex
 from cemg_ray.generate.tokens import PAD_ID, TokenLayout
 
@@ -46,8 +50,18 @@ def constrained_beam_search(model: torch.nn.Module, input_ids: torch.Tensor, att
     offsets = layout.offsets.tolist()
     B, W = input_ids.shape[0], num_beams
     enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
+    trimmed = trim_left_padding({"input_ids": input_ids, "attention_mask": attention_mask})
+    input_ids, attention_mask = trimmed["input_ids"], trimmed["attention_mask"]
     base = model.get_decoder()
-    if enc_dec:
+    fast = None
+    if enc_dec and t5_beams.supports(model):
+        # one cross-attention K/V per user, the beams as grouped queries (t5_beams); the first step
+        # runs on one row per user (all beams start from the same prefix), then rows follow beams
+        enc = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        fast = t5_beams.T5BeamDecoder(model, enc, attention_mask, layout.num_levels)
+        hidden = fast.step(torch.full((B,), PAD_ID, dtype=torch.long)).repeat_interleave(W, 0)
+        fast.reorder(torch.arange(B).repeat_interleave(W))
+    elif enc_dec:
         # encoder once per user; the first decoder step too (all beams start from the same
         # prefix), so cross-attention keys/values are computed on B rows and then repeated
         enc = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -99,6 +113,10 @@ def constrained_beam_search(model: torch.nn.Module, input_ids: torch.Tensor, att
             break
         parent = torch.where(valid, src[picked], (rows[:, None] * W).expand(B, W)).reshape(-1)
         step_ids = torch.where(valid, code[picked] + lo, torch.full_like(picked, PAD_ID)).reshape(-1, 1)
+        if fast is not None:
+            fast.reorder(parent)
+            hidden = fast.step(step_ids.reshape(-1))
+            continue
         # beams of one user share the cross-attention cache: only the self-attention cache moves
         self_cache.reorder_cache(parent)
         if enc_dec:

@@ -97,6 +97,7 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
     from safetensors.torch import load_file, save_file
     from transformers import get_cosine_schedule_with_warmup
 
+    from cemg_ray.generate.dataset import length_grouped_order, trim_left_padding
     from cemg_ray.generate.decoding import build_index
     from cemg_ray.generate.model import build_model, is_encoder_decoder
     from cemg_ray.store import Store
@@ -153,6 +154,7 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
             print(f"[cemg-ray] resumed from checkpoint after epoch {state['epoch']} (step {state['step']})")
 
     tensors = {k: torch.as_tensor(train[k]) for k in ("input_ids", "attention_mask", "labels")}
+    lengths = tensors["attention_mask"].sum(1)
     engine.train()
     for epoch in range(state["epoch"] + 1, cfg.epochs):
         if state["step"] >= total_steps or state["bad_epochs"] >= cfg.patience:
@@ -160,12 +162,14 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
         t0 = time.perf_counter()
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         perm = torch.randperm(n, generator=gen)[rank::world]
+        if cfg.group_by_length:
+            perm = perm[length_grouped_order(lengths[perm], cfg.batch_size, gen)]
         loss_sum, count = 0.0, 0
         for s in range(0, len(perm), cfg.batch_size):
             if state["step"] >= total_steps:
                 break
             idx = perm[s:s + cfg.batch_size]
-            batch = lm_batch({k: v[idx] for k, v in tensors.items()}, enc_dec)
+            batch = lm_batch(trim_left_padding({k: v[idx] for k, v in tensors.items()}), enc_dec)
             if cfg.use_gpu:
                 batch = {k: v.to(ray.train.torch.get_device()) for k, v in batch.items()}
             loss = engine(**batch).loss
