@@ -32,11 +32,15 @@ def evaluate(rec: Recommender, split: Split, which: str = "test", ks: list[int] 
         histories, targets = histories[:limit], targets[:limit]
     kmax = max(ks)
     ranks = np.empty(len(targets), dtype=np.int64)
+    # users in order of history length: batches of similar lengths carry little padding (a
+    # recommender's answer for a user does not depend on the other users of its batch)
+    order = np.argsort([len(h) for h in histories], kind="stable")
     t0 = time.perf_counter()
     for start in tqdm(range(0, len(targets), batch_size), desc=f"eval {rec.name}", unit="batch",
                       leave=False, mininterval=5):
-        items, _ = rec.recommend(histories[start:start + batch_size], kmax)
-        ranks[start:start + batch_size] = target_ranks(np.asarray(items), targets[start:start + batch_size])
+        rows = order[start:start + batch_size]
+        items, _ = rec.recommend([histories[r] for r in rows], kmax)
+        ranks[rows] = target_ranks(np.asarray(items), targets[rows])
     wall = time.perf_counter() - t0
     cold = split.cold_items()[targets]
     return {

@@ -159,6 +159,8 @@ def hf_generate(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask:
                 num_beams: int, k: int, constrained: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Hugging Face beam search (constrained with ``prefix_allowed_tokens_fn`` or not), mapped to items."""
     enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
+    trimmed = trim_left_padding({"input_ids": input_ids, "attention_mask": attention_mask})
+    input_ids, attention_mask = trimmed["input_ids"], trimmed["attention_mask"]
     L = index.layout.num_levels
     kwargs = {}
     if constrained:
