@@ -20,12 +20,12 @@ import torch
 
 from cemg_ray.generate import t5_beams
 from cemg_ray.generate.dataset import trim_left_padding
-from cemg_ray.generate.prefix_index import PrefixIndex
+from cemg_ray.generate.prefix_index import DENSE_MAX_ENTRIES, PrefixIndex
 from cemg_ray.generate.tokens import PAD_ID, TokenLayout
 
 
-def build_index(codes: np.ndarray, layout: TokenLayout) -> PrefixIndex:
-    return PrefixIndex.build(codes, layout)
+def build_index(codes: np.ndarray, layout: TokenLayout, dense_max_entries: int = DENSE_MAX_ENTRIES) -> PrefixIndex:
+    return PrefixIndex.build(codes, layout, dense_max_entries)
 
 
 def _output_rows(model: torch.nn.Module, hidden: torch.Tensor, lo: int, hi: int, normalize: str) -> torch.Tensor:
@@ -90,29 +90,14 @@ def constrained_beam_search(model: torch.nn.Module, input_ids: torch.Tensor, att
     for lvl in range(layout.num_levels):
         lo, hi = offsets[lvl], offsets[lvl] + layout.level_sizes[lvl]
         logp = _output_rows(model, hidden, lo, hi, normalize)  # [B*W, K_l]
-        live_rows = torch.isfinite(beam_score).reshape(-1).nonzero().flatten()
-        owner, child, code = index.children(lvl, prefix.reshape(-1)[live_rows])
-        src = live_rows[owner]  # flat beam row of each candidate
-        cand = beam_score.reshape(-1)[src] + logp[src, code]
-        # scatter the ragged candidates into a padded [B, C] grid and keep the best W per user
-        user = src // W
-        counts = torch.bincount(user, minlength=B)
-        width = max(int(counts.max()) if len(counts) else 0, W)
-        slot = torch.arange(len(user)) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
-        grid = torch.full((B, width), float("-inf"))
-        grid[user, slot] = cand
-        cand_index = torch.full((B, width), -1, dtype=torch.long)
-        cand_index[user, slot] = torch.arange(len(user))
-        top_score, top_slot = grid.topk(W, dim=1)
-        picked = cand_index[rows[:, None], top_slot]  # -1 where a user has fewer candidates than beams
-        valid = picked >= 0
-        picked = picked.clamp_min(0)
+        expand = _expand_dense if index.dense[lvl] is not None else _expand_sparse
+        top_score, src, child, code, valid = expand(index, lvl, beam_score, prefix, logp)
         beam_score = torch.where(valid, top_score, torch.full_like(top_score, float("-inf")))
-        prefix = torch.where(valid, child[picked], torch.zeros_like(picked))
+        prefix = torch.where(valid, child, torch.zeros_like(child))
         if lvl + 1 == layout.num_levels:
             break
-        parent = torch.where(valid, src[picked], (rows[:, None] * W).expand(B, W)).reshape(-1)
-        step_ids = torch.where(valid, code[picked] + lo, torch.full_like(picked, PAD_ID)).reshape(-1, 1)
+        parent = torch.where(valid, src, (rows[:, None] * W).expand(B, W)).reshape(-1)
+        step_ids = torch.where(valid, code + lo, torch.full_like(code, PAD_ID)).reshape(-1, 1)
         if fast is not None:
             fast.reorder(parent)
             hidden = fast.step(step_ids.reshape(-1))
@@ -131,6 +116,51 @@ def constrained_beam_search(model: torch.nn.Module, input_ids: torch.Tensor, att
             hidden = out.last_hidden_state[:, -1]
     items = torch.where(torch.isfinite(beam_score), index.leaf_item[prefix], torch.full_like(prefix, -1))
     return items[:, :k], beam_score[:, :k]
+
+
+Expansion = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _expand_dense(index: PrefixIndex, lvl: int, beam_score: torch.Tensor, prefix: torch.Tensor,
+                  logp: torch.Tensor) -> Expansion:
+    """Best ``W`` children per user from the level's dense table: mask every beam's row, one top-k.
+
+    Returns [B, W] tensors: score, flat source beam row, child prefix id, code, and whether the pick
+    is a real child (False where a user has fewer valid children than beams).
+    """
+    B, W = beam_score.shape
+    K = logp.shape[1]
+    table = index.dense[lvl][prefix.reshape(-1)].long()  # [B*W, K] child prefix id, -1: not a valid code
+    scores = (beam_score.reshape(-1, 1) + logp).masked_fill(table < 0, float("-inf"))
+    top_score, top = scores.view(B, W * K).topk(W, dim=1)
+    src = torch.arange(B)[:, None] * W + top // K
+    child = table.view(B, W * K).gather(1, top)
+    return top_score, src, child.clamp_min(0), top % K, torch.isfinite(top_score) & (child >= 0)
+
+
+def _expand_sparse(index: PrefixIndex, lvl: int, beam_score: torch.Tensor, prefix: torch.Tensor,
+                   logp: torch.Tensor) -> Expansion:
+    """Best ``W`` children per user from the CSR lists: only the live beams' real children are scored."""
+    B, W = beam_score.shape
+    rows = torch.arange(B)
+    live_rows = torch.isfinite(beam_score).reshape(-1).nonzero().flatten()
+    owner, child, code = index.children(lvl, prefix.reshape(-1)[live_rows])
+    src = live_rows[owner]  # flat beam row of each candidate
+    cand = beam_score.reshape(-1)[src] + logp[src, code]
+    # scatter the ragged candidates into a padded [B, C] grid and keep the best W per user
+    user = src // W
+    counts = torch.bincount(user, minlength=B)
+    width = max(int(counts.max()) if len(counts) else 0, W)
+    slot = torch.arange(len(user)) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    grid = torch.full((B, width), float("-inf"))
+    grid[user, slot] = cand
+    cand_index = torch.full((B, width), -1, dtype=torch.long)
+    cand_index[user, slot] = torch.arange(len(user))
+    top_score, top_slot = grid.topk(W, dim=1)
+    picked = cand_index[rows[:, None], top_slot]  # -1 where a user has fewer candidates than beams
+    valid = picked >= 0
+    picked = picked.clamp_min(0)
+    return top_score, src[picked], child[picked], code[picked], valid
 
 
 def decode_items(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,

@@ -4,7 +4,9 @@ Level ``l`` keeps the sorted unique prefixes of length ``l+1``. A prefix of leng
 ``p``) has its children at ``child_code[l][start[l][p]:start[l][p+1]]`` with ids
 ``start[l][p] + j`` among the length ``l+1`` prefixes: a CSR layout built with one
 ``np.unique`` per level, so memory is proportional to the number of distinct prefixes whatever
-the fan-out, and a beam's allowed tokens are a slice, never a Python dict walk.
+the fan-out, and a beam's allowed tokens are a slice, never a Python dict walk. Levels with few
+parents (the first ones) also get a dense ``[parents, codes]`` table of child ids, which the
+search masks and ranks in one top-k.
 """
 
 from __future__ import annotations
@@ -17,6 +19,19 @@ import torch
 
 from cemg_ray.generate.tokens import TokenLayout
 
+# a level whose (parents x codes) table has at most this many entries also gets a dense table:
+# the first levels (few parents) are masked and ranked in one top-k, deeper ones stay CSR
+DENSE_MAX_ENTRIES = 1 << 22
+
+
+def _dense_table(child_start: torch.Tensor, child_code: torch.Tensor, size: int) -> torch.Tensor:
+    """[parents, size] child prefix id of every (parent, code), -1 where the code is not a child."""
+    parents = len(child_start) - 1
+    owner = torch.repeat_interleave(torch.arange(parents), child_start[1:] - child_start[:-1])
+    table = torch.full((parents, size), -1, dtype=torch.int32)
+    table[owner, child_code] = torch.arange(len(child_code), dtype=torch.int32)
+    return table
+
 
 @dataclass
 class PrefixIndex:
@@ -25,10 +40,12 @@ class PrefixIndex:
     child_code: list[torch.Tensor]  # per level l: [P_l] int64, the code of each length-(l+1) prefix
     leaf_item: torch.Tensor  # [P_{L-1}] item_idx of each full code sequence
     max_children: list[int]
+    dense: list[torch.Tensor | None]  # per level: [P_{l-1}, K_l] child prefix id (-1: invalid), or None
     build_s: float = 0.0
 
     @classmethod
-    def build(cls, codes: np.ndarray, layout: TokenLayout) -> PrefixIndex:
+    def build(cls, codes: np.ndarray, layout: TokenLayout, dense_max_entries: int = DENSE_MAX_ENTRIES
+              ) -> PrefixIndex:
         t0 = time.perf_counter()
         codes = np.asarray(codes, dtype=np.int64)
         n, L = codes.shape
@@ -54,14 +71,16 @@ class PrefixIndex:
             fanout.append(int(counts.max()) if len(counts) else 0)
             parent_ids, num_parents = prefix_ids, len(first_rows)
         leaf_item = torch.as_tensor(order)  # at the last level every row is its own prefix
-        return cls(layout, starts, child_codes, leaf_item, fanout, time.perf_counter() - t0)
+        dense = [_dense_table(s, c, size) if (len(s) - 1) * size <= dense_max_entries else None
+                 for s, c, size in zip(starts, child_codes, layout.level_sizes)]
+        return cls(layout, starts, child_codes, leaf_item, fanout, dense, time.perf_counter() - t0)
 
     @property
     def num_items(self) -> int:
         return len(self.leaf_item)
 
     def nbytes(self) -> int:
-        tensors = [*self.child_start, *self.child_code, self.leaf_item]
+        tensors = [*self.child_start, *self.child_code, self.leaf_item, *(t for t in self.dense if t is not None)]
         return int(sum(t.numel() * t.element_size() for t in tensors))
 
     def children(self, level: int, prefix_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -48,11 +48,18 @@ def exhaustive(model, ids, mask, codes, layout, k):  # noqa: ANN001, ANN201
     return torch.stack([o.indices for o in out]), torch.stack([o.values for o in out])
 
 
+# transition tables: all dense, all sparse (CSR), dense for the first levels then sparse
+TABLES = {"dense": 10**9, "sparse": 0, "mixed": 40}
+
+
+@pytest.mark.parametrize("tables", TABLES)
 @pytest.mark.parametrize("backbone", ["t5", "decoder"])
-def test_beam_search_equals_exhaustive_scoring(backbone: str) -> None:
+def test_beam_search_equals_exhaustive_scoring(backbone: str, tables: str) -> None:
     layout = TokenLayout((6, 5, 4, 3))
     codes = random_codes(60, layout.level_sizes)
-    index = build_index(codes, layout)
+    index = build_index(codes, layout, TABLES[tables])
+    assert [t is not None for t in index.dense] == {"dense": [True] * 4, "sparse": [False] * 4,
+                                                    "mixed": [True, True, False, False]}[tables]
     model = tiny(backbone, layout)
     rng = np.random.default_rng(1)
     hist = [rng.integers(0, 60, size=int(rng.integers(1, 5))) for _ in range(4)]
@@ -64,11 +71,12 @@ def test_beam_search_equals_exhaustive_scoring(backbone: str) -> None:
     assert torch.allclose(scores, ref_scores, atol=1e-4)
 
 
+@pytest.mark.parametrize("tables", TABLES)
 @pytest.mark.parametrize("backbone", ["t5", "decoder"])
-def test_same_items_as_hf_generate(backbone: str) -> None:
+def test_same_items_as_hf_generate(backbone: str, tables: str) -> None:
     layout = TokenLayout((8, 8, 8, 3))
     codes = random_codes(200, layout.level_sizes, seed=3)
-    index = build_index(codes, layout)
+    index = build_index(codes, layout, TABLES[tables])
     model = tiny(backbone, layout)
     rng = np.random.default_rng(2)
     hist = [rng.integers(0, 200, size=int(rng.integers(1, 6))) for _ in range(5)]
@@ -79,10 +87,11 @@ def test_same_items_as_hf_generate(backbone: str) -> None:
     assert np.allclose(our_scores.numpy(), hf_scores, atol=1e-4)
 
 
-def test_every_output_is_a_real_item_and_fewer_children_than_beams() -> None:
+@pytest.mark.parametrize("tables", TABLES)
+def test_every_output_is_a_real_item_and_fewer_children_than_beams(tables: str) -> None:
     layout = TokenLayout((3, 4, 2))
     codes = np.array([[0, 0, 0], [0, 1, 0], [2, 3, 1], [2, 3, 0]])  # fan-out below the beam width
-    index = build_index(codes, layout)
+    index = build_index(codes, layout, TABLES[tables])
     assert np.array_equal(full_codes(index)[np.argsort(index.leaf_item.numpy())], codes)
     model = tiny("t5", layout)
     ids, mask = (torch.as_tensor(a) for a in history_matrix([np.array([1]), np.array([], np.int64)], codes, layout, 3))
