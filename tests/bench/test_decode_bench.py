@@ -11,6 +11,8 @@ def test_bench_decode_reports_throughputs_ratios_scaling_and_profile() -> None:
     ups = out["users_per_s"]
     assert set(ups) == {"cemg_ray", "hf_constrained", "hf_unconstrained"} and min(ups.values()) > 0
     assert abs(out["ratios"]["vs_hf_constrained"] - ups["cemg_ray"] / ups["hf_constrained"]) < 1e-6
+    sec = out["seconds_per_batch"]
+    assert abs(sec["cemg_ray"] * ups["cemg_ray"] - 4) < 1e-6 and 0 < sec["encoder_only"]
     assert [r["items"] for r in out["scaling"]] == [200, 400] and all(r["index_mb"] > 0 for r in out["scaling"])
     ops = out["profile"]
     assert ops and all(op["self_cpu_ms"] >= 0 and 0 <= op["share"] <= 1 for op in ops)
