@@ -3,9 +3,11 @@
 Per user the encoder runs once (on the columns that are not padding in every row); the decoder
 advances one level at a time with its KV cache, and for T5 one cross-attention K/V per user
 serves all its beams (``t5_beams``).
-At level ``l`` only the rows of the output layer for level ``l``'s token range are computed,
-each live beam's children come from the prefix index as one ragged gather, and the top
-``num_beams`` (prefix, score) pairs per user are kept with one ``topk``. A user whose prefixes
+At level ``l`` only the rows of the output layer for level ``l``'s token range are computed.
+On the first levels (few parents) each beam's row of the level's dense transition table masks
+the invalid codes; on deeper levels each live beam's children come from the CSR lists as one
+ragged gather. Either way the top ``num_beams`` (prefix, score) pairs per user are kept with one
+``topk``. A user whose prefixes
 have fewer children than beams keeps the rest as dead beams (score -inf), so fewer than ``k``
 items can come back (padded with -1) but never an invalid one.
 
