@@ -60,7 +60,7 @@ def constrained_beam_search(model: torch.nn.Module, input_ids: torch.Tensor, att
         # one cross-attention K/V per user, the beams as grouped queries (t5_beams); the first step
         # runs on one row per user (all beams start from the same prefix), then rows follow beams
         enc = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        fast = t5_beams.T5BeamDecoder(model, enc, attention_mask, layout.num_levels)
+        fast = t5_beams.T5BeamDecoder(model, enc, attention_mask, layout.num_levels, W)
         hidden = fast.step(torch.full((B,), PAD_ID, dtype=torch.long)).repeat_interleave(W, 0)
         fast.reorder(torch.arange(B).repeat_interleave(W))
     elif enc_dec:

@@ -45,7 +45,7 @@ def test_steps_with_reordered_beams_equal_hf_decoder(variant: str) -> None:
     mask[0, :3] = 0  # a left-padded history
     ids[0, :3] = PAD_ID
     enc = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-    dec = T5BeamDecoder(model, enc, mask, steps)
+    dec = T5BeamDecoder(model, enc, mask, steps, beams)
 
     seqs = torch.full((users, 1), PAD_ID)
     assert torch.allclose(dec.step(seqs[:, 0]), hf_last_hidden(model, seqs, enc, mask), atol=1e-5)
@@ -66,3 +66,14 @@ def test_steps_with_reordered_beams_equal_hf_decoder(variant: str) -> None:
 def test_only_t5_encoder_decoders_are_supported() -> None:
     cfg = TrainConfig(backbone="decoder", d_model=32, num_layers=1, num_heads=2, d_kv=16, d_ff=64)
     assert not supports(build_model(cfg, TokenLayout((4, 4))))
+
+
+@torch.inference_mode()
+def test_a_row_cannot_continue_another_users_beam() -> None:
+    model = tiny_t5()
+    ids = torch.randint(2, 26, (2, 5))
+    enc = model.get_encoder()(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+    dec = T5BeamDecoder(model, enc, torch.ones_like(ids), 3, 2)
+    dec.step(torch.full((2,), PAD_ID))
+    with pytest.raises(ValueError, match="another user"):
+        dec.reorder(torch.tensor([0, 1, 1, 1]))  # user 0's second beam would continue user 1's row
