@@ -51,6 +51,8 @@ def constrained_beam_search(model: torch.nn.Module, input_ids: torch.Tensor, att
     layout = index.layout
     offsets = layout.offsets.tolist()
     B, W = input_ids.shape[0], num_beams
+    if B == 0:
+        return torch.full((0, k), -1, dtype=torch.long), torch.full((0, k), float("-inf"))
     enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
     trimmed = trim_left_padding({"input_ids": input_ids, "attention_mask": attention_mask})
     input_ids, attention_mask = trimmed["input_ids"], trimmed["attention_mask"]

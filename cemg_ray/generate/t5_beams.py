@@ -85,6 +85,9 @@ class T5BeamDecoder:
         """Feed one token per row (``B`` or ``B * W`` rows, grouped by user); the final hidden states."""
         rows, t = token_ids.shape[0], self.steps
         group = rows // self.users
+        if t >= len(self.offsets) or group != (1 if t == 0 else self.beams) or group != self.ancestry.shape[1]:
+            raise ValueError(f"step {t}: got {rows} rows for {self.users} users; expected one per user at the "
+                             f"first step, then {self.beams} (reorder first), for at most {len(self.offsets)} steps")
         heads, dim = self.heads, self.head_dim
         lo = self.offsets[t]
         self_mask = self._self_mask(group)  # shared by every layer, as T5 shares its position bias

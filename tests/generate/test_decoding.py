@@ -107,3 +107,11 @@ def test_index_rejects_duplicate_codes() -> None:
     layout = TokenLayout((2, 2))
     with pytest.raises(ValueError, match="not unique"):
         build_index(np.array([[0, 1], [0, 1]]), layout)
+
+
+def test_an_empty_batch_gives_empty_results() -> None:
+    layout = TokenLayout((3, 2))
+    index = build_index(np.array([[0, 0], [1, 1], [2, 0]]), layout)
+    empty = torch.zeros(0, 5, dtype=torch.long)
+    items, scores = constrained_beam_search(tiny("t5", layout), empty, empty, index, num_beams=3, k=2)
+    assert items.shape == (0, 2) and scores.shape == (0, 2)

@@ -69,7 +69,7 @@ def test_only_t5_encoder_decoders_are_supported() -> None:
 
 
 @torch.inference_mode()
-def test_a_row_cannot_continue_another_users_beam() -> None:
+def test_misuse_is_refused_with_a_clear_error() -> None:
     model = tiny_t5()
     ids = torch.randint(2, 26, (2, 5))
     enc = model.get_encoder()(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
@@ -77,3 +77,5 @@ def test_a_row_cannot_continue_another_users_beam() -> None:
     dec.step(torch.full((2,), PAD_ID))
     with pytest.raises(ValueError, match="another user"):
         dec.reorder(torch.tensor([0, 1, 1, 1]))  # user 0's second beam would continue user 1's row
+    with pytest.raises(ValueError, match="reorder first"):
+        dec.step(torch.full((4,), PAD_ID))  # two beams per user fed before the rows were expanded
