@@ -54,31 +54,22 @@ def constrained_beam_search(model: torch.nn.Module, input_ids: torch.Tensor, att
     if B == 0:
         return torch.full((0, k), -1, dtype=torch.long), torch.full((0, k), float("-inf"))
     enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
+    if enc_dec and not t5_beams.supports(model):
+        raise ValueError(f"constrained decoding runs T5 encoder-decoders and decoder-only models; this model's "
+                         f"model_type is {getattr(model.config, 'model_type', None)!r}")
     trimmed = trim_left_padding({"input_ids": input_ids, "attention_mask": attention_mask})
     input_ids, attention_mask = trimmed["input_ids"], trimmed["attention_mask"]
-    base = model.get_decoder()
     fast = None
-    if enc_dec and t5_beams.supports(model):
+    if enc_dec:
         # one cross-attention K/V per user, the beams as grouped queries (t5_beams); the first step
         # runs on one row per user (all beams start from the same prefix), then rows follow beams
         enc = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         fast = t5_beams.T5BeamDecoder(model, enc, attention_mask, layout.num_levels, W)
         hidden = fast.step(torch.full((B,), PAD_ID, dtype=torch.long)).repeat_interleave(W, 0)
         fast.reorder(torch.arange(B).repeat_interleave(W))
-    elif enc_dec:
-        # encoder once per user; the first decoder step too (all beams start from the same
-        # prefix), so cross-attention keys/values are computed on B rows and then repeated
-        enc = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        out = base(input_ids=torch.full((B, 1), PAD_ID, dtype=torch.long), encoder_hidden_states=enc,
-                   encoder_attention_mask=attention_mask, use_cache=True)
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(W)
-        hidden = out.last_hidden_state[:, -1].repeat_interleave(W, 0)
-        enc = enc.repeat_interleave(W, 0)
-        enc_mask = attention_mask.repeat_interleave(W, 0)
-        self_cache = getattr(cache, "self_attention_cache", cache)
     else:
-        # the prompt runs once per user; its KV cache is then repeated for the beams
+        # decoder-only: the prompt runs once per user; its KV cache is then repeated for the beams
+        base = model.get_decoder()
         pos = (attention_mask.cumsum(1) - 1).clamp_min(0)
         out = base(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos, use_cache=True)
         cache = out.past_key_values
@@ -86,7 +77,6 @@ def constrained_beam_search(model: torch.nn.Module, input_ids: torch.Tensor, att
         hidden = out.last_hidden_state[:, -1].repeat_interleave(W, 0)
         mask = attention_mask.repeat_interleave(W, 0)
         last_pos = pos[:, -1:].repeat_interleave(W, 0)
-        self_cache = cache
     beam_score = torch.full((B, W), float("-inf"))
     beam_score[:, 0] = 0.0
     prefix = torch.zeros(B, W, dtype=torch.long)  # prefix id at the previous level (root = 0)
@@ -106,18 +96,12 @@ def constrained_beam_search(model: torch.nn.Module, input_ids: torch.Tensor, att
             fast.reorder(parent)
             hidden = fast.step(step_ids.reshape(-1))
             continue
-        # beams of one user share the cross-attention cache: only the self-attention cache moves
-        self_cache.reorder_cache(parent)
-        if enc_dec:
-            out = base(input_ids=step_ids, encoder_hidden_states=enc, encoder_attention_mask=enc_mask,
-                       past_key_values=cache, use_cache=True)
-            hidden = out.last_hidden_state[:, -1]
-        else:
-            mask = torch.cat([mask[parent], torch.ones(B * W, 1, dtype=mask.dtype)], 1)
-            last_pos = last_pos[parent] + 1
-            out = base(input_ids=step_ids, attention_mask=mask, position_ids=last_pos, past_key_values=cache,
-                       use_cache=True)
-            hidden = out.last_hidden_state[:, -1]
+        cache.reorder_cache(parent)
+        mask = torch.cat([mask[parent], torch.ones(B * W, 1, dtype=mask.dtype)], 1)
+        last_pos = last_pos[parent] + 1
+        out = base(input_ids=step_ids, attention_mask=mask, position_ids=last_pos, past_key_values=cache,
+                   use_cache=True)
+        hidden = out.last_hidden_state[:, -1]
     items = torch.where(torch.isfinite(beam_score), index.leaf_item[prefix], torch.full_like(prefix, -1))
     return items[:, :k], beam_score[:, :k]
 

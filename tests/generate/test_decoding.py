@@ -115,3 +115,17 @@ def test_an_empty_batch_gives_empty_results() -> None:
     empty = torch.zeros(0, 5, dtype=torch.long)
     items, scores = constrained_beam_search(tiny("t5", layout), empty, empty, index, num_beams=3, k=2)
     assert items.shape == (0, 2) and scores.shape == (0, 2)
+
+
+def test_an_unsupported_encoder_decoder_is_named() -> None:
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    layout = TokenLayout((3, 2))
+    index = build_index(np.array([[0, 0], [1, 1]]), layout)
+    bart = BartForConditionalGeneration(BartConfig(vocab_size=layout.vocab_size, d_model=16, encoder_layers=1,
+                                                   decoder_layers=1, encoder_attention_heads=2,
+                                                   decoder_attention_heads=2, encoder_ffn_dim=16,
+                                                   decoder_ffn_dim=16)).eval()
+    ids = torch.tensor([[2, 4, 1]])
+    with pytest.raises(ValueError, match="model_type is 'bart'"):
+        constrained_beam_search(bart, ids, torch.ones_like(ids), index, num_beams=2, k=2)
