@@ -102,6 +102,85 @@ def run(items: int, batch: int, beams: int, k: int, levels: int, codebook: int, 
     return out
 
 
+def run_items(items: int, batch: int, beams: int, k: int, levels: int, codebook: int, scale: list[int],
+              repeats: int, threads: int | None) -> dict:
+    """The item-level generator (``train.history: items``): its trie-constrained beam search against
+    exact scoring of every catalog item (the reference it must equal: ``tests/generate/test_itemseq.py``),
+    the backbone pass alone, and the same catalog scaling table."""
+    from cemg_ray.generate.config import TrainConfig
+    from cemg_ray.generate.decoding import build_index
+    from cemg_ray.generate.item_decoding import beam_search_from_hidden
+    from cemg_ray.generate.itemseq import build_item_model
+    from cemg_ray.generate.tokens import TokenLayout
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = TrainConfig(backbone="decoder", history="items", objective="dense", d_model=128, num_layers=2,
+                      num_heads=4, d_ff=512, dropout=0.0)
+    rng = np.random.default_rng(1)
+
+    def setup(n: int, seed: int):  # noqa: ANN202
+        cat = random_catalog(n, levels, codebook, seed=seed)
+        lay = TokenLayout(tuple([codebook] * levels + [int(cat[:, -1].max()) + 1]))
+        t0 = time.perf_counter()
+        idx = build_index(cat, lay)
+        build_s = time.perf_counter() - t0
+        mdl = build_item_model(cfg, lay, cat, 20).eval()
+        hist = torch.as_tensor(rng.integers(0, n, size=(batch, 20)))
+        return mdl, idx, hist, build_s
+
+    model, index, hist, _ = setup(items, 0)
+
+    def ours() -> None:
+        beam_search_from_hidden(model, model.last_hidden(hist), index, beams, k)
+
+    def exhaustive() -> None:
+        model.score_items(model.last_hidden(hist)).topk(k, dim=1)
+
+    t_ours = _time(ours, repeats)
+    t_exact = _time(exhaustive, max(1, repeats // 2))
+    t_backbone = _time(lambda: model.last_hidden(hist), repeats)
+    out: dict = {
+        "backbone": "items",
+        "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "load_average_1m": round(os.getloadavg()[0], 2), "items": items, "batch": batch, "beams": beams, "k": k,
+        "levels": index.layout.level_sizes,
+        "users_per_s": {"cemg_ray_items": batch / t_ours, "exhaustive_scoring": batch / t_exact},
+        "seconds_per_batch": {"cemg_ray_items": t_ours, "exhaustive_scoring": t_exact, "backbone_only": t_backbone},
+        "ratios": {"vs_exhaustive": t_exact / t_ours},
+    }
+    rows = []
+    for n in scale:
+        mdl, idx, h, build_s = setup(n, n)
+        sec = _time(lambda: beam_search_from_hidden(mdl, mdl.last_hidden(h), idx, beams, k), repeats)  # noqa: B023
+        rows.append({"items": n, "index_build_s": build_s, "index_mb": idx.nbytes() / 2**20,
+                     "users_per_s": batch / sec, "decode_s_per_batch": sec})
+    out["scaling"] = rows
+    if rows:
+        last, first = rows[-1]["decode_s_per_batch"], rows[0]["decode_s_per_batch"]
+        out["ratios"]["decode_cost_largest_vs_smallest"] = last / first
+    return out
+
+
+def _print_items(res: dict) -> None:
+    print(f"item-level generator, constrained decoding, {res['items']:,} items, batch {res['batch']}, beams "
+          f"{res['beams']}, top-{res['k']}, levels {list(res['levels'])} ({res['machine']}; 1-min load "
+          f"{res['load_average_1m']})")
+    for name, v in res["users_per_s"].items():
+        print(f"  {name:<20}{v:>10.1f} users/s")
+    sec = res["seconds_per_batch"]
+    print(f"  the backbone pass alone takes {1000 * sec['backbone_only']:.1f} ms of "
+          f"{1000 * sec['cemg_ray_items']:.1f} ms per batch; speed-up vs exact scoring of every item: "
+          f"{res['ratios']['vs_exhaustive']:.1f}x")
+    if res["scaling"]:
+        print(f"  {'items':>10} {'build s':>9} {'index MB':>9} {'users/s':>9}")
+        for row in res["scaling"]:
+            print(f"  {row['items']:>10,} {row['index_build_s']:>9.2f} {row['index_mb']:>9.1f} "
+                  f"{row['users_per_s']:>9.1f}")
+        print(f"  decode cost at the largest vs the smallest catalog: "
+              f"{res['ratios']['decode_cost_largest_vs_smallest']:.2f}x")
+
+
 def _print(res: dict) -> None:
     print(f"constrained decoding, {res['items']:,} items, batch {res['batch']}, beams {res['beams']}, "
           f"top-{res['k']}, levels {list(res['levels'])} ({res['machine']}; 1-min load {res['load_average_1m']})")
@@ -129,6 +208,13 @@ def _print(res: dict) -> None:
 
 def _cmd(args: argparse.Namespace) -> int:
     scale = [] if args.quick else [int(s) for s in args.scale.split(",") if s]
+    if args.backbone == "items":
+        res = run_items(args.items, args.batch_size, args.beams, args.k, args.levels, args.codebook_size, scale,
+                        args.repeats, args.threads)
+        print(json.dumps(res, indent=2) if args.json else "", end="\n" if args.json else "")
+        if not args.json:
+            _print_items(res)
+        return 0
     res = run(args.items, args.batch_size, args.beams, args.k, args.levels, args.codebook_size, scale, args.repeats,
               args.threads, args.profile)
     print(json.dumps(res, indent=2) if args.json else "", end="\n" if args.json else "")
@@ -150,5 +236,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="skip the scaling table")
     p.add_argument("--profile", action="store_true", help="also print torch.profiler's top ops for our decoder")
+    p.add_argument("--backbone", choices=["t5", "items"], default="t5",
+                   help="t5: the token-layout T5 against HF generate; items: the item-level generator against "
+                        "exact scoring of every item")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd)

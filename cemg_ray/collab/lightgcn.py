@@ -35,20 +35,46 @@ class Graph:
         i = torch.as_tensor(self.items, dtype=torch.long) + self.num_users
         return torch.stack([torch.cat([u, i]), torch.cat([i, u])])
 
+    def adjacency(self) -> torch.Tensor:
+        """The symmetric-normalised adjacency ``D^-1/2 A D^-1/2`` as a sparse CSR tensor, built once.
 
-def build_model(graph: Graph, cfg: LightGCNConfig):  # noqa: ANN201 - torch_geometric LightGCN
+        ``LightGCN(..., normalize=False)`` given this runs each layer as one sparse-dense product
+        instead of re-normalising and scattering messages over ``edge_index`` on every call (same
+        embeddings: ``tests/collab/test_lightgcn.py``; speed: ``cemg-ray bench lightgcn``).
+        """
+        from torch_geometric.nn.conv.gcn_conv import gcn_norm
+        from torch_geometric.utils import to_torch_csr_tensor
+
+        n = self.num_users + self.num_items
+        index, weight = gcn_norm(self.edge_index(), None, n, add_self_loops=False)
+        return to_torch_csr_tensor(index, weight, size=(n, n))
+
+    def positive_keys(self) -> np.ndarray:
+        """Sorted ``user * num_items + item`` keys of the training edges, for vectorised lookups."""
+        return np.unique(self.users.astype(np.int64) * self.num_items + self.items.astype(np.int64))
+
+
+def build_model(graph: Graph, cfg: LightGCNConfig, normalize: bool = False):  # noqa: ANN201 - LightGCN
+    """torch_geometric's LightGCN; ``normalize=False`` expects ``Graph.adjacency()`` (pre-normalised)."""
     from torch_geometric.nn import LightGCN
 
-    return LightGCN(graph.num_users + graph.num_items, cfg.dim, cfg.num_layers)
+    return LightGCN(graph.num_users + graph.num_items, cfg.dim, cfg.num_layers, normalize=normalize)
 
 
-def sample_negatives(users: np.ndarray, num_items: int, seen: set[tuple[int, int]] | None,
+def sample_negatives(users: np.ndarray, num_items: int, positive_keys: np.ndarray | None,
                      rng: np.random.Generator) -> np.ndarray:
-    """Uniform negatives; a sample that hits a training positive is redrawn (twice at most)."""
+    """Uniform negatives; a sample that hits a training positive is redrawn (twice at most).
+
+    ``positive_keys`` are the sorted ``user * num_items + item`` keys (``Graph.positive_keys``):
+    one ``searchsorted`` per round instead of a Python set lookup per sample.
+    """
     neg = rng.integers(0, num_items, size=len(users))
-    if seen:
+    if positive_keys is not None and len(positive_keys):
+        users = users.astype(np.int64)
         for _ in range(2):
-            bad = np.fromiter(((u, n) in seen for u, n in zip(users.tolist(), neg.tolist())), bool, len(users))
+            keys = users * num_items + neg
+            pos = np.minimum(np.searchsorted(positive_keys, keys), len(positive_keys) - 1)
+            bad = positive_keys[pos] == keys
             if not bad.any():
                 break
             neg[bad] = rng.integers(0, num_items, size=int(bad.sum()))
@@ -104,8 +130,8 @@ def train_loop(config: dict) -> None:
         start_epoch = int(state["epoch"]) + 1
     model = ray.train.torch.prepare_model(model)
     core = model.module if hasattr(model, "module") else model
-    edge_index = graph.edge_index()
-    seen = set(zip(graph.users.tolist(), graph.items.tolist()))
+    edge_index = graph.adjacency()
+    seen = graph.positive_keys()
     n_edges = len(graph.users)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
@@ -159,7 +185,7 @@ def fit(graph: Graph, cfg: LightGCNConfig, run_config) -> tuple[np.ndarray, np.n
         state = torch.load(os.path.join(d, "state.pt"), weights_only=True)
     model.load_state_dict(state["model"])
     model.eval()
-    user_emb, item_emb = split_embeddings(model, graph, graph.edge_index())
+    user_emb, item_emb = split_embeddings(model, graph, graph.adjacency())
     history = []
     if result.metrics_dataframe is not None:
         history = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()

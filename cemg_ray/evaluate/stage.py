@@ -16,8 +16,11 @@ log = logging.getLogger("cemg_ray")
 MODELS: dict[str, tuple[str, str, dict]] = {
     "popularity": ("popularity", "cemg_ray.evaluate.popularity:PopularityRecommender.load", {}),
     "sasrec": ("sasrec", "cemg_ray.evaluate.sasrec:SASRecRecommender.load", {}),
-    "cemg": ("train", "cemg_ray.generate.recommender:load_recommender", {}),
-    "cemg_unconstrained": ("train", "cemg_ray.generate.recommender:load_recommender", {"constrained": False}),
+    "cemg": ("train", "cemg_ray.generate.recommender:load_recommender", {"cold_share": 0.0}),
+    # the item-level generator with decode.cold_share of each list reserved for cold-start items
+    "cemg_cold": ("train", "cemg_ray.generate.recommender:load_recommender", {}),
+    "cemg_unconstrained": ("train", "cemg_ray.generate.recommender:load_recommender",
+                           {"constrained": False, "cold_share": 0.0}),
 }
 
 

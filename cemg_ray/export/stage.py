@@ -125,7 +125,7 @@ def run_export(cfg: JobConfig, run_store: Store) -> dict:
 
 
 def _model_version(cfg: JobConfig, store: Store) -> str:
-    if cfg.export.model in ("cemg", "cemg_unconstrained") and store.exists("generate/report.json"):
+    if cfg.export.model in ("cemg", "cemg_cold", "cemg_unconstrained") and store.exists("generate/report.json"):
         return str(store.read_json("generate/report.json").get("model_version", "cemg"))
     marker = f"_stages/{MODELS[cfg.export.model][0]}.json"
     return f"{cfg.export.model}-{store.read_json(marker)['hash']}" if store.exists(marker) else cfg.export.model

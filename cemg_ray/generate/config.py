@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field, model_validator
+
 from cemg_ray.configbase import Section
 
 
 class TrainConfig(Section):
     backbone: Literal["t5", "decoder"] = "t5"
+    # history layout: "tokens" feeds every code of every history item (the paper's); "items" one pooled
+    # vector per history item into a GPT-2 decoder (cemg_ray/generate/itemseq.py; needs backbone: decoder)
+    history: Literal["tokens", "items"] = "tokens"
+    # "prefix": one example per prefix, supervised at its end (the paper's); "dense": the next item's codes
+    # at every position of a user's sequence in one causal pass (needs history: items)
+    objective: Literal["prefix", "dense"] = "prefix"
+    content_input: bool = False  # items layout: add a projection of each item's fused content vector
     pretrained: str | None = None  # hub id or local path; None builds the model from this config
     # from-scratch size (TIGER: d_model 128, 4+4 layers, 6 heads of 64, MLP 1024)
     d_model: int = 128
@@ -49,8 +58,23 @@ class TrainConfig(Section):
     seed: int = 0
     log_every: int = 50  # steps between progress lines (rank 0); 0 turns them off
     kill_worker_after_epoch: int | None = None  # fault-injection hook for tests: SIGKILL once
+    max_train_s: float | None = Field(None, gt=0)  # wall-clock budget: stop after the epoch that passes it
+
+    @model_validator(mode="after")
+    def _layouts_fit(self) -> TrainConfig:
+        if self.history == "items" and self.backbone != "decoder":
+            raise ValueError("train.history: 'items' runs a decoder backbone; set train.backbone: decoder")
+        if self.objective == "dense" and self.history != "items":
+            raise ValueError("train.objective: 'dense' needs train.history: items (the token layout trains "
+                             "one example per prefix)")
+        if self.content_input and self.history != "items":
+            raise ValueError("train.content_input: only the items history layout takes content vectors")
+        return self
 
 
 class DecodeConfig(Section):
     num_beams: int = 20
+    # share of the top-K reserved for cold-start items (<= dataset.cold_start_max training interactions),
+    # as TIGER reserves a share for unseen items; used by the ``cemg_cold`` model (item-level generator)
+    cold_share: float = Field(0.2, ge=0.0, le=1.0)
     batch_size: int = 256

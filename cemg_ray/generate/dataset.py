@@ -71,3 +71,47 @@ def trim_left_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     if width >= mask.shape[1]:
         return batch
     return {**batch, "input_ids": batch["input_ids"][:, -width:], "attention_mask": mask[:, -width:]}
+
+
+# --- the item-level generator (``train.history: items``): item_idx matrices, right-padded with -1 ---
+
+def dense_windows(train: list[np.ndarray], max_items: int) -> list[np.ndarray]:
+    """Windows of up to ``max_items + 1`` items, cut from the end of each sequence, that together hold every
+    (history, next item) pair once: window ``w`` supervises ``w[1:]`` from ``w[:-1]``."""
+    windows = []
+    for seq in train:
+        seq = np.asarray(seq, dtype=np.int64)
+        end = len(seq)
+        while end > 1:
+            windows.append(seq[max(0, end - max_items - 1):end])
+            end -= max_items
+    return windows
+
+
+def item_tensors(train: list[np.ndarray], max_items: int, objective: str) -> dict[str, np.ndarray]:
+    """``items`` and ``labels`` [E, max_items] (-1 padded): the next item at every position (``dense``), or one
+    example per prefix supervised at its last position only (``prefix``, the paper's objective)."""
+    if objective == "dense":
+        rows = dense_windows(train, max_items)
+        inputs, labels = [w[:-1] for w in rows], [w[1:] for w in rows]
+    elif objective == "prefix":
+        hists, targets = prefix_examples(train, max_items)
+        inputs = hists
+        labels = [np.concatenate([np.full(len(h) - 1, -1, np.int64), [t]]) for h, t in zip(hists, targets)]
+    else:
+        raise ValueError(f"train.objective: unknown objective {objective!r}; expected 'dense' or 'prefix'")
+    items = np.full((len(inputs), max_items), -1, dtype=np.int32)
+    lab = np.full((len(inputs), max_items), -1, dtype=np.int32)
+    for r, (x, y) in enumerate(zip(inputs, labels)):
+        items[r, :len(x)] = x
+        lab[r, :len(y)] = y
+    return {"items": items, "labels": lab}
+
+
+def item_eval_tensors(histories: list[np.ndarray], targets: np.ndarray, max_items: int) -> dict[str, np.ndarray]:
+    """Validation histories [U, max_items] (-1 padded) and their targets for the item-level generator."""
+    items = np.full((len(histories), max_items), -1, dtype=np.int32)
+    for r, h in enumerate(histories):
+        h = np.asarray(h, dtype=np.int64)[-max_items:]
+        items[r, :len(h)] = h
+    return {"items": items, "target_item": np.asarray(targets, dtype=np.int64)}

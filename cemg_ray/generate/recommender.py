@@ -13,6 +13,57 @@ from cemg_ray.generate.model import load_model
 from cemg_ray.store import Store
 
 
+class ItemCEMGRecommender:
+    """The item-level generator (``train.history: items``) behind the same ``recommend`` contract.
+
+    ``cold_share > 0`` reserves that share of each list for cold-start items (``cold_items``), found by
+    a second beam search over their own prefix index (``item_decoding.reserve_cold_share``).
+    """
+
+    name = "cemg"
+
+    def __init__(self, model, codes: np.ndarray, max_items: int, num_beams: int = 20,  # noqa: ANN001
+                 constrained: bool = True, model_version: str = "cemg", cold_items: np.ndarray | None = None,
+                 cold_share: float = 0.0):
+        from cemg_ray.generate.item_decoding import subset_index
+
+        self.model, self.layout, self.codes = model, model.layout, codes
+        self.max_items, self.num_beams, self.constrained = max_items, num_beams, constrained
+        self.model_version = model_version
+        self.index = build_index(codes, model.layout)
+        self.cold_share = cold_share if cold_items is not None else 0.0
+        self.is_cold = torch.zeros(len(codes), dtype=torch.bool)
+        self.cold_index = None
+        if self.cold_share > 0:
+            self.is_cold[torch.as_tensor(np.flatnonzero(cold_items))] = True
+            self.cold_index = subset_index(codes, np.flatnonzero(cold_items), self.index)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.codes)
+
+    def recommend(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        from cemg_ray.generate.item_decoding import (
+            beam_search_from_hidden,
+            reserve_cold_share,
+            unconstrained_from_hidden,
+        )
+        from cemg_ray.generate.itemseq import right_padded
+
+        if not len(histories):
+            return np.full((0, k), -1, dtype=np.int64), np.full((0, k), -np.inf, dtype=np.float32)
+        beams = max(self.num_beams, k)
+        with torch.inference_mode():
+            hidden = self.model.last_hidden(torch.as_tensor(right_padded(histories, self.max_items)))
+            search = beam_search_from_hidden if self.constrained else unconstrained_from_hidden
+            items, scores = search(self.model, hidden, self.index, beams, k)
+            if self.cold_index is not None:
+                cold_k = min(k, self.cold_index.num_items, beams)
+                c_items, c_scores = beam_search_from_hidden(self.model, hidden, self.cold_index, beams, cold_k)
+                items, scores = reserve_cold_share(items, scores, c_items, c_scores, self.is_cold, self.cold_share)
+        return items.numpy(), scores.numpy().astype(np.float32)
+
+
 class CEMGRecommender:
     name = "cemg"
 
@@ -36,15 +87,33 @@ class CEMGRecommender:
         return decode_unconstrained(self.model, ids_t, mask_t, self.index, beams, k)
 
 
-def load_recommender(cfg, store: Store, constrained: bool = True) -> CEMGRecommender:  # noqa: ANN001 - JobConfig
-    """The trained generator of a run directory with its code table and prefix index."""
+def load_recommender(cfg, store: Store, constrained: bool = True,  # noqa: ANN001 - JobConfig
+                     cold_share: float | None = None) -> CEMGRecommender | ItemCEMGRecommender:
+    """The trained generator of a run directory with its code table and prefix index.
+
+    ``cold_share`` (the ``cemg_cold`` model; None = 0) reserves a share of the list for cold-start items
+    and needs the item-level generator.
+    """
+    from cemg_ray.generate.itemseq import is_item_model_dir, load_item_model
     from cemg_ray.generate.stage import load_codes
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = store.download_dir("generate/model", tmp)
-        model, layout = load_model(folder)
     version = store.read_json("generate/report.json").get("model_version", "cemg") \
         if store.exists("generate/report.json") else "cemg"
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = store.download_dir("generate/model", tmp)
+        if is_item_model_dir(folder):
+            share = cfg.decode.cold_share if cold_share is None else cold_share
+            cold = None
+            if share:
+                from cemg_ray.data.split import load_split
+
+                cold = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max).cold_items()
+            return ItemCEMGRecommender(load_item_model(folder), load_codes(store), cfg.dataset.max_len,
+                                       cfg.decode.num_beams, constrained, version, cold, share if share else 0.0)
+        if cold_share:
+            raise ValueError("cemg_cold: the reserved cold-start share needs the item-level generator "
+                             "(train.history: items); this run's generator uses the token layout")
+        model, layout = load_model(folder)
     return CEMGRecommender(model, layout, load_codes(store), cfg.dataset.max_len, cfg.decode.num_beams,
                            constrained, version)

@@ -13,9 +13,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cemg_ray.data.split import load_split  # noqa: E402
-from cemg_ray.generate.dataset import build_tensors, prefix_examples  # noqa: E402
+from cemg_ray.generate.dataset import build_tensors, item_eval_tensors, item_tensors, prefix_examples  # noqa: E402
+from cemg_ray.generate.itemseq import build_item_model, save_item_model  # noqa: E402
 from cemg_ray.generate.model import build_model, describe, layout_for, save_model  # noqa: E402
-from cemg_ray.generate.train import BEST_FILE, STATE_FILE, fit  # noqa: E402
+from cemg_ray.generate.train import BEST_FILE, FUSED_FILE, STATE_FILE, fit  # noqa: E402
 from cemg_ray.pipeline import StageContext, require, stage, stage_hash  # noqa: E402
 from cemg_ray.raytrain import run_config  # noqa: E402
 
@@ -52,41 +53,61 @@ def run(ctx: StageContext) -> dict:
     meta = store.read_json("tokenize/meta.json")
     layout = layout_for(tcfg, meta["level_sizes"])
     max_items = cfg.dataset.max_len
-    hists, targets = prefix_examples(split.train, max_items)
-    train = build_tensors(hists, targets, codes, layout, max_items)
     rng = np.random.default_rng(tcfg.seed)
     sample = np.sort(rng.permutation(len(split.valid_target))[:tcfg.valid_users])
-    valid = build_tensors([split.valid_history[i] for i in sample], split.valid_target[sample], codes, layout,
-                          max_items)
+    valid_hists, valid_targets = [split.valid_history[i] for i in sample], split.valid_target[sample]
+    item_level = tcfg.history == "items"
+    if item_level:
+        if tcfg.content_input and not store.exists(FUSED_FILE):
+            raise FileNotFoundError(f"train.content_input needs {store.uri(FUSED_FILE)}, which this run's tokenize "
+                                    "stage did not write; re-run it: cemg-ray run JOB --stages tokenize --force")
+        train = item_tensors(split.train, max_items, tcfg.objective)
+        valid = item_eval_tensors(valid_hists, valid_targets, max_items)
+        examples = int((train["labels"] >= 0).sum())
+    else:
+        hists, targets = prefix_examples(split.train, max_items)
+        train = build_tensors(hists, targets, codes, layout, max_items)
+        valid = build_tensors(valid_hists, valid_targets, codes, layout, max_items)
+        examples = int(len(targets))
     store.write_tensors("generate/data/train.safetensors", train)
     store.write_tensors("generate/data/valid.safetensors", valid)
-    log.info("train: %d training examples, %d validation users, vocabulary %d", len(targets), len(sample),
-             layout.vocab_size)
+    log.info("train: %d supervised positions in %d rows, %d validation users, vocabulary %d", examples,
+             len(next(iter(train.values()))), len(sample), layout.vocab_size)
     ctx.ensure_ray()
     # the run name carries the stage hash: a re-submitted job with the same config resumes its checkpoints
     name = f"train-{stage_hash(cfg, 'train')}"
     root = os.path.abspath(store.root_uri) if store.is_local else store.root_uri  # workers' cwd differs
     result = fit(tcfg, layout, root, cfg.storage.endpoint_url, cfg.storage.region, len(sample),
-                 run_config(store, "generate/checkpoints", name, max_failures=tcfg.max_failures, num_to_keep=2))
+                 run_config(store, "generate/checkpoints", name, max_failures=tcfg.max_failures, num_to_keep=2),
+                 max_items)
     if result.checkpoint is None:
         raise RuntimeError(f"train: no checkpoint was reported ({result.error})")
     import json
 
     from safetensors.torch import load_file
 
-    model = build_model(tcfg, layout)
+    if item_level:
+        content = store.read_tensors(FUSED_FILE)["fused"] if tcfg.content_input else None
+        model = build_item_model(tcfg, layout, codes, max_items, content)
+    else:
+        model = build_model(tcfg, layout)
     with result.checkpoint.as_directory() as d:
         state = json.loads(open(f"{d}/{STATE_FILE}").read())
         model.load_state_dict(load_file(f"{d}/{BEST_FILE}"))
     with tempfile.TemporaryDirectory() as tmp:
-        save_model(model, layout, tmp)
+        if item_level:
+            save_item_model(model, tmp)
+        else:
+            save_model(model, layout, tmp)
         store.delete("generate/model")
         store.upload_dir(tmp, "generate/model")
     history = state["history"]
     store.write_json("generate/history.json", history)
     store.write_figure("generate/curves.png", curves_figure(history))
-    info = describe(model)
-    report = {"examples": int(len(targets)), "valid_users": int(len(sample)), "vocab_size": layout.vocab_size,
+    info = model.param_count() if item_level else describe(model)
+    report = {"examples": examples, "history": tcfg.history, "objective": tcfg.objective,
+              "train_s": round(state.get("train_s", 0.0), 1), "valid_users": int(len(sample)),
+              "vocab_size": layout.vocab_size,
               "parameters": info["parameters"], "trainable": info["trainable"], "epochs_run": len(history),
               "best_epoch": state["best_epoch"], "best_valid_ndcg10": state["best_ndcg"],
               "steps": state["step"], "model_version": name,

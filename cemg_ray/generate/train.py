@@ -25,6 +25,7 @@ from cemg_ray.generate.tokens import TokenLayout
 log = logging.getLogger("cemg_ray")
 
 STATE_FILE = "trainer_state.json"
+FUSED_FILE = "tokenize/fused.safetensors"
 BEST_FILE = "best_model.safetensors"
 
 
@@ -52,13 +53,19 @@ def ndcg_hr_at(items: np.ndarray, targets: np.ndarray, k: int) -> tuple[float, f
 
 def validate(model: torch.nn.Module, data: dict[str, np.ndarray], index, beams: int,  # noqa: ANN001
              batch: int = 128) -> tuple[float, float]:
+    """Sums of validation NDCG@10 and HR@10 with the constrained beam search that serving runs."""
     from cemg_ray.generate.decoding import decode_items
+    from cemg_ray.generate.item_decoding import beam_search_from_hidden
 
     model.eval()
     nd, hr = 0.0, 0.0
     for s in range(0, len(data["target_item"]), batch):
-        items, _ = decode_items(model, torch.as_tensor(data["input_ids"][s:s + batch]).long(),
-                                torch.as_tensor(data["attention_mask"][s:s + batch]).long(), index, beams, 10)
+        if "items" in data:  # the item-level generator
+            hidden = model.last_hidden(torch.as_tensor(data["items"][s:s + batch]).long())
+            items = beam_search_from_hidden(model, hidden, index, beams, 10)[0].numpy()
+        else:
+            items, _ = decode_items(model, torch.as_tensor(data["input_ids"][s:s + batch]).long(),
+                                    torch.as_tensor(data["attention_mask"][s:s + batch]).long(), index, beams, 10)
         a, b = ndcg_hr_at(items, data["target_item"][s:s + batch], 10)
         nd, hr = nd + a, hr + b
     model.train()
@@ -99,6 +106,7 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
 
     from cemg_ray.generate.dataset import length_grouped_order, trim_left_padding
     from cemg_ray.generate.decoding import build_index
+    from cemg_ray.generate.itemseq import build_item_model, trim_right_padding
     from cemg_ray.generate.model import build_model, is_encoder_decoder
     from cemg_ray.store import Store
 
@@ -111,19 +119,27 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
     store = Store(config["run_dir"], config.get("endpoint_url"), config.get("region"))
     train = store.read_tensors("generate/data/train.safetensors")
     valid = store.read_tensors("generate/data/valid.safetensors")
-    codes = np.asarray(store.read_parquet("tokenize/codes.parquet").column("codes").to_pylist(), dtype=np.int64)
+    table = store.read_parquet("tokenize/codes.parquet").sort_by("item_idx")
+    codes = np.asarray(table.column("codes").to_pylist(), dtype=np.int64)
     index = build_index(codes, layout)
     valid = {k: v[rank::world] for k, v in valid.items()}
 
-    model = build_model(cfg, layout)
-    enc_dec = is_encoder_decoder(model)
-    n = len(train["target_item"])
+    item_level = cfg.history == "items"
+    if item_level:
+        content = store.read_tensors(FUSED_FILE)["fused"] if cfg.content_input else None
+        model = build_item_model(cfg, layout, codes, config["max_items"], content)
+        enc_dec, keys, trim = False, ("items", "labels"), trim_right_padding
+    else:
+        model = build_model(cfg, layout)
+        enc_dec, keys, trim = is_encoder_decoder(model), ("input_ids", "attention_mask", "labels"), trim_left_padding
+    n = len(train[keys[0]])
     steps_per_epoch = math.ceil(math.ceil(n / world) / cfg.batch_size)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_cosine_schedule_with_warmup(opt, min(cfg.warmup_steps, total_steps // 2), total_steps)
-    state = {"epoch": -1, "step": 0, "best_ndcg": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
+    state = {"epoch": -1, "step": 0, "best_ndcg": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": [],
+             "train_s": 0.0}
     best_state: dict[str, torch.Tensor] | None = None
     resumed = ray.train.get_checkpoint()
 
@@ -153,12 +169,14 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
         if rank == 0:
             print(f"[cemg-ray] resumed from checkpoint after epoch {state['epoch']} (step {state['step']})")
 
-    tensors = {k: torch.as_tensor(train[k]) for k in ("input_ids", "attention_mask", "labels")}
-    lengths = tensors["attention_mask"].sum(1)
+    tensors = {k: torch.as_tensor(train[k]) for k in keys}
+    lengths = (tensors["items"] >= 0).sum(1) if item_level else tensors["attention_mask"].sum(1)
     engine.train()
     for epoch in range(state["epoch"] + 1, cfg.epochs):
         if state["step"] >= total_steps or state["bad_epochs"] >= cfg.patience:
             break
+        if cfg.max_train_s is not None and state.get("train_s", 0.0) >= cfg.max_train_s:
+            break  # the wall-clock budget is spent (checked between epochs)
         t0 = time.perf_counter()
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         perm = torch.randperm(n, generator=gen)[rank::world]
@@ -169,7 +187,8 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
             if state["step"] >= total_steps:
                 break
             idx = perm[s:s + cfg.batch_size]
-            batch = lm_batch(trim_left_padding({k: v[idx] for k, v in tensors.items()}), enc_dec)
+            batch = trim({k: v[idx] for k, v in tensors.items()})
+            batch = {k: v.long() for k, v in batch.items()} if item_level else lm_batch(batch, enc_dec)
             if cfg.use_gpu:
                 batch = {k: v.to(ray.train.torch.get_device()) for k, v in batch.items()}
             loss = engine(**batch).loss
@@ -190,6 +209,7 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
                 print(f"[cemg-ray] epoch {epoch} step {count}/{steps} loss {loss_sum / count:.4f} "
                       f"{rate:.2f} steps/s, epoch ends in {(steps - count) / rate / 60:.1f} min")
         train_s = time.perf_counter() - t0
+        state["train_s"] = state.get("train_s", 0.0) + train_s
         nd, hr = validate(core, valid, index, cfg.valid_beams)
         loss_tot, cnt_tot, nd, hr = _all_sum([loss_sum, count, nd, hr])
         users = max(config["valid_users"], 1)
@@ -224,7 +244,7 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
 
 
 def fit(cfg: TrainConfig, layout: TokenLayout, run_dir: str, endpoint_url: str | None, region: str | None,
-        valid_users: int, run_config):  # noqa: ANN001, ANN201 - RunConfig -> ray.train.Result
+        valid_users: int, run_config, max_items: int = 20):  # noqa: ANN001, ANN201 - RunConfig -> ray.train.Result
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -235,7 +255,8 @@ def fit(cfg: TrainConfig, layout: TokenLayout, run_dir: str, endpoint_url: str |
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"cfg": cfg.model_dump(), "layout": layout.to_json(), "run_dir": run_dir,
-                           "endpoint_url": endpoint_url, "region": region, "valid_users": valid_users},
+                           "endpoint_url": endpoint_url, "region": region, "valid_users": valid_users,
+                           "max_items": max_items},
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cfg.cpus_per_worker}),

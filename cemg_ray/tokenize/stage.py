@@ -81,6 +81,8 @@ def run(ctx: StageContext) -> dict:
         report["planted_clusters"] = planted_agreement(rq_codes, items.column("cluster").to_numpy())
     assert report["after_disambiguation"]["colliding_items"] == 0
     save_tokenizer(store, tok, tcfg, inputs.scales)
+    # the fused content vector per item (Eq. 3): the generator's optional content input
+    store.write_tensors("tokenize/fused.safetensors", {"fused": x.numpy().astype(np.float32)})
     store.write_parquet("tokenize/codes.parquet", pa.table({
         "item_idx": items.column("item_idx"), "item_id": items.column("item_id"),
         "codes": pa.array(full.astype(np.int32).tolist(), type=pa.list_(pa.int32()))}))

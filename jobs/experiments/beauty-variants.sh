@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Generator variants on Beauty at an equal wall-clock budget (train.max_train_s), selected on validation
+# NDCG@10 only (3,000 validation users; the test split is not read). docs/EXPERIMENTS.md lists the figures.
+#
+#   bash jobs/experiments/beauty-variants.sh BUDGET_S VARIANT...      e.g. 480 items-dense items-content
+#
+# Each variant trains in a copy of the upstream run directory that holds its features and codes
+# (runs/beauty-<codes>), so features, PCA, LightGCN and the tokenizer are shared, not re-run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+budget=$1; shift
+CLI=${CLI:-.venv/bin/cemg-ray}
+ITEMS=(--set train.backbone=decoder --set train.history=items --set train.objective=dense --set train.d_model=128
+       --set train.num_layers=2 --set train.num_heads=4 --set train.d_ff=512 --set train.batch_size=128
+       --set train.lr=0.002 --set train.warmup_steps=300 --set train.weight_decay=0.035 --set train.dropout=0.3)
+for variant in "$@"; do
+  codes=cls-m4k512; extra=()
+  case $variant in
+    tokens-prefix) extra=(--set train.backbone=t5 --set train.num_layers=2 --set train.num_heads=4 --set train.d_kv=32
+                          --set train.d_ff=512 --set train.batch_size=128 --set train.lr=0.001 --set train.warmup_steps=500
+                          --set train.weight_decay=0.035 --set train.dropout=0.2) ;;
+    items-prefix) extra=("${ITEMS[@]}" --set train.objective=prefix) ;;
+    items-dense) extra=("${ITEMS[@]}") ;;
+    items-content) extra=("${ITEMS[@]}" --set train.content_input=true) ;;
+    items-content-d05) extra=("${ITEMS[@]}" --set train.content_input=true --set train.dropout=0.5) ;;
+    items-content-lr5e3) extra=("${ITEMS[@]}" --set train.content_input=true --set train.lr=0.005) ;;
+    items-content-d256) extra=("${ITEMS[@]}" --set train.content_input=true --set train.d_model=256 --set train.d_ff=1024) ;;
+    mean-items-content) codes=mean-m4k512; extra=("${ITEMS[@]}" --set train.content_input=true) ;;
+    mean3x256-items-content) codes=mean-m3k256; extra=("${ITEMS[@]}" --set train.content_input=true) ;;
+    *) echo "unknown variant $variant" >&2; exit 2 ;;
+  esac
+  src=runs/beauty-$codes; dst=runs/variants/$variant
+  pooling=cls; [[ $codes == mean-* ]] && pooling=mean
+  tok=(); [[ $codes == *m3k256 ]] && tok=(--set tokenize.num_levels=3 --set tokenize.codebook_size=256)
+  rm -rf "$dst"; mkdir -p runs/variants
+  cp -r "$src" "$dst"; rm -rf "$dst/generate" "$dst/eval" "$dst/_stages/train.json" "$dst/_stages/evaluate.json"
+  echo "== $variant (codes $codes, budget ${budget}s) load: $(cut -d' ' -f1-3 /proc/loadavg)"
+  "$CLI" run jobs/beauty.yaml --stages train --set run_dir="$dst" --set features.text.pooling=$pooling "${tok[@]}" \
+    --set ray.address=local --set train.epochs=200 --set train.patience=200 --set train.valid_users=3000 \
+    --set train.max_train_s="$budget" --set train.log_every=0 "${extra[@]}" > "logs/variant-$variant.log" 2>&1
+  .venv/bin/python - "$dst" "$variant" <<'PY'
+import json, sys
+rep = json.load(open(f"{sys.argv[1]}/generate/report.json"))
+hist = json.load(open(f"{sys.argv[1]}/generate/history.json"))
+print(f"{sys.argv[2]}: best valid NDCG@10 {rep['best_valid_ndcg10']:.4f} (epoch {rep['best_epoch']}), "
+      f"HR@10 {max(h['valid_hr10'] for h in hist):.4f}, epochs {len(hist)}, steps {rep['steps']}, "
+      f"train {rep['train_s']} s, params {rep['parameters']}")
+PY
+done

@@ -1,0 +1,152 @@
+"""The item-level generator: pooled inputs, dense = per-prefix objective, causality, exact constrained search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cemg_ray.generate.config import TrainConfig
+from cemg_ray.generate.dataset import dense_windows, item_tensors
+from cemg_ray.generate.decoding import build_index
+from cemg_ray.generate.item_decoding import (
+    beam_search_from_hidden,
+    reserve_cold_share,
+    subset_index,
+    unconstrained_from_hidden,
+)
+from cemg_ray.generate.itemseq import build_item_model, load_item_model, right_padded, save_item_model
+from cemg_ray.generate.tokens import TokenLayout
+
+LAYOUT = TokenLayout((4, 3, 2))
+CODES = np.array([[0, 0, 0], [0, 0, 1], [0, 2, 0], [1, 1, 0], [2, 0, 0], [2, 1, 0], [3, 2, 0], [3, 2, 1]])
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(backbone="decoder", history="items", objective="dense", d_model=16, num_layers=2, num_heads=2,
+                d_ff=32, dropout=0.0)
+    return TrainConfig(**{**base, **kw})
+
+
+def _model(content: bool = False, **kw):  # noqa: ANN202
+    feats = np.random.default_rng(0).normal(size=(len(CODES), 6)).astype(np.float32) if content else None
+    return build_item_model(_cfg(content_input=content, **kw), LAYOUT, CODES, 5, feats).eval()
+
+
+def test_pooled_item_vector_is_the_mean_of_its_code_embeddings_plus_content() -> None:
+    model = _model()
+    items = torch.tensor([[3, 0, -1]])
+    tokens = torch.as_tensor(LAYOUT.encode_items(CODES[[3, 0]]))
+    explicit = model.code_emb.weight[tokens].mean(1)
+    got = model.item_vectors(items)
+    assert torch.allclose(got[0, :2], explicit)
+    assert torch.equal(got[0, 2], torch.zeros(16))  # padding is a zero vector
+    with_content = _model(content=True)
+    proj = with_content.content_proj(with_content.content_norm(with_content.content[torch.tensor([3, 0])]))
+    assert torch.allclose(with_content.item_vectors(items)[0, :2],
+                          with_content.code_emb.weight[tokens].mean(1) + proj, atol=1e-6)
+
+
+def test_dense_objective_equals_the_per_prefix_objective_over_the_same_prefixes() -> None:
+    model = _model()
+    seqs = [np.array([0, 3, 5, 7]), np.array([2, 6, 1])]
+    dense = {k: torch.as_tensor(v).long() for k, v in item_tensors(seqs, 5, "dense").items()}
+    prefix = {k: torch.as_tensor(v).long() for k, v in item_tensors(seqs, 5, "prefix").items()}
+    assert int((dense["labels"] >= 0).sum()) == int((prefix["labels"] >= 0).sum()) == 5
+    n = 5
+    dense_sum = model(**dense).loss * n  # both losses are means over supervised positions
+    prefix_sum = model(**prefix).loss * n
+    by_hand = sum(model(items=prefix["items"][r:r + 1], labels=prefix["labels"][r:r + 1]).loss
+                  for r in range(len(prefix["items"])))
+    assert dense_sum.item() == pytest.approx(prefix_sum.item(), rel=1e-5)
+    assert dense_sum.item() == pytest.approx(by_hand.item(), rel=1e-5)
+
+
+def test_windows_cover_every_pair_once() -> None:
+    seq = np.arange(12)
+    windows = dense_windows([seq], max_items=4)
+    targets = sorted(int(t) for w in windows for t in w[1:])
+    assert targets == list(range(1, 12))
+    assert all(len(w) <= 5 for w in windows)
+
+
+def test_no_position_sees_later_items() -> None:
+    model = _model(content=True)
+    a = torch.tensor([[0, 3, 5, 7, 2]])
+    b = torch.tensor([[0, 3, 5, 1, 6]])
+    ha, hb = model.encode(a), model.encode(b)
+    assert torch.allclose(ha[0, :3], hb[0, :3], atol=1e-6)
+    assert not torch.allclose(ha[0, 3], hb[0, 3])
+
+
+def test_constrained_search_equals_exhaustive_scoring_and_returns_only_items() -> None:
+    model = _model(content=True)
+    index = build_index(CODES, LAYOUT)
+    hidden = model.last_hidden(torch.as_tensor(right_padded([np.array([0, 3]), np.array([5]), np.array([7, 6, 1])], 5)))
+    exact = model.score_items(hidden)  # [B, N]
+    assert (exact.exp().sum(1) <= 1 + 1e-5).all()  # the catalog is part of all code sequences
+    items, scores = beam_search_from_hidden(model, hidden, index, num_beams=len(CODES), k=len(CODES))
+    order = exact.argsort(dim=1, descending=True)
+    assert torch.equal(items, order)
+    assert torch.allclose(scores, exact.gather(1, order), atol=1e-5)
+    few, _ = beam_search_from_hidden(model, hidden, index, num_beams=3, k=3)
+    assert ((few >= 0) & (few < len(CODES))).all()
+    free, free_scores = unconstrained_from_hidden(model, hidden, index, num_beams=12, k=3)
+    assert ((free == -1) | ((free >= 0) & (free < len(CODES)))).all()
+
+
+def test_cold_share_reserves_slots_for_cold_items() -> None:
+    model = _model()
+    index = build_index(CODES, LAYOUT)
+    cold = np.array([1, 6])
+    is_cold = torch.zeros(len(CODES), dtype=torch.bool)
+    is_cold[torch.as_tensor(cold)] = True
+    hidden = model.last_hidden(torch.tensor([[0, 3], [5, -1]]))
+    items, scores = beam_search_from_hidden(model, hidden, index, 8, 4)
+    sub = subset_index(CODES, cold, index)
+    c_items, c_scores = beam_search_from_hidden(model, hidden, sub, 8, 2)
+    assert set(c_items.flatten().tolist()) <= set(cold.tolist())
+    out, out_scores = reserve_cold_share(items, scores, c_items, c_scores, is_cold, 0.5)
+    for row, srow in zip(out.tolist(), out_scores.tolist()):
+        assert sum(is_cold[i] for i in row) >= 2 and len(set(row)) == 4
+        assert srow == sorted(srow, reverse=True)
+
+
+def test_save_and_load_round_trip(tmp_path) -> None:
+    model = _model(content=True)
+    save_item_model(model, tmp_path)
+    loaded = load_item_model(tmp_path)
+    x = torch.tensor([[0, 3, 5]])
+    assert torch.allclose(model.last_hidden(x), loaded.last_hidden(x), atol=1e-6)
+    assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.pt"))
+
+
+def test_lora_backbone_trains_fewer_parameters_and_merges_on_save(tmp_path) -> None:
+    model = _model(lora=True)
+    info = model.param_count()
+    assert info["trainable"] < info["parameters"]
+    save_item_model(model, tmp_path)
+    assert load_item_model(tmp_path).param_count()["parameters"] < info["parameters"]
+
+
+def test_layout_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="train.backbone: decoder"):
+        TrainConfig(history="items")
+    with pytest.raises(ValueError, match="train.history: items"):
+        TrainConfig(objective="dense")
+
+
+def test_training_and_validation_tensors_do_not_depend_on_the_test_items() -> None:
+    from cemg_ray.data.split import leave_one_out
+
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(0, 8, size=int(n)) for n in rng.integers(3, 12, size=20)]
+    other = [np.concatenate([s[:-1], [(s[-1] + 1) % 8]]) for s in seqs]  # every test item changed
+    built = []
+    for sequences in (seqs, other):
+        split = leave_one_out(sequences, 8, max_len=5)
+        built.append({**item_tensors(split.train, 5, "dense"),
+                      **{f"valid_{k}": v for k, v in item_tensors(split.train, 5, "prefix").items()},
+                      "valid_items": right_padded(split.valid_history, 5), "valid_target": split.valid_target})
+    for key in built[0]:
+        assert np.array_equal(built[0][key], built[1][key]), key
