@@ -58,7 +58,9 @@ class TrainConfig(Section):
     seed: int = 0
     log_every: int = 50  # steps between progress lines (rank 0); 0 turns them off
     kill_worker_after_epoch: int | None = None  # fault-injection hook for tests: SIGKILL once
-    max_train_s: float | None = Field(None, gt=0)  # wall-clock budget: stop after the epoch that passes it
+    # wall-clock budget of training seconds (validation excluded): the cosine decay follows it and training
+    # stops when it is spent (at most one batch later)
+    max_train_s: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _layouts_fit(self) -> TrainConfig:

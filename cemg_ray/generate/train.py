@@ -72,6 +72,21 @@ def validate(model: torch.nn.Module, data: dict[str, np.ndarray], index, beams: 
     return nd, hr
 
 
+def budget_schedule(warmup_steps: int, budget_s: float, clock: dict):  # noqa: ANN201 - lr lambda
+    """Linear warm-up in steps, then cosine decay over the wall-clock budget (``clock['train_s']`` / budget).
+
+    A step-based cosine needs the number of steps in advance; under a time budget that number depends on
+    the machine, so the decay follows training seconds instead and reaches zero when the budget ends.
+    """
+
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / max(warmup_steps, 1))
+        frac = min(1.0, clock["train_s"] / budget_s)
+        return warm * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+    return factor
+
+
 def _all_sum(values: list[float]) -> list[float]:
     import torch.distributed as dist
 
@@ -137,7 +152,11 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = get_cosine_schedule_with_warmup(opt, min(cfg.warmup_steps, total_steps // 2), total_steps)
+    clock = {"train_s": 0.0}  # training seconds so far (validation excluded): the budgeted schedule's progress
+    if cfg.max_train_s is None:
+        sched = get_cosine_schedule_with_warmup(opt, min(cfg.warmup_steps, total_steps // 2), total_steps)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, budget_schedule(cfg.warmup_steps, cfg.max_train_s, clock))
     state = {"epoch": -1, "step": 0, "best_ndcg": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": [],
              "train_s": 0.0}
     best_state: dict[str, torch.Tensor] | None = None
@@ -183,9 +202,14 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
         if cfg.group_by_length:
             perm = perm[length_grouped_order(lengths[perm], cfg.batch_size, gen)]
         loss_sum, count = 0.0, 0
+        clock["train_s"] = state.get("train_s", 0.0)
         for s in range(0, len(perm), cfg.batch_size):
             if state["step"] >= total_steps:
                 break
+            if cfg.max_train_s is not None:
+                clock["train_s"] = state.get("train_s", 0.0) + time.perf_counter() - t0
+                if clock["train_s"] >= cfg.max_train_s:
+                    break  # the budget ends inside this epoch: validate and checkpoint what was reached
             idx = perm[s:s + cfg.batch_size]
             batch = trim({k: v[idx] for k, v in tensors.items()})
             batch = {k: v.long() for k, v in batch.items()} if item_level else lm_batch(batch, enc_dec)

@@ -150,3 +150,15 @@ def test_training_and_validation_tensors_do_not_depend_on_the_test_items() -> No
                       "valid_items": right_padded(split.valid_history, 5), "valid_target": split.valid_target})
     for key in built[0]:
         assert np.array_equal(built[0][key], built[1][key]), key
+
+
+def test_budget_schedule_warms_up_in_steps_and_decays_to_zero_with_the_clock() -> None:
+    from cemg_ray.generate.train import budget_schedule
+
+    clock = {"train_s": 0.0}
+    f = budget_schedule(warmup_steps=10, budget_s=100.0, clock=clock)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    clock["train_s"] = 50.0
+    assert f(100) == pytest.approx(0.5)
+    clock["train_s"] = 150.0
+    assert f(100) == pytest.approx(0.0)
