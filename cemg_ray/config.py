@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from cemg_ray.collab.config import LightGCNConfig
 from cemg_ray.configbase import Section
@@ -26,12 +26,12 @@ from cemg_ray.tokenize.config import TokenizeConfig
 class SyntheticConfig(Section):
     """The embedded catalog with planted clusters (text, pixels and co-interaction)."""
 
-    num_users: int = 600
-    num_items: int = 300
-    num_clusters: int = 6
-    min_len: int = 5
-    max_len: int = 14
-    image_size: int = 32
+    num_users: int = Field(600, ge=1)
+    num_items: int = Field(300, ge=2)
+    num_clusters: int = Field(6, ge=1)
+    min_len: int = Field(5, ge=3)
+    max_len: int = Field(14, ge=3)
+    image_size: int = Field(32, ge=8)
     seed: int = 0
 
 
@@ -41,9 +41,9 @@ class DatasetConfig(Section):
     name: str = "synthetic"
     format: Literal["synthetic", "sequences", "json", "amazon", "parquet"] = "synthetic"
     path: str | None = None
-    max_len: int = 20  # history truncation
-    kcore: int = 5  # only for the raw Amazon format
-    cold_start_max: int = 5  # a test item with <= this many training interactions is cold-start
+    max_len: int = Field(20, ge=1)  # history truncation
+    kcore: int = Field(5, ge=0)  # only for the raw Amazon format
+    cold_start_max: int = Field(5, ge=0)  # a test item with <= this many training interactions is cold-start
     synthetic: SyntheticConfig = SyntheticConfig()
     images_dir: str | None = None  # optional folder that relative image paths resolve against
 
@@ -57,15 +57,15 @@ class StorageConfig(Section):
 
 class RayConfig(Section):
     address: str | None = None  # None: start a local cluster; "auto" or ray://... to join one
-    num_cpus: int | None = None  # for a local cluster only
-    num_gpus: int | None = None
+    num_cpus: int | None = Field(None, ge=1)  # for a local cluster only
+    num_gpus: int | None = Field(None, ge=0)
 
 
 class EvaluateConfig(Section):
     models: list[str] = ["popularity"]
-    ks: list[int] = [5, 10, 20]
+    ks: list[Annotated[int, Field(ge=1)]] = Field([5, 10, 20], min_length=1)
     split: Literal["test", "valid"] = "test"
-    batch_size: int = 512
+    batch_size: int = Field(512, ge=1)
 
 
 class JobConfig(Section):

@@ -69,3 +69,24 @@ def test_extends_merges_the_base_job_and_catches_cycles(tmp_path) -> None:
     (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
     with pytest.raises(ConfigError, match="includes itself"):
         load_config(tmp_path / "loop.yaml")
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("tokenize.codebook_size=0", "tokenize.codebook_size"), ("tokenize.num_levels=0", "tokenize.num_levels"),
+    ("train.batch_size=-1", "train.batch_size"), ("train.batch_size=true", "train.batch_size"),
+    ("lightgcn.dim=0", "lightgcn.dim"), ("dataset.max_len=-1", "dataset.max_len"), ("ray.num_cpus=-2", "ray.num_cpus"),
+    ("train.dropout=1.5", "train.dropout"), ("decode.cold_share=2", "decode.cold_share"),
+    ("train.max_train_s=0", "train.max_train_s"), ("sasrec.epochs=0", "sasrec.epochs"),
+    ("tokenize.hidden_dims=[64,0]", "tokenize.hidden_dims.1"), ("evaluate.ks=[]", "evaluate.ks"),
+])
+def test_sizes_counts_and_rates_are_bounded_and_the_key_is_named(override, key):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert len(err.value.errors) == 1 and err.value.errors[0].startswith(f"<default>: {key}: "), err.value.errors
+
+
+def test_generator_layout_options_must_fit_together():
+    with pytest.raises(ConfigError, match="train.backbone: decoder"):
+        load_config(None, ["train.history=items"])
+    cfg = load_config(None, ["train.backbone=decoder", "train.history=items", "train.objective=dense"])
+    assert cfg.train.objective == "dense"

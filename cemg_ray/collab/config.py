@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from cemg_ray.configbase import Section
 
 
 class LightGCNConfig(Section):
-    dim: int = 64
-    num_layers: int = 3
-    epochs: int = 20
-    batch_size: int = 4096
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    num_workers: int = 1
+    dim: int = Field(64, ge=1)
+    num_layers: int = Field(3, ge=1)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(4096, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
     seed: int = 0

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from cemg_ray.configbase import Section
 
 
 class SASRecConfig(Section):
-    dim: int = 64
-    num_layers: int = 2
-    num_heads: int = 2
-    dropout: float = 0.2
-    max_len: int = 50
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    dim: int = Field(64, ge=1)
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(2, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    max_len: int = Field(50, ge=1)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
     seed: int = 0

@@ -20,43 +20,43 @@ class TrainConfig(Section):
     content_input: bool = False  # items layout: add a projection of each item's fused content vector
     pretrained: str | None = None  # hub id or local path; None builds the model from this config
     # from-scratch size (TIGER: d_model 128, 4+4 layers, 6 heads of 64, MLP 1024)
-    d_model: int = 128
-    num_layers: int = 4
-    num_decoder_layers: int | None = None
-    num_heads: int = 6
-    d_kv: int = 64
-    d_ff: int = 1024
-    dropout: float = 0.1
+    d_model: int = Field(128, ge=1)
+    num_layers: int = Field(4, ge=1)
+    num_decoder_layers: int | None = Field(None, ge=1)
+    num_heads: int = Field(6, ge=1)
+    d_kv: int = Field(64, ge=1)
+    d_ff: int = Field(1024, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
     # LoRA through peft (mostly for pretrained backbones)
     lora: bool = False
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, gt=0)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
     lora_target_modules: list[str] | None = None  # None: peft's default for the architecture
     # distributed training
     strategy: Literal["ddp", "deepspeed"] = "ddp"
     zero_stage: Literal[0, 1, 2] = 2
     offload: bool = False  # ZeRO optimizer-state offload to CPU memory
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16 on GPUs; fp32 on CPU
-    num_workers: int = 1
-    cpus_per_worker: float = 2.0  # also the worker's torch thread count on CPU
+    num_workers: int = Field(1, ge=1)
+    cpus_per_worker: float = Field(2.0, gt=0)  # also the worker's torch thread count on CPU
     use_gpu: bool = False
-    max_failures: int = 1  # worker failures Ray Train recovers from the last checkpoint
+    max_failures: int = Field(1, ge=0)  # worker failures Ray Train recovers from the last checkpoint
     # schedule (AdamW, linear warm-up then cosine decay)
-    epochs: int = 10
-    max_steps: int | None = None
-    batch_size: int = 256
+    epochs: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(256, ge=1)
     group_by_length: bool = True  # batches of similar history length: ~3x less padding on Beauty
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(100, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
     # model selection on validation NDCG@10 (constrained beam search on a user sample)
-    valid_users: int = 1000
-    valid_beams: int = 20
-    patience: int = 3
+    valid_users: int = Field(1000, ge=1)
+    valid_beams: int = Field(20, ge=1)
+    patience: int = Field(3, ge=1)
     seed: int = 0
-    log_every: int = 50  # steps between progress lines (rank 0); 0 turns them off
+    log_every: int = Field(50, ge=0)  # steps between progress lines (rank 0); 0 turns them off
     kill_worker_after_epoch: int | None = None  # fault-injection hook for tests: SIGKILL once
     # wall-clock budget of training seconds (validation excluded): the cosine decay follows it and training
     # stops when it is spent (at most one batch later)
@@ -75,8 +75,8 @@ class TrainConfig(Section):
 
 
 class DecodeConfig(Section):
-    num_beams: int = 20
+    num_beams: int = Field(20, ge=1)
     # share of the top-K reserved for cold-start items (<= dataset.cold_start_max training interactions),
     # as TIGER reserves a share for unseen items; used by the ``cemg_cold`` model (item-level generator)
     cold_share: float = Field(0.2, ge=0.0, le=1.0)
-    batch_size: int = 256
+    batch_size: int = Field(256, ge=1)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from cemg_ray.configbase import Section
 
 
@@ -11,24 +15,24 @@ class TokenizeConfig(Section):
     use_text: bool = True
     use_collab: bool = True
     use_guide: bool = True  # False: fixed equal weights instead of collaborative-guided attention
-    attn_dim: int | None = None  # rows of W_q and W_k; None = the content width d (paper: d x d)
+    attn_dim: int | None = Field(None, ge=1)  # rows of W_q and W_k; None = the content width d (paper: d x d)
     attn_scale: bool = False  # divide the Eq. 2 logits by sqrt(attn_dim); the paper does not
-    cold_collab_neighbours: int = 10  # items without interactions borrow e_c from their content kNN
+    cold_collab_neighbours: int = Field(10, ge=1)  # items without interactions borrow e_c from their content kNN
     # RQ-VAE (paper: M=4, K=512, lambda_q=0.25, lambda_d=0.01)
-    num_levels: int = 4
-    codebook_size: int = 512
-    latent_dim: int = 32
-    hidden_dims: list[int] = [512, 256, 128]
-    dropout: float = 0.0
-    lambda_q: float = 0.25
-    lambda_d: float = 0.01
-    commitment_beta: float = 0.25  # inside L_quant: codebook term + beta * commitment term
-    diversity_temperature: float = 1.0
+    num_levels: int = Field(4, ge=1)
+    codebook_size: int = Field(512, ge=2)
+    latent_dim: int = Field(32, ge=1)
+    hidden_dims: list[Annotated[int, Field(ge=1)]] = [512, 256, 128]
+    dropout: float = Field(0.0, ge=0, lt=1)
+    lambda_q: float = Field(0.25, ge=0)
+    lambda_d: float = Field(0.01, ge=0)
+    commitment_beta: float = Field(0.25, ge=0)  # inside L_quant: codebook term + beta * commitment term
+    diversity_temperature: float = Field(1.0, gt=0)
     kmeans_init: bool = True
     dead_code_reset: bool = True
-    epochs: int = 200
-    batch_size: int = 1024
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    disamb_headroom: int = 4  # spare slots in the disambiguation level for items added later
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(1024, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    disamb_headroom: int = Field(4, ge=0)  # spare slots in the disambiguation level for items added later
     seed: int = 0

@@ -88,6 +88,23 @@ def test_killed_worker_resumes_from_its_checkpoint(demo_run, tmp_path) -> None:
     assert report["epochs_run"] == 3
 
 
+def test_token_layout_still_trains_serves_and_is_reported(demo_run, tmp_path) -> None:
+    """The paper's layout (every code a token, one example per prefix) stays selectable beside the item one."""
+    from cemg_ray.generate.recommender import CEMGRecommender, load_recommender
+
+    report, store = _train_report(demo_run, tmp_path, ["train.backbone=t5", "train.history=tokens",
+                                                       "train.objective=prefix", "train.content_input=false",
+                                                       "train.d_kv=16", "train.epochs=1", "train.valid_users=50"])
+    assert report["history"] == "tokens" and report["objective"] == "prefix" and report["steps"] > 0
+    cfg, _ = demo_run
+    rec = load_recommender(cfg, store)
+    assert isinstance(rec, CEMGRecommender)
+    items, _ = rec.recommend([np.array([0, 1, 2])], 5)
+    assert ((items >= 0) & (items < rec.num_items)).all()
+    with pytest.raises(ValueError, match="item-level generator"):
+        load_recommender(cfg, store, cold_share=0.2)
+
+
 def test_deepspeed_zero2_on_cpu(demo_run, tmp_path) -> None:
     report, store = _train_report(demo_run, tmp_path, ["train.strategy=deepspeed", "train.zero_stage=2",
                                                        "train.epochs=1", "train.valid_users=50"])
