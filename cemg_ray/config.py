@@ -122,7 +122,11 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise ConfigError("--set", [f"--set: {item!r}: expected key.path=value"])
     key, raw = item.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw != "" else ""
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except (yaml.YAMLError, ValueError):  # not YAML (or an impossible date): the schema judges the string
+        value = raw
+    return key.strip().split("."), value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -145,17 +149,50 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(p: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+MAX_JOB_BYTES = 1 << 20  # a job file is a few kB; anything near this is not one
+
+
+class _JobLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicated keys and aliases (no silent overwrite, no alias bombs)."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001, ANN201 - PyYAML's signature
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"line {event.start_mark.line + 1}: aliases (*{event.anchor}) are not "
+                                 "allowed in job files")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN201, FBT002 - PyYAML's signature
+        keys = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in keys:
+                raise yaml.YAMLError(f"line {key_node.start_mark.line + 1}: duplicated key {key!r}")
+            keys.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(p: Path, seen: tuple[Path, ...] = (), referenced_by: str | None = None) -> dict[str, Any]:
     """A job file as a dict; ``extends: other.yaml`` (relative to the file) is merged under it."""
     source = str(p)
+    where = f" (extends: in {referenced_by})" if referenced_by else ""
     if not p.exists():
-        raise ConfigError(source, [f"{source}: file not found"])
+        raise ConfigError(source, [f"{source}: file not found{where}"])
+    if not p.is_file():
+        raise ConfigError(source, [f"{source}: not a file{where}"])
+    if p.stat().st_size > MAX_JOB_BYTES:
+        raise ConfigError(source, [f"{source}: {p.stat().st_size:,} bytes is too large for a job file "
+                                   f"(at most {MAX_JOB_BYTES:,})"])
     try:
-        loaded = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"{source}: not valid YAML: {exc}"]) from exc
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [f"{source}: not UTF-8 text (byte {exc.start})"]) from None
+    try:
+        loaded = yaml.load(text, Loader=_JobLoader)  # noqa: S506 - a SafeLoader subclass
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date YAML cannot build (2026-13-40)
+        raise ConfigError(source, [f"{source}: not valid YAML: {exc}"]) from None
     if loaded is None:
-        loaded = {}
+        raise ConfigError(source, [f"{source}: the job file is empty (a job needs at least a name or run_dir)"])
     if not isinstance(loaded, dict):
         raise ConfigError(source, [f"{source}: <root>: expected a mapping, got {type(loaded).__name__}"])
     parent = loaded.pop("extends", None)
@@ -166,7 +203,7 @@ def _read_yaml(p: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base_path = (p.parent / parent).resolve()
     if base_path in seen:
         raise ConfigError(source, [f"{source}: extends: {parent} includes itself"])
-    return deep_merge(_read_yaml(base_path, (*seen, p.resolve())), loaded)
+    return deep_merge(_read_yaml(base_path, (*seen, p.resolve()), source), loaded)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> JobConfig:

@@ -90,3 +90,36 @@ def test_generator_layout_options_must_fit_together():
         load_config(None, ["train.history=items"])
     cfg = load_config(None, ["train.backbone=decoder", "train.history=items", "train.objective=dense"])
     assert cfg.train.objective == "dense"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "the job file is empty"), ("# only a comment\n", "the job file is empty"),
+    ("name: a\nname: b\n", "line 2: duplicated key 'name'"),
+    ("a: &x [1, 2]\nb: *x\n", "aliases (*x) are not allowed"),
+])
+def test_empty_duplicated_and_aliased_job_files_are_rejected(tmp_path, text, message):
+    p = tmp_path / "job.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert message in err.value.errors[0] and err.value.errors[0].startswith(str(p))
+
+
+def test_unreadable_job_files_are_named(tmp_path):
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not a file"):
+        load_config(tmp_path)
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: missing.yaml\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(child)
+    assert err.value.errors == [f"{tmp_path / 'missing.yaml'}: file not found (extends: in {child})"]
+
+
+def test_export_date_is_accepted_as_a_yaml_date():
+    assert load_config(None, ["export.date=2026-11-25"]).export.date == "2026-11-25"
+    with pytest.raises(ConfigError, match="export.date"):
+        load_config(None, ["export.date=2026-13-40"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from pydantic import Field, field_validator
 
@@ -21,6 +21,12 @@ class ExportConfig(Section):
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
     force: bool = False  # re-export even when the partition is already committed for this model version
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _date_as_string(cls, value: object) -> object:
+        """YAML reads ``2026-11-25`` as a date: accept it as the partition's string."""
+        return value.isoformat() if isinstance(value, date) else value
 
     @field_validator("date")
     @classmethod
