@@ -42,11 +42,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         except KeyError as exc:
             bad += 1
             print(f"{path}: stages: {exc.args[0]}", file=sys.stderr)
-    return 1 if bad else 0
+    return 2 if bad else 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from cemg_ray.config import ConfigError, load_config
+    from cemg_ray.config import load_config
     from cemg_ray.pipeline import run_pipeline
 
     overrides = list(args.set)
@@ -54,18 +54,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"ray.address={args.address}")
     if args.run_dir:
         overrides.append(f"run_dir={args.run_dir}")
-    try:
-        cfg = load_config(args.job, overrides)
-    except ConfigError as exc:
-        for line in exc.errors:
-            print(line, file=sys.stderr)
-        return 2
+    cfg = load_config(args.job, overrides)  # a ConfigError reaches main(): its lines, exit 2
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
-    try:
-        manifest = run_pipeline(cfg, stages, force=args.force)
-    except KeyError as exc:
-        print(f"error: {exc.args[0]}", file=sys.stderr)
-        return 2
+    manifest = run_pipeline(cfg, stages, force=args.force)
     print()
     for name, info in manifest["stages"].items():
         print(f"  {name:<11} {info['status']:<8} {info['wall_s']:8.1f}s")
@@ -108,6 +99,7 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cemg-ray", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check job YAMLs against the schema; every error with its key path")
@@ -147,12 +139,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Failures a user can cause and fix (config, data, store, network): a message and exit 2."""
+    from cemg_ray.config import ConfigError
+    from cemg_ray.data.catalog import DataError
+    from cemg_ray.pipeline import StageMissingError
+
+    found: list[type[BaseException]] = [ConfigError, DataError, StageMissingError, OSError, KeyError, ValueError,
+                                        UnicodeError]
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        found += [BotoCoreError, ClientError]
+    except ImportError:  # boto3 is a dependency; guard anyway so the error path itself cannot fail
+        pass
+    return tuple(found)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and getattr(exc, "filename", None) and str(exc.filename) not in text:
+        text = f"{exc.filename}: {text}"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; an expected failure prints one message (exit 2), ``--debug`` shows the traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns failures into messages
+        if args.debug:
+            raise
+        expected = isinstance(exc, _expected_errors())
+        lines = getattr(exc, "errors", None) if expected else None
+        for line in lines or [f"error: {_message(exc)}"]:
+            print(line, file=sys.stderr)
+        if not expected:
+            print(f"(an unexpected {type(exc).__name__}: run again with --debug for the traceback and report it)",
+                  file=sys.stderr)
+            return 1
+        return 2
 
 
 if __name__ == "__main__":

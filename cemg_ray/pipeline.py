@@ -116,10 +116,14 @@ def is_done(store: Store, cfg: JobConfig, name: str) -> bool:
     return info.get("status") == "ok" and info.get("hash") == stage_hash(cfg, name)
 
 
+class StageMissingError(RuntimeError):
+    """A stage needs the output of one that has not completed in this run directory for this config."""
+
+
 def require(store: Store, cfg: JobConfig, name: str) -> None:
     """Fail with a clear message when a stage this one reads from has not completed."""
     if not is_done(store, cfg, name):
-        raise RuntimeError(
+        raise StageMissingError(
             f"stage {name!r} has no completed output for this config in {store.root_uri}; "
             f"run it first: cemg-ray run JOB.yaml --stages {name}")
 

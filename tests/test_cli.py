@@ -29,7 +29,7 @@ def test_validate_reports_errors_with_key_path(tmp_path, capsys):
     good.write_text("run_dir: /tmp/x\n")
     bad.write_text("run_dir: /tmp/x\nlightgcn:\n  epochs: many\n  layers: 3\n")
     assert main(["validate", str(good)]) == 0
-    assert main(["validate", str(good), str(bad)]) == 1
+    assert main(["validate", str(good), str(bad)]) == 2
     err = capsys.readouterr().err
     assert f"{bad}: lightgcn.epochs: Input should be a valid integer" in err
     assert f"{bad}: lightgcn.layers: unknown key" in err
