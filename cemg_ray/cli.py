@@ -11,7 +11,7 @@ import sys
 # Modules that add their own subcommands: each exposes ``add_parser(subparsers)``.
 COMMAND_MODULES = ["cemg_ray.tokenize.cli", "cemg_ray.export.cli"]
 BENCH_MODULES = ["cemg_ray.bench.features", "cemg_ray.bench.decode", "cemg_ray.bench.serving",
-                 "cemg_ray.bench.export", "cemg_ray.bench.lightgcn"]
+                 "cemg_ray.bench.export", "cemg_ray.bench.lightgcn", "cemg_ray.bench.train"]
 
 
 def _import_optional(name: str):  # noqa: ANN202

@@ -1,0 +1,147 @@
+"""``cemg-ray bench train``: Ray Train's cost over a plain torch loop, same generator, data and steps.
+
+Both paths train the item-level generator (``cemg_ray/generate/itemseq.py``) from the same seed on the
+same pre-built batches of dense windows (a synthetic catalog of the given size), with the same AdamW and
+gradient clipping. The plain path is a loop in this process; the Ray Train path is a ``TorchTrainer``
+with one worker (DDP via ``ray.train.torch.prepare_model``, gloo on CPU) that runs the identical loop.
+Steady-state examples/s are timed inside each loop after warm-up steps; the Ray path's fixed cost
+(cluster, worker group, process group) is the rest of its wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+
+def _setup(items: int, users: int, max_len: int, d_model: int, seed: int = 0):  # noqa: ANN202
+    from cemg_ray.bench.decode import random_catalog
+    from cemg_ray.generate.config import TrainConfig
+    from cemg_ray.generate.dataset import item_tensors
+    from cemg_ray.generate.tokens import TokenLayout
+
+    codes = random_catalog(items, 4, 256, seed)
+    layout = TokenLayout(tuple([256] * 4 + [int(codes[:, -1].max()) + 1]))
+    rng = np.random.default_rng(seed)
+    seqs = [rng.integers(0, items, size=int(n)) for n in rng.integers(5, max_len + 2, size=users)]
+    data = item_tensors(seqs, max_len, "dense")
+    cfg = TrainConfig(backbone="decoder", history="items", objective="dense", d_model=d_model, num_layers=2,
+                      num_heads=4, d_ff=4 * d_model, dropout=0.1, seed=seed)
+    return cfg, layout, codes, data
+
+
+def train_steps(model: torch.nn.Module, data: dict[str, np.ndarray], batch: int, steps: int, warmup: int,
+                seed: int = 0) -> dict:
+    """The loop both paths run: ``warmup`` untimed steps, then ``steps`` timed ones."""
+    from cemg_ray.generate.itemseq import trim_right_padding
+
+    gen = torch.Generator().manual_seed(seed)
+    n = len(data["items"])
+    items, labels = torch.as_tensor(data["items"]).long(), torch.as_tensor(data["labels"]).long()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    order = torch.randperm(n, generator=gen)
+    t0, examples, last = None, 0, 0.0
+    for s in range(warmup + steps):
+        if s == warmup:
+            t0 = time.perf_counter()
+        idx = order[(s * batch) % max(n - batch, 1):][:batch]
+        b = trim_right_padding({"items": items[idx], "labels": labels[idx]})
+        loss = model(**b).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        last = float(loss)
+        if s >= warmup:
+            examples += len(idx)
+    sec = time.perf_counter() - t0
+    return {"examples_per_s": examples / sec, "seconds": sec, "examples": examples, "last_loss": last}
+
+
+def _ray_worker(config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    from cemg_ray.generate.itemseq import build_item_model
+
+    torch.set_num_threads(config["threads"])
+    cfg, layout, codes, data = _setup(config["items"], config["users"], config["max_len"], config["d_model"])
+    model = ray.train.torch.prepare_model(build_item_model(cfg, layout, codes, config["max_len"]))
+    out = train_steps(model, data, config["batch"], config["steps"], config["warmup"])
+    ray.train.report(out)
+
+
+def run(items: int, users: int, max_len: int, d_model: int, batch: int, steps: int, warmup: int,
+        threads: int) -> dict:
+    import ray
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from cemg_ray.generate.itemseq import build_item_model
+
+    torch.set_num_threads(threads)
+    cfg, layout, codes, data = _setup(items, users, max_len, d_model)
+    plain = train_steps(build_item_model(cfg, layout, codes, max_len), data, batch, steps, warmup)
+    config = {"items": items, "users": users, "max_len": max_len, "d_model": d_model, "batch": batch,
+              "steps": steps, "warmup": warmup, "threads": threads}
+    t0 = time.perf_counter()
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=max(threads, 1), include_dashboard=False, log_to_driver=False)
+    try:
+        trainer = TorchTrainer(_ray_worker, train_loop_config=config, torch_config=TorchConfig(backend="gloo"),
+                               scaling_config=ray.train.ScalingConfig(num_workers=1,
+                                                                      resources_per_worker={"CPU": threads}))
+        result = trainer.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    wall = time.perf_counter() - t0
+    ray_out = {k: result.metrics[k] for k in ("examples_per_s", "seconds", "examples", "last_loss")}
+    return {
+        "machine": f"{platform.machine()} {threads} threads, torch {torch.__version__}",
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "items": items, "windows": int(len(data["items"])), "d_model": d_model, "batch": batch, "steps": steps,
+        "plain_torch": plain, "ray_train_ddp": ray_out,
+        "ray_fixed_cost_s": wall - ray_out["seconds"],
+        "ratio_ray_over_plain": ray_out["examples_per_s"] / plain["examples_per_s"],
+    }
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    res = run(args.items, args.users, args.max_len, args.d_model, args.batch_size, args.steps, args.warmup,
+              args.threads)
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"generator training, item-level GPT-2 d {res['d_model']}, {res['items']:,} items, {res['windows']:,} "
+          f"windows, batch {res['batch']}, {res['steps']} timed steps ({res['machine']}; 1-min load "
+          f"{res['load_average_1m']})")
+    for name in ("plain_torch", "ray_train_ddp"):
+        r = res[name]
+        print(f"  {name:<14}{r['examples_per_s']:>10.1f} examples/s  ({r['seconds']:.1f} s, "
+              f"last loss {r['last_loss']:.3f})")
+    print(f"  Ray Train / plain loop: {res['ratio_ray_over_plain']:.3f}x (target >= 0.9x); Ray's fixed cost "
+          f"{res['ray_fixed_cost_s']:.1f} s (cluster, worker group, process group)")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="generator training: Ray Train (DDP) vs a plain torch loop, same steps")
+    p.add_argument("--items", type=int, default=12101)
+    p.add_argument("--users", type=int, default=22363)
+    p.add_argument("--max-len", type=int, default=20)
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,16 @@
+"""``cemg-ray bench train`` on a tiny catalog: the plain loop and Ray Train run the same steps, with a ratio."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_bench_train_runs_both_paths_on_the_same_steps() -> None:
+    from cemg_ray.bench.train import run
+
+    out = run(items=200, users=300, max_len=8, d_model=16, batch=32, steps=5, warmup=1, threads=1)
+    plain, ray_ddp = out["plain_torch"], out["ray_train_ddp"]
+    assert plain["examples"] == ray_ddp["examples"] == 5 * 32
+    assert plain["last_loss"] == pytest.approx(ray_ddp["last_loss"], rel=1e-4)  # same seed, data and steps
+    assert out["ratio_ray_over_plain"] == pytest.approx(ray_ddp["examples_per_s"] / plain["examples_per_s"])
+    assert out["ray_fixed_cost_s"] > 0
