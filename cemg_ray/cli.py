@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     s = dsub.add_parser("stats", help="users, items, interactions, lengths, text and image coverage")
     s.add_argument("path", help="dataset file or folder")
-    s.add_argument("--format", choices=["sequences", "json", "amazon", "parquet"], help="default: detected")
+    s.add_argument("--format", choices=["sequences", "json", "amazon", "parquet", "movielens"],
+                   help="default: detected")
     s.add_argument("--kcore", type=int, default=5, help="k-core filter for the amazon format")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=_cmd_data_stats)

@@ -39,13 +39,15 @@ class DatasetConfig(Section):
     """Where the data comes from. ``path`` is a file or folder; see README 'Data' for the formats."""
 
     name: str = "synthetic"
-    format: Literal["synthetic", "sequences", "json", "amazon", "parquet"] = "synthetic"
+    format: Literal["synthetic", "sequences", "json", "amazon", "parquet", "movielens"] = "synthetic"
     path: str | None = None
     max_len: int = Field(20, ge=1)  # history truncation
     kcore: int = Field(5, ge=0)  # only for the raw Amazon format
     cold_start_max: int = Field(5, ge=0)  # a test item with <= this many training interactions is cold-start
     synthetic: SyntheticConfig = SyntheticConfig()
     images_dir: str | None = None  # optional folder that relative image paths resolve against
+    min_rating: float | None = None  # movielens: keep ratings >= this as interactions (None: every rating)
+    overview: str | None = None  # movielens: a CSV (movie_id, overview); None: found beside the files
 
 
 class StorageConfig(Section):

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from cemg_ray.data.catalog import Catalog, DataError, LoadReport, build_items_table, compose_text
 
-FORMATS = ("synthetic", "sequences", "json", "amazon", "parquet")
+FORMATS = ("synthetic", "sequences", "json", "amazon", "parquet", "movielens")
 
 
 def _natural_key(x: str) -> tuple[int, int | str]:
@@ -331,6 +331,9 @@ def detect_format(path: str | Path) -> str:
         raise DataError(f"{p}: cannot tell the format from this file; pass --format ({', '.join(FORMATS[1:])})")
     if (p / "interactions.parquet").exists():
         return "parquet"
+    if any((q / name).is_file() for q in [p, *(d for d in p.iterdir() if d.is_dir())]
+           for name in ("u.data", "ratings.dat", "ratings.csv")):
+        return "movielens"
     if list(p.glob("*.inter.json")):
         return "json"
     if list(p.glob("meta*")):
@@ -341,7 +344,7 @@ def detect_format(path: str | Path) -> str:
 
 
 def load_catalog(fmt: str, path: str | None, *, kcore_k: int = 5, images_dir: str | None = None,
-                 synthetic: Any = None) -> Catalog:
+                 synthetic: Any = None, min_rating: float | None = None, overview: str | None = None) -> Catalog:
     """Dispatch on ``fmt``; ``synthetic`` is a SyntheticConfig for the embedded catalog."""
     if fmt == "synthetic":
         from cemg_ray.data.synthetic import make_catalog
@@ -357,4 +360,8 @@ def load_catalog(fmt: str, path: str | None, *, kcore_k: int = 5, images_dir: st
         return load_json(path)
     if fmt == "amazon":
         return load_amazon(path, k=kcore_k)
+    if fmt == "movielens":
+        from cemg_ray.data.movielens import load_movielens
+
+        return load_movielens(path, images_dir, min_rating, overview)
     return load_parquet(path, images_dir)

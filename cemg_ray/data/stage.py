@@ -15,7 +15,7 @@ def run(ctx: StageContext) -> dict:
     """Load the dataset once; every later stage reads the normalised Parquet tables."""
     ds = ctx.cfg.dataset
     catalog = load_catalog(ds.format, ds.path, kcore_k=ds.kcore, images_dir=ds.images_dir,
-                           synthetic=ds.synthetic)
+                           synthetic=ds.synthetic, min_rating=ds.min_rating, overview=ds.overview)
     stats = catalog.stats()
     load_report = catalog.report.to_dict()
     if load_report["skipped_total"]:
