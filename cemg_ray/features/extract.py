@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from cemg_ray.features.config import FeaturesConfig
-from cemg_ray.features.images import UNDECODABLE, decode_image, read_image_bytes
+from cemg_ray.features.images import UNDECODABLE, check_image, decode_image, read_image_bytes
 
 log = logging.getLogger("cemg_ray")
 
@@ -65,7 +65,9 @@ class BatchEncoder:
             enc = self.encoder
             for i in range(n):
                 data, why = read_image_bytes(images[i], uris[i], self.images_dir, **self.storage)
-                arr = decode_image(data, enc.image_size, enc.mean, enc.std) if data is not None else None
+                if data is not None:
+                    why = check_image(data)  # pixel count and aspect ratio, before any decoding
+                arr = decode_image(data, enc.image_size, enc.mean, enc.std) if data is not None and not why else None
                 if arr is None:
                     reasons[i] = why or UNDECODABLE
                     continue

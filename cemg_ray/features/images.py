@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -19,13 +20,25 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 # Reasons an item's image is flagged missing (they are counted in the stage report).
 NO_IMAGE, UNDECODABLE = "no_image", "undecodable"
+NOT_A_FILE, TOO_LARGE, TOO_MANY_PIXELS, EXTREME_ASPECT = ("not_a_regular_file", "too_large", "too_many_pixels",
+                                                          "extreme_aspect_ratio")
+# Limits checked before anything is decoded, so one item can never take the stage's memory: a product
+# photo or poster is well under all three.
+MAX_IMAGE_BYTES = 32 << 20
+MAX_PIXELS = 50_000_000
+MAX_ASPECT_RATIO = 50.0
+
+
+def _read_limited(f, limit: int) -> tuple[bytes | None, str]:  # noqa: ANN001 - a binary file object
+    data = f.read(limit + 1)
+    return (None, TOO_LARGE) if len(data) > limit else (data, "")
 
 
 def read_image_bytes(image: bytes | None, uri: str | None, images_dir: str | None = None,
                      endpoint_url: str | None = None, region: str | None = None) -> tuple[bytes | None, str]:
     """The encoded bytes of an item's image and '', or None and why (no_image, unreadable:<error>)."""
     if image is not None and len(image):
-        return bytes(image), ""
+        return (bytes(image), "") if len(image) <= MAX_IMAGE_BYTES else (None, TOO_LARGE)
     if not isinstance(uri, str) or not uri.strip():
         return None, NO_IMAGE
     try:
@@ -34,14 +47,35 @@ def read_image_bytes(image: bytes | None, uri: str | None, images_dir: str | Non
 
             fs, path = resolve_filesystem(uri, endpoint_url, region)
             with fs.open_input_stream(path) as f:
-                return f.read(), ""
+                return _read_limited(f, MAX_IMAGE_BYTES)
         path = uri[len("file://"):] if uri.startswith("file://") else uri
         if images_dir and not os.path.isabs(path):
             path = os.path.join(images_dir, path)
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):  # a device or a pipe would be read until memory runs out
+            return None, NOT_A_FILE
+        if info.st_size > MAX_IMAGE_BYTES:
+            return None, TOO_LARGE
         with open(path, "rb") as f:
-            return f.read(), ""
+            return _read_limited(f, MAX_IMAGE_BYTES)
     except (OSError, ValueError) as exc:
         return None, f"unreadable:{type(exc).__name__}"
+
+
+def check_image(data: bytes) -> str:
+    """'' if the header's size is safe to decode, else the reason (read from the header only)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return UNDECODABLE
+    if w <= 0 or h <= 0:
+        return UNDECODABLE
+    if w * h > MAX_PIXELS:
+        return TOO_MANY_PIXELS
+    if max(w, h) / min(w, h) > MAX_ASPECT_RATIO:
+        return EXTREME_ASPECT
+    return ""
 
 
 def decode_image(data: bytes, size: int, mean: np.ndarray = IMAGENET_MEAN,

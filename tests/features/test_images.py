@@ -51,3 +51,42 @@ def test_paths_and_s3_uris(tmp_path, s3_bucket: str) -> None:
     np.testing.assert_allclose(emb[0], emb[1], atol=1e-6)
     np.testing.assert_allclose(emb[0], emb[2], atol=1e-6)
     assert not np.allclose(emb[0], emb[3])
+
+
+def test_special_files_huge_and_extreme_images_are_refused_before_decoding(tmp_path, monkeypatch) -> None:
+    import os
+
+    from cemg_ray.features import images
+
+    # a FIFO stands in for a device that never ends: it must not be opened for reading
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    assert read_image_bytes(None, str(fifo)) == (None, images.NOT_A_FILE)
+    assert read_image_bytes(None, "/dev/zero") == (None, images.NOT_A_FILE)
+    big = tmp_path / "big.png"
+    big.write_bytes(_png((1, 2, 3)))
+    monkeypatch.setattr(images, "MAX_IMAGE_BYTES", 10)
+    assert read_image_bytes(None, str(big)) == (None, images.TOO_LARGE)
+    assert read_image_bytes(b"x" * 11, None) == (None, images.TOO_LARGE)
+    monkeypatch.undo()
+    # the header decides: a 20,000,000 x 1 PNG is refused without decoding its pixels
+    long_strip = _png((0, 0, 0), (20_000_000, 1))
+    assert images.check_image(long_strip) == images.EXTREME_ASPECT
+    monkeypatch.setattr(images, "MAX_PIXELS", 100)
+    assert images.check_image(_png((0, 0, 0), (20, 20))) == images.TOO_MANY_PIXELS
+    monkeypatch.undo()
+    assert images.check_image(_png((0, 0, 0), (40, 24))) == ""
+    assert images.check_image(b"not an image") == images.UNDECODABLE
+
+
+def test_refusals_are_counted_missing_modalities_with_their_reason(tmp_path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    items = pa.table({"item_idx": pa.array([0, 1, 2], pa.int32()),
+                      "image": pa.array([_png((255, 0, 0)), _png((0, 0, 0), (20_000_000, 1)), None], pa.binary()),
+                      "image_uri": pa.array([None, None, str(fifo)], pa.string())})
+    table, rep = extract(items, "image", TINY, use_ray=False)
+    assert embeddings(table)[1].tolist() == [False, True, True]
+    assert rep["missing_by_reason"] == {"extreme_aspect_ratio": 1, "not_a_regular_file": 1}
