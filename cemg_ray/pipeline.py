@@ -105,6 +105,11 @@ def stage_hash(cfg: JobConfig, name: str, _memo: dict[str, str] | None = None) -
     return memo[name]
 
 
+def stage_config(cfg: JobConfig, name: str) -> dict[str, Any]:
+    """The resolved config sections a stage's hash covers (``dataset`` and its own), as JSON values."""
+    return {s: getattr(cfg, s).model_dump(mode="json") for s in ("dataset", *get_stage(name).sections)}
+
+
 def is_done(store: Store, cfg: JobConfig, name: str) -> bool:
     marker = f"_stages/{name}.json"
     if not store.exists(marker):
@@ -182,7 +187,10 @@ def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = 
         h = stage_hash(cfg, name)
         if not force and is_done(store, cfg, name):
             log.info("stage %s: outputs exist for config %s, skipped", name, h)
-            manifest["stages"][name] = {"status": "skipped", "hash": h, "wall_s": 0.0}
+            # the record of the run that produced the outputs stays: its wall time, report and config
+            done = store.read_json(f"_stages/{name}.json")
+            manifest["stages"][name] = {**{k: v for k, v in done.items() if k != "status"}, "status": "skipped",
+                                        "hash": h, "wall_s_now": 0.0}
             continue
         log.info("stage %s: running (config %s)", name, h)
         t0 = time.perf_counter()
@@ -197,9 +205,9 @@ def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = 
             raise
         wall = time.perf_counter() - t0
         entry = {"status": "ok", "hash": h, "wall_s": round(wall, 3), "report": report,
-                 "finished": datetime.now(UTC).isoformat()}
+                 "finished": datetime.now(UTC).isoformat(), "config": stage_config(cfg, name)}
         store.write_json(f"_stages/{name}.json", entry)
-        manifest["stages"][name] = {k: v for k, v in entry.items() if k != "finished"}
+        manifest["stages"][name] = entry
         log.info("stage %s: ok in %.1fs", name, wall)
         store.write_json("manifest.json", manifest)
     manifest["finished"] = datetime.now(UTC).isoformat()

@@ -18,6 +18,13 @@ def test_runs_in_order_writes_manifest_and_skips_done_stages(small_job):
     assert manifest["stages"]["data"]["wall_s"] >= 0
     m2 = run_pipeline(small_job, FOUNDATION)
     assert [s["status"] for s in m2["stages"].values()] == ["skipped"] * 3
+    # a skipped stage keeps the record of the run that made its outputs: wall time, report, its config
+    for name in FOUNDATION:
+        assert m2["stages"][name]["wall_s"] == m1["stages"][name]["wall_s"]
+        assert m2["stages"][name]["report"] == m1["stages"][name]["report"]
+        assert m2["stages"][name]["wall_s_now"] == 0.0
+    assert m1["stages"]["data"]["config"]["dataset"]["synthetic"] == small_job.dataset.synthetic.model_dump()
+    assert set(m1["stages"]["evaluate"]["config"]) == {"dataset", "evaluate", "decode"}
 
 
 def test_changed_config_invalidates_the_stage_and_its_dependents(small_job, tmp_path):
