@@ -32,13 +32,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         try:
             cfg = load_config(path, args.set)
             from cemg_ray.pipeline import resolve_stages
+            from cemg_ray.preflight import preflight
 
-            resolve_stages(cfg, None)
+            stages = resolve_stages(cfg, None)
+            if not args.schema_only:
+                preflight(cfg, stages, str(path))
             print(f"{path}: ok ({cfg.name}, run_dir={cfg.run_dir})")
         except ConfigError as exc:
             bad += 1
             for line in exc.errors:
                 print(line, file=sys.stderr)
+        except OSError as exc:
+            bad += 1
+            print(f"{path}: {exc}", file=sys.stderr)
         except KeyError as exc:
             bad += 1
             print(f"{path}: stages: {exc.args[0]}", file=sys.stderr)
@@ -56,6 +62,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"run_dir={args.run_dir}")
     cfg = load_config(args.job, overrides)  # a ConfigError reaches main(): its lines, exit 2
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+    from cemg_ray.pipeline import resolve_stages
+    from cemg_ray.preflight import preflight
+
+    preflight(cfg, resolve_stages(cfg, stages), str(args.job or "<default>"))
     manifest = run_pipeline(cfg, stages, force=args.force)
     print()
     for name, info in manifest["stages"].items():
@@ -105,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check job YAMLs against the schema; every error with its key path")
     p.add_argument("jobs", nargs="+", help="job YAML files")
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a key")
+    p.add_argument("--schema-only", action="store_true",
+                   help="skip the checks against this machine (paths, run directory): for a cluster's job file")
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("run", help="run a job's stages in order (skips stages already done)")

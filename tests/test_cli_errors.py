@@ -30,6 +30,11 @@ def _cases(tmp_path):  # noqa: ANN202
         (["export", str(no_run), "--date", "2026-13-40"], "export.date"),
         (["export", str(no_run)], "never-ran"),
         (["codes", "assign", str(no_run), str(items)], ""),
+        # preflight: a stage evaluate needs is neither run nor done; a dataset path that is not there
+        (["run", "jobs/demo.yaml", "--run-dir", str(tmp_path / "fresh"), "--stages", "data,popularity,evaluate"],
+         "need(s) the 'train' stage"),
+        (["validate", str(bad_data)], "dataset.path"),
+        (["run", str(no_run), "--set", "run_dir=gs://bucket/x", "--stages", "data"], "only local paths and s3://"),
     ]
 
 
