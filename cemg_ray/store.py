@@ -79,10 +79,6 @@ class Store:
         """A full URI for tools that take one (Ray Data, HF): ``s3://...`` or an absolute path."""
         return f"s3://{self.path(rel)}" if not self.is_local else self.path(rel)
 
-    def storage_options(self) -> dict[str, Any]:
-        """Keyword arguments for Ray Data readers/writers (``filesystem=``)."""
-        return {"filesystem": self.fs}
-
     def exists(self, rel: str) -> bool:
         info = self.fs.get_file_info(self.path(rel))
         return info.type != pafs.FileType.NotFound

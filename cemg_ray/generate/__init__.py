@@ -1,1 +1,1 @@
-"""generate."""
+"""The generator: token- and item-level backbones, their training on Ray Train, constrained decoding."""

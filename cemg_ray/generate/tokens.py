@@ -41,10 +41,6 @@ class TokenLayout:
         """Codes [..., L] -> token ids [..., L]."""
         return np.asarray(codes, dtype=np.int64) + self.offsets
 
-    def decode_tokens(self, tokens: np.ndarray) -> np.ndarray:
-        """Token ids [..., L] -> codes [..., L]."""
-        return np.asarray(tokens, dtype=np.int64) - self.offsets
-
     def token_names(self) -> list[str]:
         """``<pad>``, ``</s>``, then ``<a_0>``..``<a_{K-1}>``, ``<b_0>``..: one name per id."""
         names = ["<pad>", "</s>"]
@@ -53,12 +49,6 @@ class TokenLayout:
             names += [f"<{letter}_{c}>" for c in range(size)]
         return names
 
-    def history_tokens(self, codes: np.ndarray, history: np.ndarray, max_items: int) -> list[int]:
-        """Input ids for a history of item_idx: the last ``max_items`` items' tokens, then EOS."""
-        hist = np.asarray(history, dtype=np.int64)[-max_items:]
-        toks = self.encode_items(codes[hist]).reshape(-1).tolist() if len(hist) else []
-        return toks + [EOS_ID]
-
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
@@ -66,10 +56,3 @@ class TokenLayout:
     def from_json(cls, text: str) -> TokenLayout:
         data = json.loads(text)
         return cls(tuple(data["level_sizes"]), data.get("base", NUM_SPECIAL))
-
-    @classmethod
-    def from_codes(cls, codes: np.ndarray, codebook_size: int, base: int = NUM_SPECIAL) -> TokenLayout:
-        """RQ levels have ``codebook_size`` codes; the last (disambiguation) level what it uses."""
-        codes = np.asarray(codes)
-        last = int(codes[:, -1].max()) + 1 if len(codes) else 1
-        return cls(tuple([codebook_size] * (codes.shape[1] - 1) + [max(last, 1)]), base)
