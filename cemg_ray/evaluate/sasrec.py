@@ -1,7 +1,7 @@
 """SASRec baseline (Kang & McAuley, 2018) with full-softmax cross-entropy, the ID-based reference row.
 
-The public reproductions (RecBole, cornac; the figures are in docs/RESULTS.md) show a well-trained SASRec is the number a generative
-recommender has to beat on Beauty, so it runs through the same harness as everything else. It
+Public reproductions (RecBole, cornac; figures in docs/RESULTS.md) show a well-trained SASRec is the
+number a generative recommender has to beat on Beauty, so it runs through the same harness as the rest. It
 trains on the training split only (every prefix of each training sequence predicts its next item).
 """
 
