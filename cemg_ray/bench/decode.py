@@ -172,13 +172,18 @@ def _print_items(res: dict) -> None:
     print(f"  the backbone pass alone takes {1000 * sec['backbone_only']:.1f} ms of "
           f"{1000 * sec['cemg_ray_items']:.1f} ms per batch; speed-up vs exact scoring of every item: "
           f"{res['ratios']['vs_exhaustive']:.1f}x")
-    if res["scaling"]:
-        print(f"  {'items':>10} {'build s':>9} {'index MB':>9} {'users/s':>9}")
-        for row in res["scaling"]:
-            print(f"  {row['items']:>10,} {row['index_build_s']:>9.2f} {row['index_mb']:>9.1f} "
-                  f"{row['users_per_s']:>9.1f}")
-        print(f"  decode cost at the largest vs the smallest catalog: "
-              f"{res['ratios']['decode_cost_largest_vs_smallest']:.2f}x")
+    _print_scaling(res, "")
+
+
+def _print_scaling(res: dict, target: str) -> None:
+    """The catalog scaling table both backbones print."""
+    if not res["scaling"]:
+        return
+    print(f"  {'items':>10} {'build s':>9} {'index MB':>9} {'users/s':>9}")
+    for row in res["scaling"]:
+        print(f"  {row['items']:>10,} {row['index_build_s']:>9.2f} {row['index_mb']:>9.1f} {row['users_per_s']:>9.1f}")
+    print(f"  decode cost at the largest vs the smallest catalog: "
+          f"{res['ratios']['decode_cost_largest_vs_smallest']:.2f}x{target}")
 
 
 def _print(res: dict) -> None:
@@ -197,13 +202,7 @@ def _print(res: dict) -> None:
         for op in res["profile"]:
             print(f"    {op['op']:<52} {op['self_cpu_ms']:>9.1f} ms {100 * op['share']:>5.1f} %"
                   f"  {op['calls']:>5} calls")
-    if res["scaling"]:
-        print(f"  {'items':>10} {'build s':>9} {'index MB':>9} {'users/s':>9}")
-        for row in res["scaling"]:
-            print(f"  {row['items']:>10,} {row['index_build_s']:>9.2f} {row['index_mb']:>9.1f} "
-                  f"{row['users_per_s']:>9.1f}")
-        print(f"  decode cost at the largest vs the smallest catalog: {r['decode_cost_largest_vs_smallest']:.2f}x "
-              "(target <= 1.5x)")
+    _print_scaling(res, " (target <= 1.5x)")
 
 
 def _cmd(args: argparse.Namespace) -> int:
