@@ -17,3 +17,14 @@ def test_bench_decode_reports_throughputs_ratios_scaling_and_profile() -> None:
     ops = out["profile"]
     assert ops and all(op["self_cpu_ms"] >= 0 and 0 <= op["share"] <= 1 for op in ops)
     assert ops == sorted(ops, key=lambda op: op["self_cpu_ms"], reverse=True)
+
+
+def test_bench_decode_items_backbone_against_exact_scoring() -> None:
+    from cemg_ray.bench.decode import run_items
+
+    out = run_items(items=300, batch=4, beams=4, k=2, levels=2, codebook=16, scale=[200, 400], repeats=1, threads=1)
+    ups = out["users_per_s"]
+    assert set(ups) == {"cemg_ray_items", "exhaustive_scoring"} and min(ups.values()) > 0
+    assert abs(out["ratios"]["vs_exhaustive"] - ups["cemg_ray_items"] / ups["exhaustive_scoring"]) < 1e-6
+    assert 0 < out["seconds_per_batch"]["backbone_only"]
+    assert [r["items"] for r in out["scaling"]] == [200, 400]
