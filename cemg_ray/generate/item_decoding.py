@@ -8,8 +8,8 @@ best ``W`` code prefixes per level over all codes and drops the sequences that a
 
 Cold-start share: a reserved part of the top-K for items with few training interactions, as TIGER
 reserves a share for unseen items. A second search runs over the cold items' own prefix index from
-the same hidden state (cheap: no backbone pass) and its best items replace the bottom of the list
-when the list holds fewer cold items than the share; the list is then re-sorted by model score.
+the same hidden state (cheap: no backbone pass) and its best items take every ``round(1/share)``-th
+slot of the list, so the share holds at every cutoff.
 """
 
 from __future__ import annotations
@@ -95,32 +95,38 @@ def unconstrained_from_hidden(model: ItemSeqGenerator, hidden: torch.Tensor, ind
 
 def reserve_cold_share(items: torch.Tensor, scores: torch.Tensor, cold_items: torch.Tensor, cold_scores: torch.Tensor,
                        is_cold: torch.Tensor, share: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Guarantee ``ceil(share * k)`` cold items per list: the best cold candidates replace the lowest-scored
-    warm items, then each list is re-sorted by score. Rows are [B, k]; -1 items are empty slots."""
+    """Reserve ``share`` of every prefix of the list for cold-start items: every ``round(1 / share)``-th slot
+    (1-based) takes the best cold candidate not listed yet, the other slots the model's ranking in order.
+
+    Slots rather than scores place the reserved items, so the share holds at every cutoff (HR@5, @10 and
+    @20 of one list): cold items rank below warm ones by score, so sorting by score would push them all
+    to the bottom of the longest list. Rows are [B, k]; ``-1`` items are empty slots.
+    """
     B, k = items.shape
-    want = math.ceil(share * k)
-    if want == 0:
+    if share <= 0:
         return items, scores
-    out_items, out_scores = items.clone(), scores.clone()
+    every = max(1, round(1.0 / share))
+    out_items = torch.full_like(items, -1)
+    out_scores = torch.full_like(scores, float("-inf"))
     for b in range(B):
-        row = [(float(s), int(i)) for i, s in zip(items[b].tolist(), scores[b].tolist()) if i >= 0]
-        have = {i for _, i in row}
-        n_cold = sum(1 for _, i in row if is_cold[i])
-        extra = [(float(s), int(i)) for i, s in zip(cold_items[b].tolist(), cold_scores[b].tolist())
-                 if i >= 0 and i not in have][:max(0, want - n_cold)]
-        if not extra:
-            continue
-        warm_slots = sorted((p for p, (_, i) in enumerate(row) if not is_cold[i]), key=lambda p: row[p][0])
-        free = k - len(row)
-        for cand in extra:
-            if free > 0:
-                row.append(cand)
-                free -= 1
-            elif warm_slots:
-                row[warm_slots.pop(0)] = cand
-        row.sort(key=lambda t: -t[0])
-        out_items[b] = -1
-        out_scores[b] = float("-inf")
-        for p, (s, i) in enumerate(row):
-            out_items[b, p], out_scores[b, p] = i, s
+        warm = [(int(i), float(s)) for i, s in zip(items[b].tolist(), scores[b].tolist()) if i >= 0]
+        cold = [(int(i), float(s)) for i, s in zip(cold_items[b].tolist(), cold_scores[b].tolist()) if i >= 0]
+        listed: set[int] = set()
+        wi = ci = 0
+        for p in range(k):
+            pick = None
+            if (p + 1) % every == 0:
+                while ci < len(cold) and cold[ci][0] in listed:
+                    ci += 1
+                if ci < len(cold):
+                    pick, ci = cold[ci], ci + 1
+            if pick is None:
+                while wi < len(warm) and warm[wi][0] in listed:
+                    wi += 1
+                if wi < len(warm):
+                    pick, wi = warm[wi], wi + 1
+            if pick is None:
+                break
+            listed.add(pick[0])
+            out_items[b, p], out_scores[b, p] = pick
     return out_items, out_scores
