@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import Field, ValidationError
@@ -37,6 +37,8 @@ class SyntheticConfig(Section):
 
 class DatasetConfig(Section):
     """Where the data comes from. ``path`` is a file or folder; see README 'Data' for the formats."""
+
+    HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"min_rating", "overview"})
 
     name: str = "synthetic"
     format: Literal["synthetic", "sequences", "json", "amazon", "parquet", "movielens"] = "synthetic"
@@ -88,9 +90,21 @@ class JobConfig(Section):
     stages: list[str] | None = None  # default: every stage in pipeline order
 
     def section_hash(self, *sections: str) -> str:
-        """A stable hash of the named sections, so a stage re-runs only when they change."""
-        payload = {s: getattr(self, s).model_dump(mode="json") for s in sections}
+        """A stable hash of the named sections, so a stage re-runs only when they change.
+
+        Fields a section lists in ``HASH_OMIT_WHEN_DEFAULT`` (options added after run directories
+        existed) count only when set, so adding an option does not invalidate every earlier run.
+        """
+        payload = {s: _hash_payload(getattr(self, s)) for s in sections}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _hash_payload(section: Section) -> dict[str, Any]:
+    payload = section.model_dump(mode="json")
+    for name in getattr(section, "HASH_OMIT_WHEN_DEFAULT", ()):
+        if getattr(section, name) == type(section).model_fields[name].default:
+            payload.pop(name, None)
+    return payload
 
 
 class ConfigError(ValueError):

@@ -75,7 +75,12 @@ def _ray_worker(config: dict) -> None:
     cfg, layout, codes, data = _setup(config["items"], config["users"], config["max_len"], config["d_model"])
     model = ray.train.torch.prepare_model(build_item_model(cfg, layout, codes, config["max_len"]))
     out = train_steps(model, data, config["batch"], config["steps"], config["warmup"])
-    ray.train.report(out)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:  # Ray Train returns what a worker reports with a checkpoint
+        with open(os.path.join(tmp, "timings.json"), "w") as f:
+            json.dump(out, f)
+        ray.train.report(out, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
 def run(items: int, users: int, max_len: int, d_model: int, batch: int, steps: int, warmup: int,
@@ -96,15 +101,22 @@ def run(items: int, users: int, max_len: int, d_model: int, batch: int, steps: i
     if started:
         ray.init(num_cpus=max(threads, 1), include_dashboard=False, log_to_driver=False)
     try:
+        import tempfile
+
+        storage = tempfile.mkdtemp(prefix="cemg-bench-train-")
         trainer = TorchTrainer(_ray_worker, train_loop_config=config, torch_config=TorchConfig(backend="gloo"),
                                scaling_config=ray.train.ScalingConfig(num_workers=1,
-                                                                      resources_per_worker={"CPU": threads}))
+                                                                      resources_per_worker={"CPU": threads}),
+                               run_config=ray.train.RunConfig(storage_path=storage, name="bench-train"))
         result = trainer.fit()
     finally:
         if started:
             ray.shutdown()
     wall = time.perf_counter() - t0
-    ray_out = {k: result.metrics[k] for k in ("examples_per_s", "seconds", "examples", "last_loss")}
+    if result.checkpoint is None:
+        raise RuntimeError(f"bench train: the Ray Train worker reported nothing ({result.error})")
+    with result.checkpoint.as_directory() as d, open(os.path.join(d, "timings.json")) as f:
+        ray_out = json.load(f)
     return {
         "machine": f"{platform.machine()} {threads} threads, torch {torch.__version__}",
         "load_average_1m": round(os.getloadavg()[0], 2),
