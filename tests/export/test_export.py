@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import boto3
 import numpy as np
@@ -50,11 +52,34 @@ def _keys(endpoint: str, bucket: str, prefix: str) -> list[str]:
 
 
 def _success_is_last(endpoint: str, bucket: str, prefix: str) -> bool:
-    """No object of the partition is newer than _SUCCESS (S3 times have 1 s resolution: ties allowed)."""
+    """No object a reader sees (anything outside ``_staging/``) is newer than _SUCCESS (S3 times have 1 s
+    resolution: ties allowed). Staging leftovers are not data: readers skip them and the next attempt deletes them."""
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    objs = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    objs = [o for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+            if "/_staging/" not in o["Key"]]
     marker = [o["LastModified"] for o in objs if o["Key"].endswith("/_SUCCESS")]
     return len(marker) == 1 and all(o["LastModified"] <= marker[0] for o in objs)
+
+
+def _kill_session(sid: int, timeout_s: float = 30.0) -> None:
+    """SIGKILL every process of session ``sid`` (the driver and the Ray cluster it started) and wait until they are
+    gone, so that no writer of the killed attempt is still uploading while the re-run is checked."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        alive = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":  # fields[3] is the session id
+                alive.append(int(stat.parent.name))
+        if not alive:
+            return
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
 
 
 def test_export_to_s3_one_list_per_user_success_last_and_idempotent(demo_run, ray_sees_s3, s3_server,
@@ -95,6 +120,7 @@ def test_killed_export_leaves_nothing_trusted_and_rerun_has_no_duplicates(demo_r
     assert proc.poll() is None, "export finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray cluster it started
     proc.wait()
+    _kill_session(proc.pid)
     keys = _keys(s3_server, bucket, "nightly/")
     assert not any(k.endswith("_SUCCESS") for k in keys)  # nothing a reader would trust
     manifest = run_export(cfg, store)
@@ -103,6 +129,7 @@ def test_killed_export_leaves_nothing_trusted_and_rerun_has_no_duplicates(demo_r
     assert len(table) == manifest["rows"] == users * 5
     assert not table.duplicated(["user_id", "rank"]).any()
     assert _success_is_last(s3_server, bucket, "nightly/")
+    assert not any(manifest["attempt"] in k for k in _keys(s3_server, bucket, "nightly/"))  # its staging is gone
 
 
 def test_export_bad_date_is_a_config_error_naming_the_key(tmp_path) -> None:
