@@ -9,7 +9,7 @@ import logging
 import sys
 
 # Modules that add their own subcommands: each exposes ``add_parser(subparsers)``.
-COMMAND_MODULES = ["cemg_ray.tokenize.cli", "cemg_ray.export.cli"]
+COMMAND_MODULES = ["cemg_ray.tokenize.cli", "cemg_ray.export.cli", "cemg_ray.ablate"]
 BENCH_MODULES = ["cemg_ray.bench.features", "cemg_ray.bench.decode", "cemg_ray.bench.serving",
                  "cemg_ray.bench.export", "cemg_ray.bench.lightgcn", "cemg_ray.bench.train"]
 

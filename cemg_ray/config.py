@@ -92,7 +92,8 @@ class JobConfig(Section):
     def section_hash(self, *sections: str) -> str:
         """A stable hash of the named sections, so a stage re-runs only when they change.
 
-        Fields a section lists in ``HASH_OMIT_WHEN_DEFAULT`` (options added after run directories
+        Fields in ``HASH_IGNORE`` (checkpoint cadence and the like) never count. Fields a section lists in
+        ``HASH_OMIT_WHEN_DEFAULT`` (options added after run directories
         existed) count only when set, so adding an option does not invalidate every earlier run.
         """
         payload = {s: _hash_payload(getattr(self, s)) for s in sections}
@@ -101,6 +102,8 @@ class JobConfig(Section):
 
 def _hash_payload(section: Section) -> dict[str, Any]:
     payload = section.model_dump(mode="json")
+    for name in getattr(section, "HASH_IGNORE", ()):  # how a stage runs, not what it computes
+        payload.pop(name, None)
     for name in getattr(section, "HASH_OMIT_WHEN_DEFAULT", ()):
         if getattr(section, name) == type(section).model_fields[name].default:
             payload.pop(name, None)

@@ -83,6 +83,9 @@ class Store:
         info = self.fs.get_file_info(self.path(rel))
         return info.type != pafs.FileType.NotFound
 
+    def is_dir(self, rel: str) -> bool:
+        return self.fs.get_file_info(self.path(rel)).type == pafs.FileType.Directory
+
     def list(self, rel: str = "", recursive: bool = False) -> list[str]:
         """Relative paths of the files under ``rel`` (empty when it does not exist)."""
         selector = pafs.FileSelector(self.path(rel), allow_not_found=True, recursive=recursive)

@@ -123,3 +123,14 @@ def test_export_date_is_accepted_as_a_yaml_date():
     assert load_config(None, ["export.date=2026-11-25"]).export.date == "2026-11-25"
     with pytest.raises(ConfigError, match="export.date"):
         load_config(None, ["export.date=2026-13-40"])
+
+
+def test_checkpoint_cadence_does_not_change_what_a_stage_computes(tmp_path) -> None:
+    from cemg_ray.config import load_config
+    from cemg_ray.pipeline import stage_hash
+
+    base = load_config(None, [f"run_dir={tmp_path}"])
+    cadence = load_config(None, [f"run_dir={tmp_path}", "lightgcn.checkpoint_every_s=0"])
+    epochs = load_config(None, [f"run_dir={tmp_path}", "lightgcn.epochs=7"])
+    assert stage_hash(base, "lightgcn") == stage_hash(cadence, "lightgcn")
+    assert stage_hash(base, "lightgcn") != stage_hash(epochs, "lightgcn")

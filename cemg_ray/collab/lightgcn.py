@@ -109,7 +109,8 @@ def recall_ndcg_at(user_emb: np.ndarray, item_emb: np.ndarray, histories: list[n
 
 
 def train_loop(config: dict) -> None:
-    """Ray Train worker loop: BPR over shuffled training edges, one report per epoch."""
+    """Ray Train worker loop: BPR over shuffled training edges, one report per epoch, a checkpoint at most every
+    ``checkpoint_every_s`` seconds and after the last epoch."""
     import ray.train
     import ray.train.torch
 
@@ -133,6 +134,7 @@ def train_loop(config: dict) -> None:
     edge_index = graph.adjacency()
     seen = graph.positive_keys()
     n_edges = len(graph.users)
+    last_ckpt = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         rng = np.random.default_rng(cfg.seed * 1000 + epoch)
@@ -157,6 +159,11 @@ def train_loop(config: dict) -> None:
             total += float(loss)
             steps += 1
         metrics = {"epoch": epoch, "loss": total / max(steps, 1), "epoch_s": time.perf_counter() - t0}
+        due = epoch == cfg.epochs - 1 or time.perf_counter() - last_ckpt >= cfg.checkpoint_every_s
+        if not due:
+            ray.train.report(metrics)
+            continue
+        last_ckpt = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:

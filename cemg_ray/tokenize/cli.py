@@ -21,6 +21,21 @@ def _cmd_assign(args: argparse.Namespace) -> int:
     return 0 if not report["unplaceable"] else 2
 
 
+def _cmd_fusion(args: argparse.Namespace) -> int:
+    from cemg_ray.config import load_config
+    from cemg_ray.pipeline import require
+    from cemg_ray.store import Store
+    from cemg_ray.tokenize.fusion_report import analyse_run
+
+    overrides = list(args.set) + ([f"run_dir={args.run_dir}"] if args.run_dir else [])
+    cfg = load_config(args.job, overrides)
+    store = Store(cfg.run_dir, cfg.storage.endpoint_url, cfg.storage.region)
+    require(store, cfg, "tokenize")
+    print(json.dumps(analyse_run(cfg, store), indent=2))
+    print(f"table: {store.uri('tokenize/fusion.parquet')}\nplot:  {store.uri('tokenize/fusion.png')}")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("codes", help="semantic-ID tables")
     csub = p.add_subparsers(dest="codes_command", required=True, metavar="SUBCOMMAND")
@@ -30,3 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--run-dir", help="override run_dir")
     a.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     a.set_defaults(func=_cmd_assign)
+    f = csub.add_parser("fusion", help="per-item fusion weights by popularity and genre: table, plot, summary")
+    f.add_argument("job", help="the job YAML the run directory was trained with")
+    f.add_argument("--run-dir", help="override run_dir")
+    f.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    f.set_defaults(func=_cmd_fusion)
