@@ -6,6 +6,11 @@ constants instead of string literals, so that a path changes in one module.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cemg_ray.store import Store
+
 ITEMS = "data/items.parquet"
 SEQUENCES = "data/sequences.parquet"
 DATA_REPORT = "data/report.json"
@@ -42,3 +47,14 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
 
 def stage_marker(stage: str) -> str:
     return f"{STAGE_MARKERS}/{stage}.json"
+
+
+def read_marker(store: Store, stage: str) -> dict[str, Any] | None:
+    """A stage's completion record, or None when it is missing or unreadable (both mean "not done")."""
+    path = stage_marker(stage)
+    if not store.exists(path):
+        return None
+    try:
+        return store.read_json(path)
+    except Exception:  # noqa: BLE001 - a corrupt marker means "not done"
+        return None

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
+from cemg_ray.artifacts import read_marker
 from cemg_ray.config import JobConfig
 from cemg_ray.store import Store
 
@@ -111,13 +112,7 @@ def stage_config(cfg: JobConfig, name: str) -> dict[str, Any]:
 
 
 def is_done(store: Store, cfg: JobConfig, name: str) -> bool:
-    marker = f"_stages/{name}.json"
-    if not store.exists(marker):
-        return False
-    try:
-        info = store.read_json(marker)
-    except Exception:  # noqa: BLE001 - a corrupt marker means "not done"
-        return False
+    info = read_marker(store, name) or {}
     return info.get("status") == "ok" and info.get("hash") == stage_hash(cfg, name)
 
 

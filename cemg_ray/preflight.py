@@ -15,8 +15,8 @@ RUN_DIR_SCHEMES = ("s3://",)
 
 def preflight(cfg: JobConfig, stages: list[str], source: str) -> None:
     """Raise a ConfigError listing every problem found in ``cfg`` for running ``stages``."""
-    from cemg_ray.evaluate.stage import MODELS
     from cemg_ray.pipeline import is_done
+    from cemg_ray.recommenders import MODELS, stages_for
     from cemg_ray.store import Store
 
     problems: list[str] = []
@@ -36,7 +36,7 @@ def preflight(cfg: JobConfig, stages: list[str], source: str) -> None:
         if unknown:
             problems.append(f"{source}: evaluate.models: unknown model(s) {', '.join(unknown)}; "
                             f"known: {', '.join(MODELS)}")
-        needed = {MODELS[m][0] for m in cfg.evaluate.models if m in MODELS} - set(stages)
+        needed = set(stages_for(cfg.evaluate.models)) - set(stages)
         if needed and not problems:
             try:
                 store = Store(cfg.run_dir, cfg.storage.endpoint_url, cfg.storage.region)
@@ -45,7 +45,7 @@ def preflight(cfg: JobConfig, stages: list[str], source: str) -> None:
                 raise ConfigError(source, [f"{source}: run_dir: cannot read {cfg.run_dir}: {exc}"]) from None
             for stage in sorted(needed):
                 if not done[stage]:
-                    users = [m for m in cfg.evaluate.models if m in MODELS and MODELS[m][0] == stage]
+                    users = [m for m in cfg.evaluate.models if m in MODELS and MODELS[m].stage == stage]
                     problems.append(f"{source}: evaluate.models: {', '.join(users)} need(s) the {stage!r} stage, "
                                     f"which is neither in this run's stages nor done in {cfg.run_dir}; add it to "
                                     f"--stages or drop the model from evaluate.models")

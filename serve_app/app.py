@@ -8,6 +8,7 @@ the new version beside the old one and swaps it in, so requests in flight are no
 
 import asyncio
 import logging
+import os
 
 import numpy as np
 from fastapi import FastAPI
@@ -32,8 +33,20 @@ log = logging.getLogger("cemg_ray.serve")
 
 api = FastAPI(title="CEMG-Ray recommendations", version="1",
               description="Top-k items for a known user or an explicit history of item ids.")
-_BODY_LIMIT = {"bytes": ServeConfig.model_fields["max_body_bytes"].default}
-errors.install(api, lambda: _BODY_LIMIT["bytes"])
+_LIMITS = [errors.Limits()]  # replaced whole on every user_config, read by the request guard
+errors.install(api, lambda: _LIMITS[0])
+
+
+def limits_for(conf: ServeConfig) -> errors.Limits:
+    """The request guard's limits for ``conf``; the API key is read from the replica's environment."""
+    key = None
+    if conf.api_key_env:
+        key = os.environ.get(conf.api_key_env)
+        if not key:
+            raise ValueError(f"user_config.api_key_env: environment variable {conf.api_key_env!r} is not set on "
+                             "the replica (set it in ray_actor_options.runtime_env.env_vars or the node's env)")
+    return errors.Limits(max_body_bytes=conf.max_body_bytes, max_header_bytes=conf.max_header_bytes,
+                         read_timeout_s=conf.read_timeout_s, api_key=key)
 
 
 def validate_user_config(user_config: dict) -> ServeConfig:
@@ -67,6 +80,7 @@ class Recommender:
         """
         try:
             conf = validate_user_config(user_config)
+            limits = limits_for(conf)
             state = await asyncio.to_thread(ModelState, conf)
         except Exception as exc:
             if self.state is None:
@@ -77,7 +91,7 @@ class Recommender:
             return
         self._decode.set_max_batch_size(conf.max_batch_size)
         self._decode.set_batch_wait_timeout_s(conf.batch_wait_timeout_s)
-        _BODY_LIMIT["bytes"] = conf.max_body_bytes
+        _LIMITS[0] = limits
         self.state, self.reload_error = state, None
 
     def _ready(self) -> ModelState:

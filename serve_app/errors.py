@@ -1,14 +1,23 @@
 """HTTP error handling for the ingress: every client mistake is a 4xx JSON body with a message.
 
 - validation errors (wrong types, unknown fields, malformed JSON) -> 422 listing each field;
-- bodies over the configured size -> 413, checked on the declared length and on the bytes read;
+- bodies over the configured size -> 413, checked on the declared length and on the bytes read, after the
+  body is drained so the client reads the answer;
+- a body that does not arrive within ``read_timeout_s`` -> 408; headers over ``max_header_bytes`` -> 431;
+- bodies that are not UTF-8 or JSON nested too deeply -> 422 (FastAPI alone answers a bare 400);
+- with an API key configured, requests without it -> 401 (the probes stay open);
 - ``ClientError`` raised by a handler -> its status and message;
 - anything unexpected -> 500 with a generic message (logged; never reached by client input).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -60,35 +69,94 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=500, content={"error": f"internal error ({type(exc).__name__}); see server logs"})
 
 
-class BodyLimit:
-    """Pure ASGI middleware: 413 for bodies over ``limit()`` bytes, whether declared or streamed (chunked).
+@dataclass
+class Limits:
+    """What the ingress enforces before a handler runs; the deployment updates it on every ``user_config``."""
 
-    The body is read (up to the limit) before the app sees it, then replayed, so oversized
-    requests never reach JSON parsing.
+    max_body_bytes: int = 1_000_000
+    max_header_bytes: int = 16_384
+    read_timeout_s: float = 10.0
+    api_key: str | None = None  # the key's value (read from the environment), never logged
+    drain_cap_bytes: int = 16_000_000  # an over-limit body is read and discarded up to this, so the client sees the 413
+    open_paths: tuple[str, ...] = ("/healthz", "/readyz", "/docs", "/openapi.json")
+
+
+def _json(status: int, error: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": error, **extra})
+
+
+def _body_problem(body: bytes, content_type: str) -> JSONResponse | None:
+    """422 for what FastAPI would answer with a bare 400: bytes that are not UTF-8, JSON nested too deeply."""
+    if not body or "json" not in content_type.lower():
+        return None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        msg = f"body is not UTF-8 (byte 0x{body[exc.start]:02x} at position {exc.start})"
+        return _json(422, f"invalid request: body: {msg}", details=[{"field": "body", "message": msg}])
+    try:
+        json.loads(text)
+    except RecursionError:
+        msg = "JSON nested too deeply"
+        return _json(422, f"invalid request: body: {msg}", details=[{"field": "body", "message": msg}])
+    except ValueError:
+        return None  # malformed JSON: FastAPI's own 422 names the position
+    return None
+
+
+class RequestGuard:
+    """Pure ASGI middleware in front of the app: API key, header size, body size and a read timeout.
+
+    The body is read (up to the limit, each chunk within ``read_timeout_s``) before the app sees it and
+    then replayed, so oversized, stalled or undecodable requests never reach JSON parsing. A body over
+    the limit is drained (up to ``drain_cap_bytes``) before the 413, so a client that writes its whole
+    body first reads the answer instead of a connection reset.
     """
 
-    def __init__(self, app, limit) -> None:  # noqa: ANN001 - ASGI app, () -> int
-        self.app, self.limit = app, limit
+    def __init__(self, app, limits) -> None:  # noqa: ANN001 - ASGI app, () -> Limits
+        self.app, self.limits = app, limits
 
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - ASGI
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.limit()
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            return await self._reject(scope, receive, send, limit)
+        lim: Limits = self.limits()
+        headers = scope.get("headers") or []
+        header_bytes = sum(len(k) + len(v) for k, v in headers)
+        if header_bytes > lim.max_header_bytes:
+            return await _json(431, f"request headers are {header_bytes} bytes, over the limit of "
+                                    f"{lim.max_header_bytes}")(scope, receive, send)
+        hmap = {k.lower(): v for k, v in headers}
+        if lim.api_key and scope.get("path", "") not in lim.open_paths and not _authorised(hmap, lim.api_key):
+            return await _json(401, "missing or wrong API key: send 'Authorization: Bearer <key>' or "
+                                    "'X-API-Key: <key>'")(scope, receive, send)
+        declared = hmap.get(b"content-length")
+        if declared is not None and not declared.isdigit():
+            return await _json(400, "content-length is not a number")(scope, receive, send)
+        if declared is not None and int(declared) > lim.max_body_bytes:
+            if int(declared) <= lim.drain_cap_bytes:
+                await self._drain(receive, lim)
+            return await self._too_large(scope, receive, send, lim)
         chunks, size, more = [], 0, True
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=lim.read_timeout_s)
+            except TimeoutError:
+                return await _json(408, f"request body not received within {lim.read_timeout_s:g} s")(
+                    scope, receive, send)
             if message["type"] == "http.disconnect":
                 return None
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > limit:
-                return await self._reject(scope, receive, send, limit)
-            chunks.append(chunk)
             more = message.get("more_body", False)
+            if size > lim.max_body_bytes:
+                if more:
+                    await self._drain(receive, lim, size)
+                return await self._too_large(scope, receive, send, lim)
+            chunks.append(chunk)
         body, sent = b"".join(chunks), False
+        problem = _body_problem(body, hmap.get(b"content-type", b"").decode("latin-1"))
+        if problem is not None:
+            return await problem(scope, receive, send)
 
         async def replay() -> dict:
             nonlocal sent
@@ -100,15 +168,35 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
     @staticmethod
-    async def _reject(scope, receive, send, limit: int) -> None:  # noqa: ANN001 - ASGI
-        response = JSONResponse(status_code=413, content={"error": f"request body over {limit} bytes"})
-        await response(scope, receive, send)
+    async def _drain(receive, lim: Limits, read: int = 0) -> None:  # noqa: ANN001 - ASGI receive
+        more = True
+        while more and read <= lim.drain_cap_bytes:
+            try:
+                message = await asyncio.wait_for(receive(), timeout=lim.read_timeout_s)
+            except TimeoutError:
+                return
+            if message["type"] == "http.disconnect":
+                return
+            read += len(message.get("body", b""))
+            more = message.get("more_body", False)
+
+    @staticmethod
+    async def _too_large(scope, receive, send, lim: Limits) -> None:  # noqa: ANN001 - ASGI
+        await _json(413, f"request body over {lim.max_body_bytes} bytes")(scope, receive, send)
 
 
-def install(api: FastAPI, limit) -> None:  # noqa: ANN001 - () -> int
-    """Register the handlers and the body-size middleware on ``api``."""
+def _authorised(headers: dict[bytes, bytes], key: str) -> bool:
+    sent = headers.get(b"x-api-key", b"")
+    auth = headers.get(b"authorization", b"")
+    if auth[:7].lower() == b"bearer ":
+        sent = auth[7:].strip()
+    return bool(sent) and hmac.compare_digest(sent, key.encode())
+
+
+def install(api: FastAPI, limits: Callable[[], Limits]) -> None:
+    """Register the handlers and the request guard (key, headers, body, timeout) on ``api``."""
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(ClientError, _client_error)
     api.add_exception_handler(StarletteHTTPException, _http_error)
     api.add_exception_handler(Exception, _unexpected)
-    api.add_middleware(BodyLimit, limit=limit)
+    api.add_middleware(RequestGuard, limits=limits)

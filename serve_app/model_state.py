@@ -2,20 +2,20 @@
 
 A ``ModelState`` is never changed once built: a new ``user_config`` builds a new one and the
 deployment swaps the reference, so a request already running finishes on the version it started
-with. Loading goes through the same model registry as evaluation (``cemg_ray.evaluate.stage``).
+with. Loading goes through the same model registry as evaluation and export (``cemg_ray.recommenders``).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+from cemg_ray import artifacts
 from cemg_ray.config import JobConfig
-from cemg_ray.evaluate.stage import MODELS, load_by_name
+from cemg_ray.recommenders import fetch_size, load, model_stage, unseen_top_k
 from cemg_ray.store import Store
 from serve_app.schemas import ServeConfig
 
@@ -36,17 +36,6 @@ class Resolved:
     status: int = 422
 
 
-def _version(name: str, recommender: object, marker: dict) -> str:
-    """The recommender's own version when it has one, else ``<model>-<stage hash>-<finish time>``."""
-    own = str(getattr(recommender, "model_version", "") or "")
-    if own and own not in {name, getattr(recommender, "name", name)}:
-        return own
-    stamp = ""
-    if marker.get("finished"):
-        stamp = "-" + datetime.fromisoformat(marker["finished"]).strftime("%Y%m%dT%H%M%S")
-    return f"{name}-{marker.get('hash', 'unknown')}{stamp}"
-
-
 class ModelState:
     def __init__(self, conf: ServeConfig):
         self.conf = conf
@@ -57,31 +46,31 @@ class ModelState:
                 raise LoadError(f"run_dir {run_dir!r} ({local}) does not exist")
             run_dir = str(local)
         store = Store(run_dir, conf.endpoint_url, conf.region)
-        if not store.exists("manifest.json"):
+        if not store.exists(artifacts.MANIFEST):
             raise LoadError(f"run_dir {store.root_uri} has no manifest.json: not a run directory")
-        self.cfg = JobConfig.model_validate(store.read_json("manifest.json")["config"])
+        self.cfg = JobConfig.model_validate(store.read_json(artifacts.MANIFEST)["config"])
         self.cfg.run_dir = run_dir
-        stage = MODELS[conf.model][0]
-        marker = store.read_json(f"_stages/{stage}.json") if store.exists(f"_stages/{stage}.json") else {}
+        stage = model_stage(conf.model)
+        marker = artifacts.read_marker(store, stage) or {}
         if marker.get("status") != "ok":
             raise LoadError(f"model {conf.model!r} needs the {stage!r} stage, which has not completed in "
                             f"{store.root_uri}; run: cemg-ray run JOB.yaml --stages {stage}")
-        self.recommender = load_by_name(conf.model, self.cfg, store)
-        self.model_version = _version(conf.model, self.recommender, marker)
+        self.recommender = load(conf.model, self.cfg, store)
+        self.model_version = self.recommender.model_version
         self.popular = None
-        if store.exists("baselines/popularity.json"):
+        if store.exists(artifacts.POPULARITY):
             from cemg_ray.evaluate.popularity import PopularityRecommender
 
             self.popular = PopularityRecommender.from_store(store)
-        items = store.read_parquet("data/items.parquet", columns=["item_idx", "item_id"])
+        items = store.read_parquet(artifacts.ITEMS, columns=["item_idx", "item_id"])
         idx = np.asarray(items.column("item_idx").to_numpy(), dtype=np.int64)
         self.item_ids = np.empty(len(idx), dtype=object)
         self.item_ids[idx] = [str(i) for i in items.column("item_id").to_pylist()]
         self.item_index = {iid: int(i) for i, iid in enumerate(self.item_ids)}
-        seqs = store.read_parquet("data/sequences.parquet", columns=["user_id", "items"])
+        seqs = store.read_parquet(artifacts.SEQUENCES, columns=["user_id", "items"])
         self.user_history = {str(u): np.asarray(s, dtype=np.int64)
                              for u, s in zip(seqs.column("user_id").to_pylist(), seqs.column("items").to_pylist())}
-        self.code_config = store.read_json("tokenize/meta.json") if store.exists("tokenize/meta.json") else None
+        self.code_config = store.read_json(artifacts.CODES_META) if store.exists(artifacts.CODES_META) else None
         self.run_uri = store.root_uri
         log.info("serve: loaded %s (%s) from %s: %d items, %d users", conf.model, self.model_version,
                  self.run_uri, len(self.item_ids), len(self.user_history))
@@ -122,20 +111,16 @@ class ModelState:
         """
         n = len(self.item_ids)
         seen = [set(h.tolist()) if ex else set() for h, ex in zip(histories, exclude)]
-        want = min(n, max(k + len(s) for k, s in zip(ks, seen)))
+        want = max(fetch_size(k, len(s), n) for k, s in zip(ks, seen))
         asked = [h[-self.cfg.dataset.max_len:] for h in histories]
-        rows: dict[int, tuple[list[int], list[float]]] = {}
+        rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         nonempty = [i for i, h in enumerate(asked) if len(h)]
         if nonempty:
             items, scores = self.recommender.recommend([asked[i] for i in nonempty], want)
-            rows.update({i: (items[r].tolist(), scores[r].tolist()) for r, i in enumerate(nonempty)})
+            rows.update({i: (items[r], scores[r]) for r, i in enumerate(nonempty)})
         if len(nonempty) < len(asked):
             pop_items, pop_scores = self.popular.recommend([np.zeros(0, np.int64)], want)
             for i in set(range(len(asked))) - set(nonempty):
-                rows[i] = (pop_items[0].tolist(), pop_scores[0].tolist())
-        out: list[list[tuple[str, float]]] = []
-        for i in range(len(histories)):
-            ranked = [(str(self.item_ids[item]), float(score)) for item, score in zip(*rows[i])
-                      if 0 <= item < n and item not in seen[i] and np.isfinite(score)]
-            out.append(ranked[:ks[i]])
-        return out
+                rows[i] = (pop_items[0], pop_scores[0])
+        return [[(str(self.item_ids[item]), score) for item, score in unseen_top_k(*rows[i], seen[i], ks[i], n)]
+                for i in range(len(histories))]

@@ -64,7 +64,7 @@ class BatchResponse(BaseModel):
 
 
 def known_models() -> list[str]:
-    from cemg_ray.evaluate.stage import MODELS
+    from cemg_ray.recommenders import MODELS
 
     return list(MODELS)
 
@@ -75,10 +75,14 @@ class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     run_dir: str = Field(description="trained run directory: local path or s3://bucket/prefix")
-    model: str = Field(default="cemg", description="a name from cemg_ray.evaluate.stage.MODELS")
+    model: str = Field(default="cemg", description="a name from cemg_ray.recommenders.MODELS")
     max_k: int = Field(default=100, ge=1, le=10_000)
     max_history: int = Field(default=200, ge=1, description="longest history a request may send")
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="larger request bodies get a 413")
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576, description="larger headers get a 431")
+    read_timeout_s: float = Field(default=10.0, gt=0, le=300, description="a body slower than this gets a 408")
+    api_key_env: str | None = Field(default=None, min_length=1, description="name of the environment variable "
+                                    "holding the API key; unset = no key (local use). The key is never in YAML")
     max_batch_size: int = Field(default=32, ge=1, le=64, description="1 turns request batching off")
     batch_wait_timeout_s: float = Field(default=0.005, ge=0.0, le=1.0)
     endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (credentials: AWS chain)")

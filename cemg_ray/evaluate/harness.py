@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -12,15 +12,11 @@ from tqdm.auto import tqdm
 from cemg_ray.data.split import Split
 from cemg_ray.evaluate.metrics import hr_ndcg, target_ranks
 
+if TYPE_CHECKING:
+    from cemg_ray.recommenders import Recommender
+
 log = logging.getLogger("cemg_ray")
 
-
-class Recommender(Protocol):
-    name: str
-
-    def recommend(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` item_idx per history (int64 [B, k], -1 padded) and their scores (float32 [B, k])."""
-        ...
 
 
 def evaluate(rec: Recommender, split: Split, which: str = "test", ks: list[int] | None = None,

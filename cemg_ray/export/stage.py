@@ -20,10 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
 
+from cemg_ray.artifacts import ITEMS, SEQUENCES
 from cemg_ray.config import JobConfig
-from cemg_ray.evaluate.stage import MODELS
 from cemg_ray.export.commit import STAGING, commit, committed_manifest
 from cemg_ray.pipeline import StageContext, require, stage
+from cemg_ray.recommenders import fetch_size, load, model_stage, model_version, unseen_top_k
 from cemg_ray.store import Store
 
 log = logging.getLogger("cemg_ray")
@@ -36,37 +37,26 @@ class ExportDecoder:
     """Ray Data actor: loads the model and the item ids once, then ranks batches of users."""
 
     def __init__(self, cfg_json: dict[str, Any], run_dir: str):
-        from cemg_ray.evaluate.stage import load_by_name
-
         self.cfg = JobConfig.model_validate(cfg_json)
         store = Store(run_dir, self.cfg.storage.endpoint_url, self.cfg.storage.region)
-        self.rec = load_by_name(self.cfg.export.model, self.cfg, store)
-        self.item_ids = np.asarray(store.read_parquet("data/items.parquet", columns=["item_id"])
-                                   .column("item_id").to_pylist(), dtype=object)
-        self.version = str(getattr(self.rec, "model_version", self.cfg.export.model))
+        self.rec = load(self.cfg.export.model, self.cfg, store)
+        self.item_ids = np.asarray(store.read_parquet(ITEMS, columns=["item_id"]).column("item_id").to_pylist(),
+                                   dtype=object)
+        self.version = self.rec.model_version
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        ecfg, max_len = self.cfg.export, self.cfg.dataset.max_len
+        ecfg, max_len, catalog = self.cfg.export, self.cfg.dataset.max_len, len(self.item_ids)
         sequences = [np.asarray(h, dtype=np.int64) for h in batch["items"]]
-        histories = [seq[-max_len:] for seq in sequences]
-        # over-fetch by the decoded history's length: a model mostly re-ranks what it was shown
-        extra = max((len(h) for h in histories), default=0) if ecfg.exclude_seen else 0
-        want = min(ecfg.k + extra, len(self.item_ids))
-        items, scores = self.rec.recommend(histories, want)
+        seen = [set(seq.tolist()) if ecfg.exclude_seen else set() for seq in sequences]
+        want = max((fetch_size(ecfg.k, len(s), catalog) for s in seen), default=ecfg.k)
+        items, scores = self.rec.recommend([seq[-max_len:] for seq in sequences], want)
         users, ranks, out_items, out_scores = [], [], [], []
-        for uid, seq, row, srow in zip(batch["user_id"], sequences, items, scores):
-            seen = set(seq.tolist()) if ecfg.exclude_seen else set()
-            rank = 0
-            for item, score in zip(row.tolist(), srow.tolist()):
-                if item < 0 or item in seen:
-                    continue
-                rank += 1
+        for uid, user_seen, row, srow in zip(batch["user_id"], seen, items, scores):
+            for rank, (item, score) in enumerate(unseen_top_k(row, srow, user_seen, ecfg.k, catalog), start=1):
                 users.append(uid)
                 ranks.append(rank)
                 out_items.append(self.item_ids[item])
                 out_scores.append(score)
-                if rank == ecfg.k:
-                    break
         return {"user_id": np.asarray(users, dtype=object), "rank": np.asarray(ranks, dtype=np.int32),
                 "item_id": np.asarray(out_items, dtype=object), "score": np.asarray(out_scores, dtype=np.float32),
                 "model_version": np.asarray([self.version] * len(users), dtype=object)}
@@ -86,14 +76,15 @@ def run_export(cfg: JobConfig, run_store: Store) -> dict:
 
     ecfg = cfg.export
     out, partition = export_target(cfg, run_store)
-    version = _model_version(cfg, run_store)
+    version = model_version(ecfg.model, run_store)
     done = committed_manifest(out, partition)
-    if done and not ecfg.force and done.get("model_version") == version and done.get("k") == ecfg.k:
+    if (done and not ecfg.force and done.get("model") == ecfg.model and done.get("model_version") == version
+            and done.get("k") == ecfg.k):
         log.info("export: %s/%s already committed for %s; nothing to do", out.root_uri, partition, version)
         return {**done, "skipped": True}
     ensure_ray(cfg.ray)
     t0 = time.perf_counter()
-    users = run_store.read_parquet("data/sequences.parquet", columns=["user_id", "items"])
+    users = run_store.read_parquet(SEQUENCES, columns=["user_id", "items"])
     attempt = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     out.delete(f"{partition}/{STAGING}")  # leftovers of killed attempts
     blocks = ecfg.num_blocks or max(4 * ecfg.num_actors, 1)
@@ -124,17 +115,8 @@ def run_export(cfg: JobConfig, run_store: Store) -> dict:
     return manifest
 
 
-def _model_version(cfg: JobConfig, store: Store) -> str:
-    if cfg.export.model in ("cemg", "cemg_cold", "cemg_unconstrained") and store.exists("generate/report.json"):
-        return str(store.read_json("generate/report.json").get("model_version", "cemg"))
-    marker = f"_stages/{MODELS[cfg.export.model][0]}.json"
-    return f"{cfg.export.model}-{store.read_json(marker)['hash']}" if store.exists(marker) else cfg.export.model
-
-
 def _upstream(cfg: JobConfig) -> tuple[str, ...]:
-    if cfg.export.model not in MODELS:
-        raise KeyError(f"export.model: unknown model {cfg.export.model!r}; known: {', '.join(MODELS)}")
-    return ("data", MODELS[cfg.export.model][0])
+    return ("data", model_stage(cfg.export.model, "export.model"))
 
 
 def check_inputs(cfg: JobConfig, store: Store) -> None:

@@ -95,7 +95,7 @@ def load_recommender(cfg, store: Store, constrained: bool = True,  # noqa: ANN00
     and needs the item-level generator.
     """
     from cemg_ray.generate.itemseq import is_item_model_dir, load_item_model
-    from cemg_ray.generate.stage import load_codes
+    from cemg_ray.tokenize.codes import load_codes
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     version = store.read_json("generate/report.json").get("model_version", "cemg") \

@@ -19,14 +19,9 @@ from cemg_ray.generate.model import build_model, describe, layout_for, save_mode
 from cemg_ray.generate.train import BEST_FILE, FUSED_FILE, STATE_FILE, fit  # noqa: E402
 from cemg_ray.pipeline import StageContext, require, stage, stage_hash  # noqa: E402
 from cemg_ray.raytrain import run_config  # noqa: E402
+from cemg_ray.tokenize.codes import load_codes  # noqa: E402
 
 log = logging.getLogger("cemg_ray")
-
-
-def load_codes(store) -> np.ndarray:  # noqa: ANN001 - Store
-    """Item codes [N, L] in item_idx order."""
-    table = store.read_parquet("tokenize/codes.parquet").sort_by("item_idx")
-    return np.asarray(table.column("codes").to_pylist(), dtype=np.int64)
 
 
 def curves_figure(history: list[dict]):  # noqa: ANN201 - Figure

@@ -21,6 +21,7 @@ import torch
 
 from cemg_ray.generate.config import TrainConfig
 from cemg_ray.generate.tokens import TokenLayout
+from cemg_ray.tokenize.codes import load_codes
 
 log = logging.getLogger("cemg_ray")
 
@@ -134,8 +135,7 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
     store = Store(config["run_dir"], config.get("endpoint_url"), config.get("region"))
     train = store.read_tensors("generate/data/train.safetensors")
     valid = store.read_tensors("generate/data/valid.safetensors")
-    table = store.read_parquet("tokenize/codes.parquet").sort_by("item_idx")
-    codes = np.asarray(table.column("codes").to_pylist(), dtype=np.int64)
+    codes = load_codes(store)
     index = build_index(codes, layout)
     valid = {k: v[rank::world] for k, v in valid.items()}
 

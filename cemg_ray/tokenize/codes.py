@@ -7,7 +7,14 @@ items that look alike keep sharing prefixes, and the last token only tells them 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+from cemg_ray.artifacts import CODES
+
+if TYPE_CHECKING:
+    from cemg_ray.store import Store
 
 
 def disambiguate(codes: np.ndarray) -> np.ndarray:
@@ -54,3 +61,9 @@ def next_free_suffix(existing: np.ndarray, prefix: np.ndarray) -> int:
     while s in taken:
         s += 1
     return s
+
+
+def load_codes(store: Store) -> np.ndarray:
+    """Item codes [N, L] in item_idx order (the table is written in that order; sorting makes it a contract)."""
+    table = store.read_parquet(CODES).sort_by("item_idx")
+    return np.asarray(table.column("codes").to_pylist(), dtype=np.int64)

@@ -19,6 +19,8 @@ from cemg_ray import artifacts
 if TYPE_CHECKING:
     from cemg_ray.config import JobConfig
     from cemg_ray.store import Store
+    from cemg_ray.tokenize.config import TokenizeConfig
+    from cemg_ray.tokenize.inputs import ItemInputs
 
 # training interactions per item; the first bucket is the paper's cold-start definition (<= 5)
 POPULARITY_EDGES = (0, 5, 20, 50, 150)
@@ -71,9 +73,9 @@ def fusion_breakdown(table: pa.Table) -> dict[str, Any]:
     if len(av) > 2 and np.std(av) > 0 and np.std(counts) > 0:
         ranks_a, ranks_c = np.argsort(np.argsort(av)), np.argsort(np.argsort(counts))
         out["spearman_alpha_visual_vs_train_count"] = float(np.corrcoef(ranks_a, ranks_c)[0, 1])
-    out["by_popularity"] = {label: {"alpha_visual": _stats(av[m]), "entropy_bits_mean":
-                                    float(ent[m].mean()) if m.any() else None}
-                            for label, m in popularity_buckets(counts)}
+    out["by_popularity"] = [{"train_interactions": label, "alpha_visual": _stats(av[m]),
+                             "entropy_bits_mean": float(ent[m].mean()) if m.any() else None}
+                            for label, m in popularity_buckets(counts)]
     if "genres" in table.column_names:
         genres = [g for g, keep in zip(table.column("genres").to_pylist(), both) if keep]
         names = sorted({g for gs in genres for g in gs})
@@ -86,12 +88,27 @@ def fusion_breakdown(table: pa.Table) -> dict[str, Any]:
     return out
 
 
+def movement_from_init(alpha: np.ndarray, alpha_init: np.ndarray, present: np.ndarray) -> dict[str, float]:
+    """How far training moved the weights: the spread a freshly initialised layer already gives the same
+    items, and the correlation of the two. A spread that training did not change (correlation near 1) is
+    the random projection's, not something the layer learned."""
+    both = present.all(1)
+    a, b = alpha[both, 0], alpha_init[both, 0]
+    corr = float(np.corrcoef(a, b)[0, 1]) if len(a) > 2 and a.std() > 0 and b.std() > 0 else None
+    return {"alpha_visual_std_trained": float(a.std()) if len(a) else 0.0,
+            "alpha_visual_std_at_init": float(b.std()) if len(b) else 0.0,
+            "correlation_trained_vs_init": corr,
+            "mean_abs_change": float(np.abs(a - b).mean()) if len(a) else 0.0}
+
+
 def write_fusion_analysis(store: Store, alpha: np.ndarray, present: np.ndarray, train_counts: np.ndarray,
-                          items: pa.Table) -> dict[str, Any]:
+                          items: pa.Table, alpha_init: np.ndarray | None = None) -> dict[str, Any]:
     """Write ``tokenize/fusion.parquet`` and ``tokenize/fusion.png``; returns the breakdown for the report."""
     genres = items.column("genres").to_pylist() if "genres" in items.column_names else None
     table = fusion_table(alpha, present, train_counts, genres)
     breakdown = fusion_breakdown(table)
+    if alpha_init is not None:
+        breakdown["movement_from_init"] = movement_from_init(alpha, alpha_init, present)
     store.write_parquet(artifacts.FUSION_WEIGHTS, table)
     store.write_figure("tokenize/fusion.png", fusion_figure(table, breakdown))
     return breakdown
@@ -111,10 +128,24 @@ def analyse_run(cfg: JobConfig, store: Store) -> dict[str, Any]:
     split = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     inputs = load_inputs(store, items.num_rows, split.train_counts, tcfg.use_image, tcfg.use_text,
                          tcfg.use_collab, tcfg.cold_collab_neighbours, scales=saved.scales)
+    tensors = [torch.as_tensor(a) for a in (inputs.image, inputs.text, inputs.collab, inputs.present)]
     with torch.no_grad():
-        alpha = saved.model.fuse.weights(*(torch.as_tensor(a) for a in (inputs.image, inputs.text, inputs.collab,
-                                                                         inputs.present))).numpy()
-    return write_fusion_analysis(store, alpha, inputs.present, split.train_counts, items)
+        alpha = saved.model.fusion.weights(*tensors).numpy()
+    alpha_init = initial_weights(inputs, tcfg)
+    return write_fusion_analysis(store, alpha, inputs.present, split.train_counts, items, alpha_init)
+
+
+def initial_weights(inputs: ItemInputs, tcfg: TokenizeConfig) -> np.ndarray:
+    """The weights of the fusion layer as ``fit_tokenizer`` initialises it (same seed), before any training."""
+    import torch
+
+    from cemg_ray.tokenize.model import Tokenizer
+
+    torch.manual_seed(tcfg.seed)
+    fresh = Tokenizer(inputs.image.shape[1], inputs.collab.shape[1], tcfg)
+    with torch.no_grad():
+        return fresh.fusion.weights(*(torch.as_tensor(a) for a in (inputs.image, inputs.text, inputs.collab,
+                                                                 inputs.present))).numpy()
 
 
 def fusion_figure(table: pa.Table, breakdown: dict[str, Any]):  # noqa: ANN201 - Figure

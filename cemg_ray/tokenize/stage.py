@@ -12,7 +12,7 @@ from cemg_ray.data.split import load_split
 from cemg_ray.pipeline import StageContext, require, stage
 from cemg_ray.tokenize.codes import collision_stats, disambiguate, level_stats
 from cemg_ray.tokenize.fusion import alpha_entropy
-from cemg_ray.tokenize.fusion_report import write_fusion_analysis
+from cemg_ray.tokenize.fusion_report import initial_weights, write_fusion_analysis
 from cemg_ray.tokenize.inputs import load_inputs
 from cemg_ray.tokenize.model import save_tokenizer
 from cemg_ray.tokenize.plots import alpha_figure, code_usage_figure, curves_figure
@@ -92,7 +92,8 @@ def run(ctx: StageContext) -> dict:
     store.write_json("tokenize/history.json", history)
     store.write_figure("tokenize/code_usage.png", code_usage_figure(full[:, :-1], tcfg.codebook_size))
     store.write_figure("tokenize/alpha.png", alpha_figure(alpha, both))
-    report["fusion"]["breakdown"] = write_fusion_analysis(store, alpha, inputs.present, split.train_counts, items)
+    report["fusion"]["breakdown"] = write_fusion_analysis(store, alpha, inputs.present, split.train_counts, items,
+                                                          initial_weights(inputs, tcfg))
     store.write_figure("tokenize/training.png", curves_figure(history))
     store.write_json("tokenize/report.json", report)
     log.info("tokenize: %d items, collisions before disambiguation %.2f%%, level sizes %s", items.num_rows,

@@ -30,7 +30,7 @@ def test_breakdown_finds_planted_popularity_and_genre_effects() -> None:
     out = fusion_breakdown(fusion_table(alpha, present, counts, genres))
     assert out["items_with_both"] == 195
     assert out["spearman_alpha_visual_vs_train_count"] > 0.9
-    buckets = [b["alpha_visual"].get("mean") for b in out["by_popularity"].values() if b["alpha_visual"]["items"]]
+    buckets = [b["alpha_visual"].get("mean") for b in out["by_popularity"] if b["alpha_visual"]["items"]]
     assert buckets == sorted(buckets)  # rises with popularity, as planted
     assert out["by_genre"]["Animation"]["alpha_visual"]["mean"] > out["by_genre"]["Drama"]["alpha_visual"]["mean"]
     assert list(out["by_genre"])[0] == "Animation"  # sorted by mean alpha_visual

@@ -1,0 +1,122 @@
+"""The models a run directory can answer with, and the rules every consumer shares.
+
+Evaluation, serving and the bulk export all go through this module: the registry of model names, one
+loader from a run directory, one model-version rule and one rule for excluding what a user has seen.
+Loaders are imported by name only when a model is asked for, so serving a popularity model does not
+import torch models, and nothing here imports a pipeline stage.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from cemg_ray import artifacts
+
+if TYPE_CHECKING:
+    from cemg_ray.config import JobConfig
+    from cemg_ray.store import Store
+
+
+class Recommender(Protocol):
+    """What every registered model offers: a name, a version and batched top-k."""
+
+    name: str
+    model_version: str
+
+    def recommend(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(item_idx [B, k], scores [B, k]); -1 and -inf pad a list that has fewer than k items."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    stage: str  # the pipeline stage whose outputs the model reads
+    loader: str  # "module:attr" called as loader(cfg, store, **kwargs)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    version_suffix: str = ""  # variants of one trained model get distinct versions
+
+
+MODELS: dict[str, ModelSpec] = {
+    "popularity": ModelSpec("popularity", "cemg_ray.evaluate.popularity:PopularityRecommender.load",
+                            description="training-split interaction counts; the floor and serving's fallback"),
+    "sasrec": ModelSpec("sasrec", "cemg_ray.evaluate.sasrec:SASRecRecommender.load",
+                        description="SASRec over item ids on the same split"),
+    "cemg": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender", {"cold_share": 0.0},
+                      description="the generator with trie-constrained beam search"),
+    "cemg_cold": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender", {},
+                           description="the generator with decode.cold_share of each list for cold-start items",
+                           version_suffix="+cold"),
+    "cemg_unconstrained": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender",
+                                    {"constrained": False, "cold_share": 0.0},
+                                    description="the generator without the trie (the paper's w/o-Trie row)",
+                                    version_suffix="+unconstrained"),
+}
+
+
+class UnknownModelError(KeyError):
+    """A model name that is not registered; the message lists the known ones."""
+
+
+def spec(name: str, where: str = "model") -> ModelSpec:
+    if name not in MODELS:
+        raise UnknownModelError(f"{where}: unknown model {name!r}; known: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def model_stage(name: str, where: str = "model") -> str:
+    return spec(name, where).stage
+
+
+def stages_for(names: list[str]) -> list[str]:
+    """The stages the named (known) models read, in the order first needed."""
+    return list(dict.fromkeys(MODELS[n].stage for n in names if n in MODELS))
+
+
+def model_version(name: str, store: Store) -> str:
+    """One version string per trained model: the generator's own, else ``<model>-<stage hash>-<finish time>``."""
+    s = spec(name)
+    if s.stage == "train" and store.exists("generate/report.json"):
+        own = str(store.read_json("generate/report.json").get("model_version") or "")
+        if own:
+            return own + s.version_suffix
+    marker = artifacts.read_marker(store, s.stage) or {}
+    stamp = ""
+    if marker.get("finished"):
+        stamp = "-" + datetime.fromisoformat(marker["finished"]).strftime("%Y%m%dT%H%M%S")
+    return f"{name}-{marker.get('hash', 'unknown')}{stamp}"
+
+
+def load(name: str, cfg: JobConfig, store: Store) -> Recommender:
+    """Load a registered model from a run directory, with its name and version set."""
+    s = spec(name)
+    module, attr = s.loader.split(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    rec = obj(cfg, store, **s.kwargs)
+    rec.name = name
+    rec.model_version = model_version(name, store)
+    return rec
+
+
+def fetch_size(k: int, seen: int, catalog: int) -> int:
+    """How many items to ask a model for so that ``k`` remain after removing ``seen`` distinct items."""
+    return max(1, min(catalog, k + seen))
+
+
+def unseen_top_k(items: np.ndarray, scores: np.ndarray, seen: set[int], k: int,
+                 catalog: int) -> list[tuple[int, float]]:
+    """The first ``k`` real, unseen, finitely scored items of one ranked row."""
+    out: list[tuple[int, float]] = []
+    for item, score in zip(items.tolist(), scores.tolist()):
+        if 0 <= item < catalog and item not in seen and np.isfinite(score):
+            out.append((item, float(score)))
+            if len(out) == k:
+                break
+    return out

@@ -1,0 +1,65 @@
+"""One registry, one loader, one version rule and one exclusion rule for evaluation, serving and export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cemg_ray import recommenders
+from cemg_ray.recommenders import MODELS, UnknownModelError, fetch_size, unseen_top_k
+
+
+def test_fetch_size_leaves_k_after_the_seen_items_and_never_exceeds_the_catalog() -> None:
+    assert fetch_size(10, 7, 1000) == 17
+    assert fetch_size(10, 995, 1000) == 1000
+    assert fetch_size(10, 0, 5) == 5
+
+
+def test_unseen_top_k_drops_seen_padding_and_non_finite_scores_in_order() -> None:
+    items = np.array([4, -1, 2, 9, 7, 3, 1])
+    scores = np.array([5.0, 4.0, 3.0, np.inf * -1, 2.0, 1.0, 0.5])
+    assert unseen_top_k(items, scores, {2}, 3, catalog=8) == [(4, 5.0), (7, 2.0), (3, 1.0)]
+    assert unseen_top_k(items, scores, set(), 10, catalog=8) == [(4, 5.0), (2, 3.0), (7, 2.0), (3, 1.0), (1, 0.5)]
+
+
+def test_unknown_model_names_the_key_and_the_known_models() -> None:
+    with pytest.raises(UnknownModelError) as err:
+        recommenders.spec("cemgg", "export.model")
+    assert "export.model" in str(err.value) and "cemg_cold" in str(err.value)
+
+
+def test_every_model_loads_from_a_run_with_its_name_and_a_distinct_version(demo_run) -> None:
+    cfg, store = demo_run
+    versions = {}
+    for name in MODELS:
+        rec = recommenders.load(name, cfg, store)
+        items, scores = rec.recommend([np.array([0, 1, 2])], 5)
+        assert rec.name == name and items.shape == (1, 5) and ((items >= 0) | (items == -1)).all()
+        versions[name] = rec.model_version
+    assert len(set(versions.values())) == len(MODELS)
+    generator = store.read_json("generate/report.json")["model_version"]
+    assert versions["cemg"] == generator and versions["cemg_cold"] == generator + "+cold"
+    assert versions["popularity"].startswith("popularity-")
+
+
+def test_serving_and_export_return_the_same_list_for_the_same_user(demo_run) -> None:
+    from cemg_ray.export.stage import ExportDecoder
+    from serve_app.model_state import ModelState
+    from serve_app.schemas import ServeConfig
+
+    cfg, store = demo_run
+    raw = cfg.model_dump(mode="json")
+    raw["export"] = {**raw["export"], "model": "sasrec", "k": 7}
+    from cemg_ray.config import JobConfig
+
+    decoder = ExportDecoder(JobConfig.model_validate(raw).model_dump(mode="json"), store.root_uri)
+    seqs = store.read_parquet("data/sequences.parquet").slice(0, 6).to_pydict()
+    batch = {"user_id": np.asarray(seqs["user_id"], dtype=object), "items": seqs["items"]}
+    exported = decoder(batch)
+    state = ModelState(ServeConfig(run_dir=store.root_uri, model="sasrec"))
+    served = state.recommend([np.asarray(s, dtype=np.int64) for s in seqs["items"]], [7] * 6, [True] * 6)
+    for u, uid in enumerate(seqs["user_id"]):
+        rows = exported["user_id"] == uid
+        assert list(exported["item_id"][rows]) == [item for item, _ in served[u]]
+        assert len(served[u]) == 7
+    assert set(exported["model_version"]) == {state.model_version}
