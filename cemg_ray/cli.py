@@ -8,6 +8,8 @@ import json
 import logging
 import sys
 
+from cemg_ray import artifacts
+
 # Modules that add their own subcommands: each exposes ``add_parser(subparsers)``.
 COMMAND_MODULES = ["cemg_ray.tokenize.cli", "cemg_ray.export.cli", "cemg_ray.ablate"]
 BENCH_MODULES = ["cemg_ray.bench.features", "cemg_ray.bench.decode", "cemg_ray.bench.serving",
@@ -74,7 +76,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     store = Store(cfg.run_dir, cfg.storage.endpoint_url, cfg.storage.region)
     print(f"\nrun directory: {store.uri()}")
-    if store.exists("eval/metrics.json"):
+    if store.exists(artifacts.METRICS):
         print(f"metrics: {store.uri('eval/metrics.json')}")
         print(f"report:  {store.uri('eval/report.md')}")
     return 0

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
+from cemg_ray import artifacts
 from cemg_ray.artifacts import read_marker
 from cemg_ray.config import JobConfig
 from cemg_ray.store import Store
@@ -60,10 +61,10 @@ class Stage:
 # Pipeline order; the module named beside each stage registers it on import.
 STAGE_MODULES: dict[str, str] = {
     "data": "cemg_ray.data.stage",
-    "popularity": "cemg_ray.evaluate.popularity",
-    "sasrec": "cemg_ray.evaluate.sasrec",
+    "popularity": "cemg_ray.evaluate.stage",
+    "sasrec": "cemg_ray.evaluate.stage",
     "features": "cemg_ray.features.stage",
-    "pca": "cemg_ray.features.pca",
+    "pca": "cemg_ray.features.stage",
     "lightgcn": "cemg_ray.collab.stage",
     "tokenize": "cemg_ray.tokenize.stage",
     "train": "cemg_ray.generate.stage",
@@ -172,9 +173,9 @@ def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = 
         "started": datetime.now(UTC).isoformat(),
         "stages": {},
     }
-    if store.exists("manifest.json"):  # a run of some stages keeps the record of the others
+    if store.exists(artifacts.MANIFEST):  # a run of some stages keeps the record of the others
         try:
-            manifest["stages"] = dict(store.read_json("manifest.json").get("stages", {}))
+            manifest["stages"] = dict(store.read_json(artifacts.MANIFEST).get("stages", {}))
         except Exception:  # noqa: BLE001 - an unreadable manifest is replaced, never trusted
             log.warning("manifest.json in %s is unreadable; starting a new one", store.root_uri)
     for name in names:
@@ -183,29 +184,31 @@ def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = 
         if not force and is_done(store, cfg, name):
             log.info("stage %s: outputs exist for config %s, skipped", name, h)
             # the record of the run that produced the outputs stays: its wall time, report and config
-            done = store.read_json(f"_stages/{name}.json")
+            done = store.read_json(artifacts.stage_marker(name))
             manifest["stages"][name] = {**{k: v for k, v in done.items() if k != "status"}, "status": "skipped",
                                         "hash": h, "wall_s_now": 0.0}
             continue
+        for dep in st.deps(cfg):  # declared once, in @stage(after=...), checked here for every stage
+            require(store, cfg, dep)
         log.info("stage %s: running (config %s)", name, h)
         t0 = time.perf_counter()
-        store.delete(f"_stages/{name}.json")
+        store.delete(artifacts.stage_marker(name))
         try:
             report = st.run(StageContext(cfg=cfg, store=store, name=name)) or {}
         except BaseException as exc:
             wall = time.perf_counter() - t0
             manifest["stages"][name] = {"status": "failed", "hash": h, "wall_s": round(wall, 3),
                                         "error": f"{type(exc).__name__}: {exc}"}
-            store.write_json("manifest.json", manifest)
+            store.write_json(artifacts.MANIFEST, manifest)
             raise
         wall = time.perf_counter() - t0
         entry = {"status": "ok", "hash": h, "wall_s": round(wall, 3), "report": report,
                  "finished": datetime.now(UTC).isoformat(), "config": stage_config(cfg, name)}
-        store.write_json(f"_stages/{name}.json", entry)
+        store.write_json(artifacts.stage_marker(name), entry)
         manifest["stages"][name] = entry
         log.info("stage %s: ok in %.1fs", name, wall)
-        store.write_json("manifest.json", manifest)
+        store.write_json(artifacts.MANIFEST, manifest)
     manifest["finished"] = datetime.now(UTC).isoformat()
-    store.write_json("manifest.json", manifest)
+    store.write_json(artifacts.MANIFEST, manifest)
     return manifest
 

@@ -108,7 +108,7 @@ class Recommender:
         for state in {id(j[0]): j[0] for j in jobs}.values():
             idx = [i for i, j in enumerate(jobs) if j[0] is state]
             self.stats["model_calls"] += 1
-            lists = await asyncio.to_thread(state.recommend, [jobs[i][1] for i in idx], [jobs[i][2] for i in idx],
+            lists = await asyncio.to_thread(state.rank, [jobs[i][1] for i in idx], [jobs[i][2] for i in idx],
                                             [jobs[i][3] for i in idx])
             for i, ranked in zip(idx, lists):
                 out[i] = ranked

@@ -80,3 +80,17 @@ def test_foundation_stages_on_s3(s3_bucket):
     metrics = store.read_json("eval/metrics.json")
     assert metrics["popularity"]["users"] == 80
     assert store.exists("eval/report.md") and store.exists("eval/ndcg.png")
+
+
+def test_the_pipeline_checks_declared_dependencies_before_a_stage_runs(tmp_path) -> None:
+    """``@stage(after=...)`` is the one declaration: a stage whose upstream has not run fails before it starts,
+    naming the missing stage, and leaves no marker or manifest entry claiming it ran."""
+    from cemg_ray.config import load_config
+    from cemg_ray.pipeline import StageMissingError, run_pipeline
+    from cemg_ray.store import Store
+
+    cfg = load_config(None, [f"run_dir={tmp_path}"])
+    with pytest.raises(StageMissingError, match="stage 'data' has no completed output"):
+        run_pipeline(cfg, ["popularity"])
+    store = Store(str(tmp_path))
+    assert not store.exists("_stages/popularity.json")

@@ -57,7 +57,7 @@ def test_serving_and_export_return_the_same_list_for_the_same_user(demo_run) -> 
     batch = {"user_id": np.asarray(seqs["user_id"], dtype=object), "items": seqs["items"]}
     exported = decoder(batch)
     state = ModelState(ServeConfig(run_dir=store.root_uri, model="sasrec"))
-    served = state.recommend([np.asarray(s, dtype=np.int64) for s in seqs["items"]], [7] * 6, [True] * 6)
+    served = state.rank([np.asarray(s, dtype=np.int64) for s in seqs["items"]], [7] * 6, [True] * 6)
     for u, uid in enumerate(seqs["user_id"]):
         rows = exported["user_id"] == uid
         assert list(exported["item_id"][rows]) == [item for item, _ in served[u]]

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from cemg_ray import artifacts
+
 
 def _job(run_dir: str, overrides: dict):  # noqa: ANN202 - JobConfig
     """The run's resolved config (from its manifest) with export overrides."""
@@ -26,10 +28,10 @@ def _job(run_dir: str, overrides: dict):  # noqa: ANN202 - JobConfig
     from cemg_ray.store import Store
 
     store = Store(run_dir)
-    if not store.exists("manifest.json"):
+    if not store.exists(artifacts.MANIFEST):
         raise SystemExit(f"bench export: {store.uri('manifest.json')} not found; train a run first "
                          "(e.g. make demo) and pass its run directory")
-    raw = store.read_json("manifest.json")["config"]
+    raw = store.read_json(artifacts.MANIFEST)["config"]
     raw["run_dir"] = run_dir
     raw["export"] = {**raw.get("export", {}), **overrides}
     return JobConfig.model_validate(raw), store
@@ -41,7 +43,7 @@ def _plain_loop(cfg, run_dir: str, store) -> tuple[int, float]:  # noqa: ANN001 
 
     t0 = time.perf_counter()
     decoder = ExportDecoder(cfg.model_dump(mode="json"), run_dir)
-    users = store.read_parquet("data/sequences.parquet", columns=["user_id", "items"])
+    users = store.read_parquet(artifacts.SEQUENCES, columns=["user_id", "items"])
     bs = cfg.export.batch_size
     for s in range(0, users.num_rows, bs):
         sl = users.slice(s, bs)

@@ -19,13 +19,15 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
+from cemg_ray import artifacts
+
 
 def load_items(n: int, run_dir: str | None) -> pa.Table:
     """``n`` items from a run directory's catalog, or a synthetic catalog of ``n`` items."""
     if run_dir:
         from cemg_ray.store import Store
 
-        items = Store(run_dir).read_parquet("data/items.parquet")
+        items = Store(run_dir).read_parquet(artifacts.ITEMS)
         return items.slice(0, min(n, items.num_rows))
     from cemg_ray.config import SyntheticConfig
     from cemg_ray.data.synthetic import make_catalog

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from cemg_ray import artifacts
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -30,7 +32,7 @@ def _bodies(run_dir: str, k: int, n: int, seed: int = 0) -> list[bytes]:
     """Request bodies for ``n`` random known users (their stored histories), as a client would send them."""
     from cemg_ray.store import Store
 
-    users = Store(run_dir).read_parquet("data/sequences.parquet", columns=["user_id"]).column("user_id").to_pylist()
+    users = Store(run_dir).read_parquet(artifacts.SEQUENCES, columns=["user_id"]).column("user_id").to_pylist()
     rng = np.random.default_rng(seed)
     return [json.dumps({"user_id": str(users[i]), "k": k}).encode() for i in rng.integers(0, len(users), n)]
 

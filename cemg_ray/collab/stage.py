@@ -6,9 +6,10 @@ import logging
 
 import numpy as np
 
+from cemg_ray import artifacts
 from cemg_ray.collab.lightgcn import Graph, fit, recall_ndcg_at
 from cemg_ray.data.split import load_split
-from cemg_ray.pipeline import StageContext, require, stage
+from cemg_ray.pipeline import StageContext, stage
 from cemg_ray.raytrain import run_config
 
 log = logging.getLogger("cemg_ray")
@@ -18,7 +19,6 @@ log = logging.getLogger("cemg_ray")
 def run(ctx: StageContext) -> dict:
     """Train LightGCN (BPR) on ``Split.train`` edges and save user and item embeddings."""
     cfg = ctx.cfg
-    require(ctx.store, cfg, "data")
     split = load_split(ctx.store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     users, items = split.train_pairs()
     # graph user ids are positions in the split's user list, so validation rows line up
@@ -29,7 +29,7 @@ def run(ctx: StageContext) -> dict:
     user_emb, item_emb, history = fit(graph, cfg.lightgcn,
                                       run_config(ctx.store, "lightgcn/ray", "lightgcn", max_failures=1))
     sanity = recall_ndcg_at(user_emb, item_emb, split.train, split.valid_target, k=20)
-    ctx.store.write_tensors("lightgcn/item_emb.safetensors",
+    ctx.store.write_tensors(artifacts.LIGHTGCN_EMB,
                             {"item_emb": item_emb.astype(np.float32), "user_emb": user_emb.astype(np.float32)})
     report = {"edges": int(len(items)), "users": graph.num_users, "items": graph.num_items,
               "valid": sanity, "epochs": history}

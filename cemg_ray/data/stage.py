@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from cemg_ray import artifacts
 from cemg_ray.data.loaders import load_catalog
 from cemg_ray.pipeline import StageContext, stage
 
@@ -21,8 +22,8 @@ def run(ctx: StageContext) -> dict:
     if load_report["skipped_total"]:
         log.warning("data: skipped %d malformed rows from %s: %s", load_report["skipped_total"],
                     load_report["source"], load_report["skipped"])
-    ctx.store.write_parquet("data/items.parquet", catalog.items)
-    ctx.store.write_parquet("data/sequences.parquet", catalog.sequences_table())
+    ctx.store.write_parquet(artifacts.ITEMS, catalog.items)
+    ctx.store.write_parquet(artifacts.SEQUENCES, catalog.sequences_table())
     report = {"stats": stats, "load": load_report}
     ctx.store.write_json("data/report.json", report)
     log.info("data: %d users, %d items, %d interactions", stats["users"], stats["items"],

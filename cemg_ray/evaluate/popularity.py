@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cemg_ray.data.split import load_split
-from cemg_ray.pipeline import StageContext, require, stage
+from cemg_ray import artifacts
 from cemg_ray.store import Store
 
 
@@ -26,7 +25,7 @@ class PopularityRecommender:
 
     @classmethod
     def from_store(cls, store: Store) -> PopularityRecommender:
-        data = store.read_json("baselines/popularity.json")
+        data = store.read_json(artifacts.POPULARITY)
         return cls(np.array(data["counts"], dtype=np.int64), data.get("version", "popularity"))
 
     def recommend(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,13 +35,3 @@ class PopularityRecommender:
         scores = np.full(k, -np.inf, dtype=np.float32)
         scores[:k_eff] = self.counts[top[:k_eff]]
         return np.tile(top, (len(histories), 1)), np.tile(scores, (len(histories), 1))
-
-
-@stage("popularity", sections=(), after=("data",))
-def run(ctx: StageContext) -> dict:
-    """Count training interactions per item (validation and test never counted)."""
-    require(ctx.store, ctx.cfg, "data")
-    split = load_split(ctx.store, ctx.cfg.dataset.max_len, ctx.cfg.dataset.cold_start_max)
-    counts = split.train_counts
-    ctx.store.write_json("baselines/popularity.json", {"counts": counts.tolist(), "version": "popularity"})
-    return {"items_with_interactions": int((counts > 0).sum()), "max_count": int(counts.max())}

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from cemg_ray.data.split import Split, load_split
+from cemg_ray import artifacts
+from cemg_ray.data.split import Split
 from cemg_ray.evaluate.config import SASRecConfig
-from cemg_ray.pipeline import StageContext, require, stage
 from cemg_ray.store import Store
 
 log = logging.getLogger("cemg_ray")
@@ -109,9 +109,9 @@ class SASRecRecommender:
     def load(cls, cfg, store: Store) -> SASRecRecommender:  # noqa: ANN001 - JobConfig
         from safetensors.torch import load
 
-        num_items = store.read_parquet("data/items.parquet", columns=["item_idx"]).num_rows
+        num_items = store.read_parquet(artifacts.ITEMS, columns=["item_idx"]).num_rows
         model = SASRec(num_items, cfg.sasrec)
-        model.load_state_dict(load(store.read_bytes("baselines/sasrec.safetensors")))
+        model.load_state_dict(load(store.read_bytes(artifacts.SASREC)))
         return cls(model)
 
     @torch.no_grad()
@@ -120,15 +120,3 @@ class SASRecRecommender:
         scores = self.model.logits(self.model(x)[:, -1])
         top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
         return top.indices.numpy().astype(np.int64), top.values.numpy().astype(np.float32)
-
-
-@stage("sasrec", sections=("sasrec",), after=("data",))
-def run(ctx: StageContext) -> dict:
-    """Train SASRec on the training split and keep its weights (safetensors) for evaluation."""
-    from safetensors.torch import save
-
-    require(ctx.store, ctx.cfg, "data")
-    split = load_split(ctx.store, ctx.cfg.dataset.max_len, ctx.cfg.dataset.cold_start_max)
-    model, losses = train_sasrec(split, ctx.cfg.sasrec)
-    ctx.store.write_bytes("baselines/sasrec.safetensors", save(model.state_dict()))
-    return {"final_loss": losses[-1], "epochs": len(losses)}

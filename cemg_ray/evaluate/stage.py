@@ -1,17 +1,20 @@
-"""The ``evaluate`` stage: every configured model through the same harness into one metrics.json."""
+"""The evaluation stages: the baselines (popularity, SASRec) and ``evaluate``, every model through one harness."""
 
 from __future__ import annotations
 
 import logging
 
+from cemg_ray import artifacts
 from cemg_ray.artifacts import METRICS
 from cemg_ray.data.split import load_split
 from cemg_ray.evaluate.harness import evaluate
 from cemg_ray.evaluate.report import write_report
+from cemg_ray.evaluate.sasrec import train_sasrec
 from cemg_ray.pipeline import StageContext, require, stage
 from cemg_ray.recommenders import Recommender, load, model_stage, stages_for
 
 log = logging.getLogger("cemg_ray")
+
 
 def load_model(name: str, ctx: StageContext) -> Recommender:
     require(ctx.store, ctx.cfg, model_stage(name, "evaluate.models"))
@@ -27,7 +30,6 @@ def _upstream(cfg) -> tuple[str, ...]:  # noqa: ANN001 - JobConfig
 def run(ctx: StageContext) -> dict:
     """Evaluate each model in ``evaluate.models``; rows of models not re-run are kept."""
     cfg = ctx.cfg
-    require(ctx.store, cfg, "data")
     split = load_split(ctx.store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     metrics = ctx.store.read_json(METRICS) if ctx.store.exists(METRICS) else {}
     for name in cfg.evaluate.models:
@@ -38,3 +40,23 @@ def run(ctx: StageContext) -> dict:
     ctx.store.write_json(METRICS, metrics)
     write_report(ctx.store, metrics, cfg.evaluate.ks)
     return {"metrics": ctx.store.uri(METRICS), "models": list(metrics)}
+
+
+@stage("popularity", sections=(), after=("data",))
+def run_popularity(ctx: StageContext) -> dict:
+    """Count training interactions per item (validation and test never counted)."""
+    split = load_split(ctx.store, ctx.cfg.dataset.max_len, ctx.cfg.dataset.cold_start_max)
+    counts = split.train_counts
+    ctx.store.write_json(artifacts.POPULARITY, {"counts": counts.tolist(), "version": "popularity"})
+    return {"items_with_interactions": int((counts > 0).sum()), "max_count": int(counts.max())}
+
+
+@stage("sasrec", sections=("sasrec",), after=("data",))
+def run_sasrec(ctx: StageContext) -> dict:
+    """Train SASRec on the training split and keep its weights (safetensors) for evaluation."""
+    from safetensors.torch import save
+
+    split = load_split(ctx.store, ctx.cfg.dataset.max_len, ctx.cfg.dataset.cold_start_max)
+    model, losses = train_sasrec(split, ctx.cfg.sasrec)
+    ctx.store.write_bytes(artifacts.SASREC, save(model.state_dict()))
+    return {"final_loss": losses[-1], "epochs": len(losses)}

@@ -4,18 +4,24 @@ Writes ``features/text.parquet`` and ``features/image.parquet`` (item_idx, embed
 reason) for every catalog item, and ``features/report.json`` (per modality: items, missing by
 reason, dim, wall time, items/s). A disabled modality, or images when no item has one, is
 written all-missing (zero-width vectors) so downstream stages can tell.
+
+The ``pca`` stage lives here too: it fits ``cemg_ray.features.pca`` on the training catalog's vectors.
 """
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pyarrow as pa
 
-from cemg_ray.features.extract import all_missing_table, embeddings, extract
+from cemg_ray import artifacts
+from cemg_ray.data.split import load_split
+from cemg_ray.features.extract import MODALITIES, all_missing_table, embeddings, extract
 from cemg_ray.features.images import NO_IMAGE
+from cemg_ray.features.pca import MODEL, REDUCED, fit_pca, project
 from cemg_ray.features.precomputed import load_precomputed
-from cemg_ray.pipeline import StageContext, require, stage
+from cemg_ray.pipeline import StageContext, stage
 
 log = logging.getLogger("cemg_ray")
 
@@ -32,8 +38,7 @@ def has_images(items: pa.Table) -> bool:
 def run(ctx: StageContext) -> dict:
     """Encode text and images of every catalog item (Ray Data actor pool, or in-process)."""
     cfg, fcfg, store = ctx.cfg, ctx.cfg.features, ctx.store
-    require(store, cfg, "data")
-    items = store.read_parquet("data/items.parquet")
+    items = store.read_parquet(artifacts.ITEMS)
     idx = items.column("item_idx").to_numpy()
     storage = {"endpoint_url": cfg.storage.endpoint_url, "region": cfg.storage.region}
     report: dict = {}
@@ -58,4 +63,59 @@ def run(ctx: StageContext) -> dict:
         store.write_parquet(f"features/{modality}.parquet", table)
         report[modality] = rep
     store.write_json("features/report.json", report)
+    return report
+
+
+def _fit_rows(train_items: np.ndarray, missing: np.ndarray, sample_size: int,
+              rng: np.random.Generator) -> np.ndarray:
+    rows = np.flatnonzero(train_items & ~missing)
+    if len(rows) > sample_size:
+        rows = np.sort(rng.choice(rows, sample_size, replace=False))
+    return rows
+
+
+@stage("pca", sections=("pca",), after=("features",))
+def run_pca(ctx: StageContext) -> dict:
+    """Fit PCA per modality on the training catalog and reduce every item to d dimensions."""
+    cfg, store = ctx.cfg, ctx.store
+    n = store.read_parquet(artifacts.ITEMS, columns=["item_idx"]).num_rows
+    split = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
+    train_items = np.asarray(split.train_counts) > 0
+    raw = {}
+    for m in MODALITIES:
+        if store.exists(f"features/{m}.parquet"):
+            table = store.read_parquet(f"features/{m}.parquet").sort_by("item_idx")
+            if table.num_rows != n:
+                raise RuntimeError(f"features/{m}.parquet has {table.num_rows} rows for {n} catalog items; "
+                                   "re-run the features stage (--force)")
+            raw[m] = embeddings(table)
+    rng = np.random.default_rng(cfg.pca.seed)
+    fit_rows = {m: _fit_rows(train_items, miss, cfg.pca.sample_size, rng) for m, (emb, miss) in raw.items()
+                if emb.shape[1] > 0}
+    fit_rows = {m: r for m, r in fit_rows.items() if len(r) >= 2}
+    widths = [raw[m][0].shape[1] for m in fit_rows] + [len(r) for r in fit_rows.values()]
+    d = int(min([cfg.pca.dim, *widths])) if fit_rows else int(cfg.pca.dim)
+    if fit_rows and d < cfg.pca.dim:
+        log.info("pca: d=%d (requested %d, capped by the encoder width / fitting rows)", d, cfg.pca.dim)
+    model: dict[str, np.ndarray] = {"dim": np.array([d], np.int64)}
+    reduced: dict[str, np.ndarray] = {}
+    report: dict = {"dim": d, "requested_dim": cfg.pca.dim, "train_items": int(train_items.sum()),
+                    "whiten": cfg.pca.whiten}
+    for m in MODALITIES:
+        if m in fit_rows:
+            emb, missing = raw[m]
+            mean, comps, evr = fit_pca(emb[fit_rows[m]], d, cfg.pca.seed, cfg.pca.whiten)
+            model[f"{m}.mean"], model[f"{m}.components"] = mean, comps
+            reduced[m] = project(emb, mean, comps, missing)
+            reduced[f"{m}_missing"] = missing.astype(np.uint8)
+            report[m] = {"available": True, "fit_rows": int(len(fit_rows[m])), "input_dim": int(emb.shape[1]),
+                         "explained_variance": round(float(evr.sum()), 4), "missing": int(missing.sum())}
+        else:
+            reduced[m], reduced[f"{m}_missing"] = np.zeros((n, d), np.float32), np.ones(n, np.uint8)
+            report[m] = {"available": False, "missing": n}
+    store.write_tensors(MODEL, model)
+    store.write_tensors(REDUCED, reduced)
+    store.write_json("pca/report.json", report)
+    log.info("pca: d=%d, explained variance %s", d,
+             {m: report[m].get("explained_variance") for m in MODALITIES if report[m]["available"]})
     return report

@@ -12,12 +12,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cemg_ray import artifacts
 from cemg_ray.data.split import load_split  # noqa: E402
 from cemg_ray.generate.dataset import build_tensors, item_eval_tensors, item_tensors, prefix_examples  # noqa: E402
 from cemg_ray.generate.itemseq import build_item_model, save_item_model  # noqa: E402
 from cemg_ray.generate.model import build_model, describe, layout_for, save_model  # noqa: E402
 from cemg_ray.generate.train import BEST_FILE, FUSED_FILE, STATE_FILE, fit  # noqa: E402
-from cemg_ray.pipeline import StageContext, require, stage, stage_hash  # noqa: E402
+from cemg_ray.pipeline import StageContext, stage, stage_hash  # noqa: E402
 from cemg_ray.raytrain import run_config  # noqa: E402
 from cemg_ray.tokenize.codes import load_codes  # noqa: E402
 
@@ -41,11 +42,9 @@ def curves_figure(history: list[dict]):  # noqa: ANN201 - Figure
 def run(ctx: StageContext) -> dict:
     """Train the generator on every prefix of the training sequences; keep the best-on-validation model."""
     cfg, tcfg, store = ctx.cfg, ctx.cfg.train, ctx.store
-    require(store, cfg, "data")
-    require(store, cfg, "tokenize")
     split = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     codes = load_codes(store)
-    meta = store.read_json("tokenize/meta.json")
+    meta = store.read_json(artifacts.CODES_META)
     layout = layout_for(tcfg, meta["level_sizes"])
     max_items = cfg.dataset.max_len
     rng = np.random.default_rng(tcfg.seed)

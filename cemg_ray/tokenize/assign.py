@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cemg_ray import artifacts
 from cemg_ray.data.catalog import DataError, build_items_table, compose_text
 from cemg_ray.features.extract import BatchEncoder
 from cemg_ray.features.pca import project_new_items
@@ -59,7 +60,7 @@ def read_new_items(path: str) -> pa.Table:
 
 
 def existing_codes(store: Store) -> tuple[list[str], np.ndarray]:
-    base = store.read_parquet("tokenize/codes.parquet")
+    base = store.read_parquet(artifacts.CODES)
     ids = base.column("item_id").to_pylist()
     codes = np.asarray(base.column("codes").to_pylist(), dtype=np.int64)
     if store.exists(ADDED):
@@ -93,21 +94,21 @@ def assign_codes(cfg, store: Store, items: pa.Table) -> dict:  # noqa: ANN001 - 
     text = np.where(present[:, 1:], red["text"] / saved.scales["text"], 0).astype(np.float32)
     collab = np.zeros((items.num_rows, 0), np.float32)
     if tcfg.use_collab:
-        cat = store.read_tensors("pca/reduced.safetensors")
+        cat = store.read_tensors(artifacts.PCA_REDUCED)
         cat_present = np.stack([~cat["image_missing"].astype(bool) & tcfg.use_image,
                                 ~cat["text_missing"].astype(bool) & tcfg.use_text], 1)
         cat_img = np.where(cat_present[:, :1], cat["image"] / saved.scales["image"], 0)
         cat_txt = np.where(cat_present[:, 1:], cat["text"] / saved.scales["text"], 0)
-        cat_collab = store.read_tensors("lightgcn/item_emb.safetensors")["item_emb"] / saved.scales["collab"]
-        counts = np.asarray(store.read_json("baselines/popularity.json")["counts"]) \
-            if store.exists("baselines/popularity.json") else np.ones(len(cat_collab))
+        cat_collab = store.read_tensors(artifacts.LIGHTGCN_EMB)["item_emb"] / saved.scales["collab"]
+        counts = np.asarray(store.read_json(artifacts.POPULARITY)["counts"]) \
+            if store.exists(artifacts.POPULARITY) else np.ones(len(cat_collab))
         content = content_matrix(np.concatenate([cat_img, image]), np.concatenate([cat_txt, text]))
         donors = np.flatnonzero(np.asarray(counts) > 0)
         targets = np.arange(len(cat_collab), len(cat_collab) + items.num_rows)
         full_collab = np.concatenate([cat_collab, np.zeros((items.num_rows, cat_collab.shape[1]))]).astype(np.float32)
         collab = borrow_collab(content, full_collab, donors, targets, tcfg.cold_collab_neighbours)
     rq, dists, _ = saved.model.encode(image, text, collab, present)
-    disamb_size = store.read_json("tokenize/meta.json")["level_sizes"][-1]
+    disamb_size = store.read_json(artifacts.CODES_META)["level_sizes"][-1]
     new_codes = []
     for i in range(items.num_rows):
         prefix = rq[i].copy()

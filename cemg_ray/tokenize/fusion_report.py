@@ -28,8 +28,10 @@ MIN_GENRE_ITEMS = 20
 
 
 def fusion_table(alpha: np.ndarray, present: np.ndarray, train_counts: np.ndarray,
-                 genres: list[list[str]] | None = None) -> pa.Table:
-    """One row per item: its weights, their entropy (bits), which modalities it has, its training count."""
+                 genres: list[list[str]] | None = None, image_norm: np.ndarray | None = None,
+                 text_norm: np.ndarray | None = None) -> pa.Table:
+    """One row per item: its weights, their entropy (bits), which modalities it has, its training count and
+    (when given) the norms of its scaled image and text vectors, the layer's inputs."""
     a = np.asarray(alpha, dtype=np.float64)
     p = np.clip(a, 1e-12, 1.0)
     entropy = -(a * np.log2(p)).sum(1)
@@ -40,9 +42,20 @@ def fusion_table(alpha: np.ndarray, present: np.ndarray, train_counts: np.ndarra
         "has_image": np.asarray(present[:, 0], dtype=bool), "has_text": np.asarray(present[:, 1], dtype=bool),
         "train_count": np.asarray(train_counts, dtype=np.int64),
     }
+    if image_norm is not None and text_norm is not None:
+        cols["image_norm"] = np.asarray(image_norm, dtype=np.float32)
+        cols["text_norm"] = np.asarray(text_norm, dtype=np.float32)
     if genres is not None:
         cols["genres"] = pa.array([list(g or []) for g in genres], type=pa.list_(pa.string()))
     return pa.table(cols)
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Rank correlation; None when either side is constant (undefined)."""
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 def _stats(x: np.ndarray) -> dict[str, float | int]:
@@ -71,8 +84,10 @@ def fusion_breakdown(table: pa.Table) -> dict[str, Any]:
     counts = table.column("train_count").to_numpy()[both]
     out: dict[str, Any] = {"items_with_both": int(both.sum()), "alpha_visual": _stats(av), "entropy_bits": _stats(ent)}
     if len(av) > 2 and np.std(av) > 0 and np.std(counts) > 0:
-        ranks_a, ranks_c = np.argsort(np.argsort(av)), np.argsort(np.argsort(counts))
-        out["spearman_alpha_visual_vs_train_count"] = float(np.corrcoef(ranks_a, ranks_c)[0, 1])
+        out["spearman_alpha_visual_vs_train_count"] = _spearman(av, counts)
+    for col in ("image_norm", "text_norm"):  # what the weights follow when not genre or popularity
+        if col in table.column_names and len(av) > 2 and np.std(av) > 0:
+            out[f"spearman_alpha_visual_vs_{col}"] = _spearman(av, table.column(col).to_numpy()[both])
     out["by_popularity"] = [{"train_interactions": label, "alpha_visual": _stats(av[m]),
                              "entropy_bits_mean": float(ent[m].mean()) if m.any() else None}
                             for label, m in popularity_buckets(counts)]
@@ -101,11 +116,13 @@ def movement_from_init(alpha: np.ndarray, alpha_init: np.ndarray, present: np.nd
             "mean_abs_change": float(np.abs(a - b).mean()) if len(a) else 0.0}
 
 
-def write_fusion_analysis(store: Store, alpha: np.ndarray, present: np.ndarray, train_counts: np.ndarray,
+def write_fusion_analysis(store: Store, alpha: np.ndarray, inputs: ItemInputs, train_counts: np.ndarray,
                           items: pa.Table, alpha_init: np.ndarray | None = None) -> dict[str, Any]:
     """Write ``tokenize/fusion.parquet`` and ``tokenize/fusion.png``; returns the breakdown for the report."""
     genres = items.column("genres").to_pylist() if "genres" in items.column_names else None
-    table = fusion_table(alpha, present, train_counts, genres)
+    present = inputs.present
+    table = fusion_table(alpha, present, train_counts, genres, np.linalg.norm(inputs.image, axis=1),
+                         np.linalg.norm(inputs.text, axis=1))
     breakdown = fusion_breakdown(table)
     if alpha_init is not None:
         breakdown["movement_from_init"] = movement_from_init(alpha, alpha_init, present)
@@ -132,7 +149,7 @@ def analyse_run(cfg: JobConfig, store: Store) -> dict[str, Any]:
     with torch.no_grad():
         alpha = saved.model.fusion.weights(*tensors).numpy()
     alpha_init = initial_weights(inputs, tcfg)
-    return write_fusion_analysis(store, alpha, inputs.present, split.train_counts, items, alpha_init)
+    return write_fusion_analysis(store, alpha, inputs, split.train_counts, items, alpha_init)
 
 
 def initial_weights(inputs: ItemInputs, tcfg: TokenizeConfig) -> np.ndarray:

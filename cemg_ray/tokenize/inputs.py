@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cemg_ray import artifacts
 from cemg_ray.store import Store
 
 
@@ -55,7 +56,7 @@ def borrow_collab(content: np.ndarray, collab: np.ndarray, donors: np.ndarray, t
 
 def load_inputs(store: Store, num_items: int, train_counts: np.ndarray, use_image: bool, use_text: bool,
                 use_collab: bool, neighbours: int, scales: dict[str, float] | None = None) -> ItemInputs:
-    red = store.read_tensors("pca/reduced.safetensors")
+    red = store.read_tensors(artifacts.PCA_REDUCED)
     image = red["image"].astype(np.float32)
     text = red["text"].astype(np.float32)
     present = np.stack([~red["image_missing"].astype(bool) & use_image,
@@ -69,7 +70,7 @@ def load_inputs(store: Store, num_items: int, train_counts: np.ndarray, use_imag
     text = np.where(present[:, 1:], text / scales["text"], 0).astype(np.float32)
     borrowed = np.zeros(num_items, dtype=bool)
     if use_collab:
-        collab = store.read_tensors("lightgcn/item_emb.safetensors")["item_emb"].astype(np.float32)
+        collab = store.read_tensors(artifacts.LIGHTGCN_EMB)["item_emb"].astype(np.float32)
         warm = np.asarray(train_counts) > 0
         scales.setdefault("collab", block_scale(collab, warm))
         collab = collab / scales["collab"]

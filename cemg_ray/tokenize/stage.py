@@ -8,8 +8,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from cemg_ray import artifacts
 from cemg_ray.data.split import load_split
-from cemg_ray.pipeline import StageContext, require, stage
+from cemg_ray.pipeline import StageContext, stage
 from cemg_ray.tokenize.codes import collision_stats, disambiguate, level_stats
 from cemg_ray.tokenize.fusion import alpha_entropy
 from cemg_ray.tokenize.fusion_report import initial_weights, write_fusion_analysis
@@ -41,9 +42,7 @@ def planted_agreement(codes: np.ndarray, clusters: np.ndarray) -> dict:
 def run(ctx: StageContext) -> dict:
     """Train fusion + RQ-VAE jointly on all catalog items and assign every item a unique code."""
     cfg, tcfg, store = ctx.cfg, ctx.cfg.tokenize, ctx.store
-    for dep in _upstream(cfg):
-        require(store, cfg, dep)
-    items = store.read_parquet("data/items.parquet")
+    items = store.read_parquet(artifacts.ITEMS)
     split = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     inputs = load_inputs(store, items.num_rows, split.train_counts, tcfg.use_image, tcfg.use_text,
                          tcfg.use_collab, tcfg.cold_collab_neighbours)
@@ -84,15 +83,15 @@ def run(ctx: StageContext) -> dict:
     save_tokenizer(store, tok, tcfg, inputs.scales)
     # the fused content vector per item (Eq. 3): the generator's optional content input
     store.write_tensors("tokenize/fused.safetensors", {"fused": x.numpy().astype(np.float32)})
-    store.write_parquet("tokenize/codes.parquet", pa.table({
+    store.write_parquet(artifacts.CODES, pa.table({
         "item_idx": items.column("item_idx"), "item_id": items.column("item_id"),
         "codes": pa.array(full.astype(np.int32).tolist(), type=pa.list_(pa.int32()))}))
-    store.write_json("tokenize/meta.json", {"level_sizes": level_sizes, "num_levels": len(level_sizes),
+    store.write_json(artifacts.CODES_META, {"level_sizes": level_sizes, "num_levels": len(level_sizes),
                                             "codebook_size": tcfg.codebook_size})
     store.write_json("tokenize/history.json", history)
     store.write_figure("tokenize/code_usage.png", code_usage_figure(full[:, :-1], tcfg.codebook_size))
     store.write_figure("tokenize/alpha.png", alpha_figure(alpha, both))
-    report["fusion"]["breakdown"] = write_fusion_analysis(store, alpha, inputs.present, split.train_counts, items,
+    report["fusion"]["breakdown"] = write_fusion_analysis(store, alpha, inputs, split.train_counts, items,
                                                           initial_weights(inputs, tcfg))
     store.write_figure("tokenize/training.png", curves_figure(history))
     store.write_json("tokenize/report.json", report)

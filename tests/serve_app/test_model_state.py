@@ -18,7 +18,7 @@ def test_run_dir_on_s3_serves_the_same_lists_as_on_disk(trained_run, s3_bucket) 
     local = ModelState(ServeConfig(run_dir=str(run_dir), model="sasrec"))
     remote = ModelState(ServeConfig(run_dir=uri, model="sasrec"))
     histories = [np.array([0, 1, 2]), np.array([5]), np.zeros(0, np.int64)]
-    assert remote.recommend(histories, [5, 3, 4], [True] * 3) == local.recommend(histories, [5, 3, 4], [True] * 3)
+    assert remote.rank(histories, [5, 3, 4], [True] * 3) == local.rank(histories, [5, 3, 4], [True] * 3)
     assert remote.model_version == local.model_version and remote.metadata()["run_dir"] == uri
 
 
@@ -27,7 +27,7 @@ def test_exclusion_keeps_k_items_and_user_history_is_the_full_sequence(trained_r
     user, seq = max(state.user_history.items(), key=lambda kv: len(kv[1]))
     resolved = state.resolve(user, None)
     assert resolved.error is None and resolved.history.tolist() == seq.tolist()
-    (ranked,) = state.recommend([resolved.history], [20], [True])
+    (ranked,) = state.rank([resolved.history], [20], [True])
     seen = {state.item_ids[i] for i in seq}
     assert len(ranked) == 20 and not {i for i, _ in ranked} & seen
 

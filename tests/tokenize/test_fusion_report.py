@@ -64,3 +64,11 @@ def test_stage_writes_the_analysis_and_the_command_recomputes_it(demo_run, capsy
     again = store.read_parquet("tokenize/fusion.parquet").to_pandas()
     assert np.allclose(again["alpha_visual"], written["alpha_visual"], atol=1e-6)
 
+
+
+def test_breakdown_reports_what_the_weights_follow_when_given_the_input_norms() -> None:
+    alpha, present, counts, genres = _planted()
+    text_norm = alpha[:, 0] * 3 + 1  # planted: alpha_visual rises with the text vector's norm
+    out = fusion_breakdown(fusion_table(alpha, present, counts, genres, np.ones(len(alpha)), text_norm))
+    assert out["spearman_alpha_visual_vs_text_norm"] > 0.99
+    assert out["spearman_alpha_visual_vs_image_norm"] is None  # constant: undefined, not NaN
