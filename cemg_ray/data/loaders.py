@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import gzip
 import json
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,42 @@ def _check_nonempty(path: Path) -> None:
         raise DataError(f"{path}: file not found")
     if path.is_file() and path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
+
+
+def _lines(path: Path, report: LoadReport) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a text or .gz file; a line that is not UTF-8 is skipped and counted, a corrupt
+    or truncated gzip stream is an error that names the file and the last good line."""
+    lineno = 0
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as fh:
+            for lineno, raw in enumerate(fh, 1):  # noqa: B007 - lineno is read after the loop on error
+                try:
+                    yield lineno, raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    report.skip("not_utf8", f"{path}:{lineno} (byte 0x{raw[exc.start]:02x} at column {exc.start})")
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: corrupt or truncated gzip after line {lineno} ({exc})") from None
+
+
+def _text_field(m: dict, key: str, report: LoadReport, where: str) -> str | None:
+    """A metadata text field, or None; a value of the wrong type (number, object) is counted, never guessed."""
+    value = m.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    if key in ("description", "categories", "category") and isinstance(value, list) \
+            and all(isinstance(v, str | list) for v in value):
+        return value  # Amazon stores these as lists of strings (compose_text joins them)
+    report.skip(f"{key}_wrong_type", f"{where}: {key} is {type(value).__name__}")
+    return None
+
+
+def _meta_text(m: dict, report: LoadReport, where: str) -> tuple[str | None, str]:
+    """(title, composed text) of one item's metadata, every field type-checked."""
+    title = _text_field(m, "title", report, where)
+    cats = _text_field(m, "categories", report, where) if "categories" in m else \
+        _text_field(m, "category", report, where)
+    return title, compose_text(title, _text_field(m, "brand", report, where), cats,
+                               _text_field(m, "description", report, where))
 
 
 def _index_sequences(raw: dict[str, list[str]], item_ids: list[str] | None,
@@ -75,19 +112,22 @@ def load_sequences(path: str | Path) -> Catalog:
     _check_nonempty(path)
     report = LoadReport(str(path))
     raw: dict[str, list[str]] = {}
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            tokens = line.split()
-            if not tokens:
-                continue
-            if len(tokens) < 2:
-                report.skip("line_without_items", f"{path}:{lineno}")
-                continue
-            user, items = tokens[0], tokens[1:]
-            if user in raw:
-                report.skip("duplicate_user_line", f"{path}:{lineno} user {user}")
-                continue
-            raw[user] = items
+    for lineno, line in _lines(path, report):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if len(tokens) < 2:
+            report.skip("line_without_items", f"{path}:{lineno}")
+            continue
+        user, items = tokens[0], tokens[1:]
+        bad = next((t for t in items if not (t.isascii() and t.isdigit())), None)
+        if bad is not None:  # the format's item ids are integers (S3-Rec, ICLRec): anything else is damage
+            report.skip("non_integer_item_id", f"{path}:{lineno} item {bad[:40]!r}")
+            continue
+        if user in raw:
+            report.skip("duplicate_user_line", f"{path}:{lineno} user {user}")
+            continue
+        raw[user] = items
     if not raw:
         raise DataError(f"{path}: no user sequences found")
     users, seqs, item_ids = _index_sequences(raw, None, report)
@@ -97,11 +137,15 @@ def load_sequences(path: str | Path) -> Catalog:
 
 def _read_json(path: Path) -> Any:
     _check_nonempty(path)
+    raw = path.read_bytes()
     try:
-        with path.open() as fh:
-            return json.load(fh)
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from exc
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to be item data") from None
 
 
 def load_json(path: str | Path) -> Catalog:
@@ -143,35 +187,41 @@ def load_json(path: str | Path) -> Catalog:
             meta[str(iid)] = m
     item_ids = sorted(meta, key=_natural_key) if meta else None
     users, seqs, item_ids = _index_sequences(raw, item_ids, report)
-    titles = [meta.get(i, {}).get("title") for i in item_ids]
-    texts = [compose_text(m.get("title"), m.get("brand"), m.get("categories"), m.get("description"))
-             for m in (meta.get(i, {}) for i in item_ids)]
+    titles, texts = [], []
+    for iid in item_ids:
+        title, text = _meta_text(meta.get(iid, {}), report, f"{item_path}: item {iid}")
+        titles.append(title)
+        texts.append(text)
     items = build_items_table(item_ids, titles, texts)
     return Catalog(items, users, seqs, report)
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt") if path.suffix == ".gz" else path.open()
+MAX_LITERAL_LINE = 1_000_000  # a Python-literal line longer than this is not item metadata
 
 
 def _json_lines(path: Path, report: LoadReport) -> Iterator[dict]:
-    with _open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
+    for lineno, line in _lines(path, report):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except RecursionError:
+            report.skip("nested_too_deeply", f"{path}:{lineno}")
+            continue
+        except json.JSONDecodeError:
+            if len(line) > MAX_LITERAL_LINE:
+                report.skip("unparseable_line", f"{path}:{lineno}")
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                try:  # the 2014 metadata files are Python literals, not JSON
-                    row = ast.literal_eval(line)
-                except (ValueError, SyntaxError):
-                    report.skip("unparseable_line", f"{path}:{lineno}")
-                    continue
-            if not isinstance(row, dict):
-                report.skip("line_not_an_object", f"{path}:{lineno}")
+            try:  # the 2014 metadata files are Python literals, not JSON
+                row = ast.literal_eval(line)
+            except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
+                report.skip("unparseable_line", f"{path}:{lineno}")
                 continue
-            yield row
+        if not isinstance(row, dict):
+            report.skip("line_not_an_object", f"{path}:{lineno}")
+            continue
+        yield row
 
 
 def kcore(interactions: list[tuple[str, str, float]], k: int) -> list[tuple[str, str, float]]:
@@ -240,11 +290,16 @@ def load_amazon(path: str | Path, k: int = 5) -> Catalog:
     titles, texts, uris = [], [], []
     for iid in item_ids:
         m = meta.get(iid, {})
-        titles.append(m.get("title"))
-        texts.append(compose_text(m.get("title"), m.get("brand"), m.get("categories") or m.get("category"),
-                                  m.get("description")))
+        title, text = _meta_text(m, report, f"meta of item {iid}")
+        titles.append(title)
+        texts.append(text)
         image = m.get("imUrl") or m.get("imageURLHighRes") or m.get("imageURL") or m.get("image")
-        uris.append(image[0] if isinstance(image, list) and image else (image or None))
+        if isinstance(image, list):
+            image = image[0] if image else None
+        if image is not None and not isinstance(image, str):
+            report.skip("image_wrong_type", f"meta of item {iid}: image is {type(image).__name__}")
+            image = None
+        uris.append(image or None)
     return Catalog(build_items_table(item_ids, titles, texts, image_uris=uris), users, seqs, report)
 
 
@@ -270,8 +325,8 @@ def load_parquet(path: str | Path, images_dir: str | None = None) -> Catalog:
         raise DataError(f"{inter_path}: column 'timestamp' has type {ts_type}; expected a number or timestamp")
     if inter.num_rows == 0:
         raise DataError(f"{inter_path}: no rows")
-    users = inter.column("user_id").cast(pa.string()).to_pylist()
-    items = inter.column("item_id").cast(pa.string()).to_pylist()
+    users = _id_column(inter, "user_id", inter_path)
+    items = _id_column(inter, "item_id", inter_path)
     tcol = inter.column("timestamp")
     if pa.types.is_timestamp(ts_type):
         tcol = tcol.cast(pa.int64())
@@ -279,14 +334,20 @@ def load_parquet(path: str | Path, images_dir: str | None = None) -> Catalog:
     item_meta: dict[str, dict] = {}
     if items_path.exists():
         _check_nonempty(items_path)
-        it = pq.read_table(items_path)
+        try:
+            it = pq.read_table(items_path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataError(f"{items_path}: not a readable Parquet file ({exc})") from exc
         _require_columns(it, items_path, ["item_id"])
-        ids = it.column("item_id").cast(pa.string()).to_pylist()
-        dup = [i for i, c in Counter(ids).items() if c > 1]
+        ids = _id_column(it, "item_id", items_path)
+        dup = [i for i, c in Counter(i for i in ids if i is not None).items() if c > 1]
         if dup:
             raise DataError(f"{items_path}: duplicate item_id {dup[0]!r} ({len(dup)} duplicated ids)")
-        for row in it.to_pylist():
-            item_meta[str(row["item_id"])] = row
+        for n, (iid, row) in enumerate(zip(ids, it.to_pylist())):
+            if iid is None:
+                report.skip("null_item_id", f"{items_path}: row {n}")
+                continue
+            item_meta[iid] = row
     by_user: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
     for n, (u, i, t) in enumerate(zip(users, items, times)):
         if u is None or i is None:
@@ -303,8 +364,9 @@ def load_parquet(path: str | Path, images_dir: str | None = None) -> Catalog:
     base = Path(images_dir) if images_dir else path
     for iid in item_ids:
         m = item_meta.get(iid, {})
-        titles.append(m.get("title"))
-        texts.append(compose_text(m.get("title"), m.get("brand"), m.get("categories"), m.get("description")))
+        title, text = _meta_text(m, report, f"{items_path}: item {iid}")
+        titles.append(title)
+        texts.append(text)
         img = m.get("image")
         if isinstance(img, bytes | bytearray):
             images.append(bytes(img))
@@ -313,9 +375,20 @@ def load_parquet(path: str | Path, images_dir: str | None = None) -> Catalog:
             images.append(None)
             uris.append(img if "://" in img or img.startswith("/") else str(base / img))
         else:
+            if img is not None and img != "":
+                report.skip("image_wrong_type", f"{items_path}: item {iid}: image is {type(img).__name__}")
             images.append(None)
             uris.append(None)
     return Catalog(build_items_table(item_ids, titles, texts, images, uris), user_ids, seqs, report)
+
+
+def _id_column(table: pa.Table, name: str, path: Path) -> list[str | None]:
+    """An id column as strings (None for nulls); ids must be strings or integers, never lists or floats."""
+    kind = table.schema.field(name).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+            or pa.types.is_dictionary(kind)):
+        raise DataError(f"{path}: column {name!r} has type {kind}; ids must be strings or integers")
+    return table.column(name).cast(pa.string()).to_pylist()
 
 
 def detect_format(path: str | Path) -> str:
