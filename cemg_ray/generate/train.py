@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from cemg_ray.generate.config import TrainConfig
+from cemg_ray.generate.engines import Engine, make_engine
 from cemg_ray.generate.tokens import TokenLayout
 from cemg_ray.tokenize.codes import load_codes
 
@@ -98,27 +99,50 @@ def _all_sum(values: list[float]) -> list[float]:
     return t.tolist()
 
 
-def _ds_config(cfg: TrainConfig) -> dict:
-    zero: dict = {"stage": cfg.zero_stage}
-    if cfg.offload and cfg.zero_stage > 0:
-        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": cfg.use_gpu}
-    return {
-        "train_micro_batch_size_per_gpu": cfg.batch_size,
-        "gradient_accumulation_steps": 1,
-        "gradient_clipping": cfg.grad_clip,
-        "zero_optimization": zero,
-        "bf16": {"enabled": cfg.precision == "bf16"},
-        "fp16": {"enabled": cfg.precision == "fp16"},
-        "zero_allow_untested_optimizer": True,
-        "steps_per_print": 10**9,
-    }
+def _schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int, clock: dict):  # noqa: ANN202
+    """Cosine over the step budget, or over the wall-clock budget (``train.max_train_s``)."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    if cfg.max_train_s is None:
+        return get_cosine_schedule_with_warmup(opt, min(cfg.warmup_steps, total_steps // 2), total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(opt, budget_schedule(cfg.warmup_steps, cfg.max_train_s, clock))
 
 
-def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
+def _resume(engine: Engine, checkpoint, rank: int) -> tuple[dict | None, dict | None]:  # noqa: ANN001 - Checkpoint
+    """(trainer state, best weights) from a Ray Train checkpoint, the engine's own state loaded."""
+    from safetensors.torch import load_file
+
+    with checkpoint.as_directory() as d:
+        state = json.loads(open(os.path.join(d, STATE_FILE)).read())
+        engine.load(d)
+        best = load_file(os.path.join(d, BEST_FILE)) if os.path.exists(os.path.join(d, BEST_FILE)) else None
+    if rank == 0:
+        print(f"[cemg-ray] resumed from checkpoint after epoch {state['epoch']} (step {state['step']})")
+    return state, best
+
+
+def _report(engine: Engine, state: dict, best_state: dict | None, metrics: dict, rank: int) -> None:
+    """Checkpoint (engine state, trainer state, best weights) and report the epoch's metrics to Ray Train."""
+    import ray.train
+    from safetensors.torch import save_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engine.save(tmp, rank)
+        if rank == 0:
+            with open(os.path.join(tmp, STATE_FILE), "w") as f:
+                json.dump(state, f)
+            if best_state is not None:
+                # a plain dict of CPU copies: under ZeRO the live parameters are views into one flat
+                # buffer (and tied), which safetensors' save_model refuses to write
+                save_file(best_state, os.path.join(tmp, BEST_FILE))
+        write = engine.every_rank_writes or rank == 0
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if write else None)
+
+
+def train_loop(config: dict) -> None:
     """Ray Train worker: ``config`` holds the TrainConfig, run-dir coordinates and the layout."""
     import ray.train
-    from safetensors.torch import load_file, save_file
-    from transformers import get_cosine_schedule_with_warmup
+    import ray.train.torch
 
     from cemg_ray.generate.dataset import length_grouped_order, trim_left_padding
     from cemg_ray.generate.decoding import build_index
@@ -148,45 +172,18 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
         model = build_model(cfg, layout)
         enc_dec, keys, trim = is_encoder_decoder(model), ("input_ids", "attention_mask", "labels"), trim_left_padding
     n = len(train[keys[0]])
-    steps_per_epoch = math.ceil(math.ceil(n / world) / cfg.batch_size)
-    total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total_steps = cfg.max_steps or math.ceil(math.ceil(n / world) / cfg.batch_size) * cfg.epochs
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
     clock = {"train_s": 0.0}  # training seconds so far (validation excluded): the budgeted schedule's progress
-    if cfg.max_train_s is None:
-        sched = get_cosine_schedule_with_warmup(opt, min(cfg.warmup_steps, total_steps // 2), total_steps)
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, budget_schedule(cfg.warmup_steps, cfg.max_train_s, clock))
+    engine = make_engine(cfg, model, opt, _schedule(cfg, opt, total_steps, clock))
+    core = engine.module
     state = {"epoch": -1, "step": 0, "best_ndcg": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": [],
              "train_s": 0.0}
     best_state: dict[str, torch.Tensor] | None = None
     resumed = ray.train.get_checkpoint()
-
-    if cfg.strategy == "deepspeed":
-        import deepspeed
-
-        engine, opt, _, sched = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched,
-                                                     config=_ds_config(cfg))
-        core = engine.module
-    else:
-        import ray.train.torch
-
-        engine = ray.train.torch.prepare_model(model)
-        core = engine.module if hasattr(engine, "module") else engine
     if resumed:
-        with resumed.as_directory() as d:
-            state = json.loads(open(os.path.join(d, STATE_FILE)).read())
-            if cfg.strategy == "deepspeed":
-                engine.load_checkpoint(d, tag="ckpt")
-            else:
-                saved = torch.load(os.path.join(d, "train_state.pt"), weights_only=True)
-                core.load_state_dict(saved["model"])
-                opt.load_state_dict(saved["opt"])
-                sched.load_state_dict(saved["sched"])
-            if os.path.exists(os.path.join(d, BEST_FILE)):
-                best_state = load_file(os.path.join(d, BEST_FILE))
-        if rank == 0:
-            print(f"[cemg-ray] resumed from checkpoint after epoch {state['epoch']} (step {state['step']})")
+        state, best_state = _resume(engine, resumed, rank)
 
     tensors = {k: torch.as_tensor(train[k]) for k in keys}
     lengths = (tensors["items"] >= 0).sum(1) if item_level else tensors["attention_mask"].sum(1)
@@ -210,21 +207,12 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
                 clock["train_s"] = state.get("train_s", 0.0) + time.perf_counter() - t0
                 if clock["train_s"] >= cfg.max_train_s:
                     break  # the budget ends inside this epoch: validate and checkpoint what was reached
-            idx = perm[s:s + cfg.batch_size]
-            batch = trim({k: v[idx] for k, v in tensors.items()})
+            batch = trim({k: v[perm[s:s + cfg.batch_size]] for k, v in tensors.items()})
             batch = {k: v.long() for k, v in batch.items()} if item_level else lm_batch(batch, enc_dec)
             if cfg.use_gpu:
                 batch = {k: v.to(ray.train.torch.get_device()) for k, v in batch.items()}
-            loss = engine(**batch).loss
-            if cfg.strategy == "deepspeed":
-                engine.backward(loss)
-                engine.step()
-            else:
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
-                sched.step()
+            loss = engine.forward(**batch).loss
+            engine.step(loss)
             loss_sum += loss.item()
             count += 1
             state["step"] += 1
@@ -239,8 +227,7 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
         users = max(config["valid_users"], 1)
         metrics = {"epoch": epoch, "step": state["step"], "loss": loss_tot / max(cnt_tot, 1),
                    "valid_ndcg10": nd / users, "valid_hr10": hr / users, "train_s": round(train_s, 2),
-                   "examples_per_s": round(len(perm) * world / max(train_s, 1e-9), 1),
-                   "lr": sched.get_last_lr()[0]}
+                   "examples_per_s": round(len(perm) * world / max(train_s, 1e-9), 1), "lr": engine.lr()}
         if metrics["valid_ndcg10"] > state["best_ndcg"]:
             state.update(best_ndcg=metrics["valid_ndcg10"], best_epoch=epoch, bad_epochs=0)
             best_state = {k: v.detach().cpu().clone() for k, v in core.state_dict().items()}
@@ -248,21 +235,7 @@ def train_loop(config: dict) -> None:  # noqa: C901 - one loop, two strategies
             state["bad_epochs"] += 1
         state["epoch"] = epoch
         state["history"].append(metrics)
-        with tempfile.TemporaryDirectory() as tmp:
-            if cfg.strategy == "deepspeed":
-                engine.save_checkpoint(tmp, tag="ckpt")
-            elif rank == 0:
-                torch.save({"model": core.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()},
-                           os.path.join(tmp, "train_state.pt"))
-            if rank == 0:
-                with open(os.path.join(tmp, STATE_FILE), "w") as f:
-                    json.dump(state, f)
-                if best_state is not None:
-                    # a plain dict of CPU copies: under ZeRO the live parameters are views into one flat
-                    # buffer (and tied), which safetensors' save_model refuses to write
-                    save_file(best_state, os.path.join(tmp, BEST_FILE))
-            write = cfg.strategy == "deepspeed" or rank == 0
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if write else None)
+        _report(engine, state, best_state, metrics, rank)
         if cfg.kill_worker_after_epoch == epoch and not resumed and rank == world - 1:
             os.kill(os.getpid(), signal.SIGKILL)  # fault injection: a worker dies after a checkpoint
 
