@@ -16,16 +16,6 @@ BENCH_MODULES = ["cemg_ray.bench.features", "cemg_ray.bench.decode", "cemg_ray.b
                  "cemg_ray.bench.export", "cemg_ray.bench.lightgcn", "cemg_ray.bench.train"]
 
 
-def _import_optional(name: str):  # noqa: ANN202
-    """Import a command module; a module not yet part of this install is left out of --help."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and name.startswith(exc.name):
-            return None
-        raise
-
-
 def _cmd_validate(args: argparse.Namespace) -> int:
     from cemg_ray.config import ConfigError, load_config
 
@@ -141,16 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_data_stats)
 
     for name in COMMAND_MODULES:
-        mod = _import_optional(name)
-        if mod is not None:
-            mod.add_parser(sub)
+        mod = importlib.import_module(name)
+        mod.add_parser(sub)
 
     p = sub.add_parser("bench", help="benchmarks that print figures and ratios measured in one run")
     bsub = p.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
     for name in BENCH_MODULES:
-        mod = _import_optional(name)
-        if mod is not None:
-            mod.add_parser(bsub)
+        mod = importlib.import_module(name)
+        mod.add_parser(bsub)
     return parser
 
 

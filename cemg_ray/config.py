@@ -174,14 +174,14 @@ MAX_JOB_BYTES = 1 << 20  # a job file is a few kB; anything near this is not one
 class _JobLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that refuses duplicated keys and aliases (no silent overwrite, no alias bombs)."""
 
-    def compose_node(self, parent, index):  # noqa: ANN001, ANN201 - PyYAML's signature
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:  # PyYAML's signature
         if self.check_event(yaml.events.AliasEvent):
             event = self.peek_event()
             raise yaml.YAMLError(f"line {event.start_mark.line + 1}: aliases (*{event.anchor}) are not "
                                  "allowed in job files")
         return super().compose_node(parent, index)
 
-    def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN201, FBT002 - PyYAML's signature
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:  # PyYAML's signature
         keys = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)

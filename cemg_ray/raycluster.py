@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cemg_ray.config import RayConfig
 
 log = logging.getLogger("cemg_ray")
 
 
-def ensure_ray(ray_cfg) -> None:  # noqa: ANN001 - cemg_ray.config.RayConfig (import cycle)
+def ensure_ray(ray_cfg: RayConfig) -> None:
     """Initialise Ray once per process. ``address=None`` starts a local cluster."""
     import ray
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from cemg_ray.store import Store
 
+if TYPE_CHECKING:
+    from ray.train import RunConfig
+
 
 def run_config(store: Store, rel: str, name: str, max_failures: int = 0, num_to_keep: int | None = 2,
-               score_attribute: str | None = None, score_order: str = "max"):  # noqa: ANN201 - RunConfig
+               score_attribute: str | None = None, score_order: str = "max") -> RunConfig:
     """A RunConfig whose storage is ``run_dir/<rel>``: a local folder or the S3 bucket of the run.
 
     Using the same ``name`` under the same storage makes Ray Train pick up the last checkpoint of

@@ -10,12 +10,15 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import yaml
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
-def _unknown(where: str, data: dict, model: Any) -> list[str]:  # noqa: ANN401 - a pydantic model class
+
+def _unknown(where: str, data: dict, model: type[BaseModel]) -> list[str]:
     names = set()
     for name, f in model.model_fields.items():
         names |= {name, f.alias or name}

@@ -18,12 +18,15 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("cemg_ray.serve")
 
@@ -113,10 +116,10 @@ class RequestGuard:
     body first reads the answer instead of a connection reset.
     """
 
-    def __init__(self, app, limits) -> None:  # noqa: ANN001 - ASGI app, () -> Limits
+    def __init__(self, app: ASGIApp, limits: Callable[[], Limits]) -> None:
         self.app, self.limits = app, limits
 
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - ASGI
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         lim: Limits = self.limits()
@@ -168,7 +171,7 @@ class RequestGuard:
         return await self.app(scope, replay, send)
 
     @staticmethod
-    async def _drain(receive, lim: Limits, read: int = 0) -> None:  # noqa: ANN001 - ASGI receive
+    async def _drain(receive: Receive, lim: Limits, read: int = 0) -> None:
         more = True
         while more and read <= lim.drain_cap_bytes:
             try:
@@ -181,7 +184,7 @@ class RequestGuard:
             more = message.get("more_body", False)
 
     @staticmethod
-    async def _too_large(scope, receive, send, lim: Limits) -> None:  # noqa: ANN001 - ASGI
+    async def _too_large(scope: Scope, receive: Receive, send: Send, lim: Limits) -> None:
         await _json(413, f"request body over {lim.max_body_bytes} bytes")(scope, receive, send)
 
 

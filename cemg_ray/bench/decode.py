@@ -12,9 +12,16 @@ import json
 import os
 import platform
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from cemg_ray.generate.itemseq import ItemSeqGenerator
+    from cemg_ray.generate.prefix_index import PrefixIndex
 
 
 def random_catalog(n: int, levels: int, k: int, seed: int = 0) -> np.ndarray:
@@ -26,7 +33,7 @@ def random_catalog(n: int, levels: int, k: int, seed: int = 0) -> np.ndarray:
     return disambiguate(rq)
 
 
-def _time(fn, repeats: int) -> float:  # noqa: ANN001
+def _time(fn: Callable[[], object], repeats: int) -> float:
     fn()  # warm-up
     best = float("inf")
     for _ in range(repeats):
@@ -36,7 +43,7 @@ def _time(fn, repeats: int) -> float:  # noqa: ANN001
     return best
 
 
-def _profile(fn, rows: int = 8) -> list[dict]:  # noqa: ANN001
+def _profile(fn: Callable[[], object], rows: int = 8) -> list[dict]:
     """Where one batch of our decoder spends its time: torch.profiler's top ops by self CPU time."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -119,7 +126,7 @@ def run_items(items: int, batch: int, beams: int, k: int, levels: int, codebook:
                       num_heads=4, d_ff=512, dropout=0.0)
     rng = np.random.default_rng(1)
 
-    def setup(n: int, seed: int):  # noqa: ANN202
+    def setup(n: int, seed: int) -> tuple[ItemSeqGenerator, PrefixIndex, torch.Tensor, float]:
         cat = random_catalog(n, levels, codebook, seed=seed)
         lay = TokenLayout(tuple([codebook] * levels + [int(cat[:, -1].max()) + 1]))
         t0 = time.perf_counter()

@@ -16,13 +16,18 @@ import platform
 import tempfile
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cemg_ray import artifacts
 
+if TYPE_CHECKING:
+    from cemg_ray.config import JobConfig
+    from cemg_ray.store import Store
 
-def _job(run_dir: str, overrides: dict):  # noqa: ANN202 - JobConfig
+
+def _job(run_dir: str, overrides: dict) -> tuple[JobConfig, Store]:
     """The run's resolved config (from its manifest) with export overrides."""
     from cemg_ray.config import JobConfig
     from cemg_ray.store import Store
@@ -37,7 +42,7 @@ def _job(run_dir: str, overrides: dict):  # noqa: ANN202 - JobConfig
     return JobConfig.model_validate(raw), store
 
 
-def _plain_loop(cfg, run_dir: str, store) -> tuple[int, float]:  # noqa: ANN001 - JobConfig, Store
+def _plain_loop(cfg: JobConfig, run_dir: str, store: Store) -> tuple[int, float]:
     """One process: the export's own decoder (model load, ranking, seen-item filter) over every user's batch."""
     from cemg_ray.export.stage import ExportDecoder
 
@@ -112,7 +117,7 @@ def _cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers) -> None:  # noqa: ANN001 - argparse subparsers
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="users/s of the bulk export (1 and 2 actors) against a plain loop")
     p.add_argument("--run-dir", default="runs/demo", help="a trained run directory (default: runs/demo)")
     p.add_argument("--model", default="cemg", help="model to export (cemg, sasrec, popularity, ...)")

@@ -16,10 +16,14 @@ import os
 import platform
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from cemg_ray import artifacts
+
+if TYPE_CHECKING:
+    from cemg_ray.features.config import FeaturesConfig
 
 
 def load_items(n: int, run_dir: str | None) -> pa.Table:
@@ -35,7 +39,7 @@ def load_items(n: int, run_dir: str | None) -> pa.Table:
     return make_catalog(SyntheticConfig(num_items=n, num_users=max(50, n // 10), num_clusters=8)).items
 
 
-def _plain_loop(items: pa.Table, modality: str, cfg) -> int:  # noqa: ANN001 - FeaturesConfig
+def _plain_loop(items: pa.Table, modality: str, cfg: FeaturesConfig) -> int:
     """The baseline: one process, load the encoder, encode batch after batch (the same batches as Ray gets)."""
     from cemg_ray.features.extract import BatchEncoder, _input_table
 

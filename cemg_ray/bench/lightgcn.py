@@ -15,12 +15,18 @@ import json
 import os
 import platform
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from torch_geometric.nn import LightGCN
 
-def beauty_graph(path: str | None, size: tuple[int, int, int] = (22363, 12101, 153776)):  # noqa: ANN201 - Graph
+    from cemg_ray.collab.lightgcn import Graph
+
+
+def beauty_graph(path: str | None, size: tuple[int, int, int] = (22363, 12101, 153776)) -> tuple[Graph, str]:
     """The Beauty training graph (leave-one-out train split) or a random one of ``size`` (Beauty's by default)."""
     from cemg_ray.collab.lightgcn import Graph
 
@@ -63,7 +69,7 @@ def run(path: str | None, dim: int, layers: int, batch: int, repeats: int,
     seen = set(zip(graph.users.tolist(), graph.items.tolist()))
     n_edges = len(graph.users)
 
-    def step(model, adj, idx: np.ndarray, neg: np.ndarray) -> None:  # noqa: ANN001
+    def step(model: LightGCN, adj: torch.Tensor, idx: np.ndarray, neg: np.ndarray) -> None:
         u = torch.as_tensor(graph.users[idx], dtype=torch.long)
         pos = torch.as_tensor(graph.items[idx], dtype=torch.long) + graph.num_users
         ng = torch.as_tensor(neg, dtype=torch.long) + graph.num_users

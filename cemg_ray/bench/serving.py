@@ -164,7 +164,7 @@ def _cmd(args: argparse.Namespace) -> int:
     return 1 if any(r["errors"] for r in out["results"]) else 0
 
 
-def add_parser(subparsers) -> None:  # noqa: ANN001 - argparse subparsers
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serving", help="p50/p99 latency and req/s of the Serve app: 1 and 2 replicas, "
                               "batching on and off, from one run")
     p.add_argument("--run-dir", default="runs/demo", help="a trained run directory (default: runs/demo)")

@@ -15,12 +15,18 @@ import json
 import os
 import platform
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from cemg_ray.generate.config import TrainConfig
+    from cemg_ray.generate.tokens import TokenLayout
 
-def _setup(items: int, users: int, max_len: int, d_model: int, seed: int = 0):  # noqa: ANN202
+
+def _setup(items: int, users: int, max_len: int, d_model: int,
+           seed: int = 0) -> tuple[TrainConfig, TokenLayout, np.ndarray, dict[str, np.ndarray]]:
     from cemg_ray.bench.decode import random_catalog
     from cemg_ray.generate.config import TrainConfig
     from cemg_ray.generate.dataset import item_tensors

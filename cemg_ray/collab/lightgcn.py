@@ -13,11 +13,16 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from cemg_ray.collab.config import LightGCNConfig
+
+if TYPE_CHECKING:
+    from ray.train import RunConfig
+    from torch_geometric.nn import LightGCN
 
 log = logging.getLogger("cemg_ray")
 
@@ -54,7 +59,7 @@ class Graph:
         return np.unique(self.users.astype(np.int64) * self.num_items + self.items.astype(np.int64))
 
 
-def build_model(graph: Graph, cfg: LightGCNConfig, normalize: bool = False):  # noqa: ANN201 - LightGCN
+def build_model(graph: Graph, cfg: LightGCNConfig, normalize: bool = False) -> LightGCN:
     """torch_geometric's LightGCN; ``normalize=False`` expects ``Graph.adjacency()`` (pre-normalised)."""
     from torch_geometric.nn import LightGCN
 
@@ -81,7 +86,7 @@ def sample_negatives(users: np.ndarray, num_items: int, positive_keys: np.ndarra
     return neg
 
 
-def split_embeddings(model, graph: Graph, edge_index: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def split_embeddings(model: LightGCN, graph: Graph, edge_index: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Final (layer-averaged) user and item embeddings."""
     with torch.no_grad():
         emb = model.get_embedding(edge_index)
@@ -173,7 +178,7 @@ def train_loop(config: dict) -> None:
             ray.train.report(metrics, checkpoint=checkpoint)
 
 
-def fit(graph: Graph, cfg: LightGCNConfig, run_config) -> tuple[np.ndarray, np.ndarray, list[dict]]:  # noqa: ANN001
+def fit(graph: Graph, cfg: LightGCNConfig, run_config: RunConfig) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Train with ``cfg.num_workers`` Ray Train workers; return user/item embeddings and the epoch log."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer

@@ -10,11 +10,15 @@ inside each cluster, which leaves a tail of cold-start items.
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from cemg_ray.data.catalog import Catalog, LoadReport, build_items_table
+
+if TYPE_CHECKING:
+    from cemg_ray.config import SyntheticConfig
 
 _ADJECTIVES = ["crimson", "azure", "golden", "emerald", "violet", "amber", "silver", "coral", "ivory",
                "onyx", "teal", "rose"]
@@ -38,7 +42,7 @@ def _image(rng: np.random.Generator, cluster: int, size: int) -> bytes:
     return buf.getvalue()
 
 
-def make_catalog(cfg=None) -> Catalog:  # noqa: ANN001 - cemg_ray.config.SyntheticConfig
+def make_catalog(cfg: SyntheticConfig | None = None) -> Catalog:
     """Build the catalog described by a ``SyntheticConfig`` (defaults when ``None``)."""
     if cfg is None:
         from cemg_ray.config import SyntheticConfig

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from cemg_ray import artifacts
 from cemg_ray.store import Store
+
+if TYPE_CHECKING:
+    from cemg_ray.config import JobConfig
 
 
 class PopularityRecommender:
@@ -20,7 +25,7 @@ class PopularityRecommender:
         self.model_version = model_version
 
     @classmethod
-    def load(cls, cfg, store: Store) -> PopularityRecommender:  # noqa: ANN001 - JobConfig (uniform loader)
+    def load(cls, cfg: JobConfig, store: Store) -> PopularityRecommender:
         return cls.from_store(store)
 
     @classmethod

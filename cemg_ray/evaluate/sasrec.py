@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ from cemg_ray import artifacts
 from cemg_ray.data.split import Split
 from cemg_ray.evaluate.config import SASRecConfig
 from cemg_ray.store import Store
+
+if TYPE_CHECKING:
+    from cemg_ray.config import JobConfig
 
 log = logging.getLogger("cemg_ray")
 
@@ -106,7 +110,7 @@ class SASRecRecommender:
         self.model_version = model_version
 
     @classmethod
-    def load(cls, cfg, store: Store) -> SASRecRecommender:  # noqa: ANN001 - JobConfig
+    def load(cls, cfg: JobConfig, store: Store) -> SASRecRecommender:
         from safetensors.torch import load
 
         num_items = store.read_parquet(artifacts.ITEMS, columns=["item_idx"]).num_rows

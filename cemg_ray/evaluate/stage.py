@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from cemg_ray import artifacts
 from cemg_ray.artifacts import METRICS
@@ -13,6 +14,9 @@ from cemg_ray.evaluate.sasrec import train_sasrec
 from cemg_ray.pipeline import StageContext, require, stage
 from cemg_ray.recommenders import Recommender, load, model_stage, stages_for
 
+if TYPE_CHECKING:
+    from cemg_ray.config import JobConfig
+
 log = logging.getLogger("cemg_ray")
 
 
@@ -21,7 +25,7 @@ def load_model(name: str, ctx: StageContext) -> Recommender:
     return load(name, ctx.cfg, ctx.store)
 
 
-def _upstream(cfg) -> tuple[str, ...]:  # noqa: ANN001 - JobConfig
+def _upstream(cfg: JobConfig) -> tuple[str, ...]:
     """Evaluation depends on the stages that produce the models it is asked to score."""
     return tuple(dict.fromkeys(["data", *stages_for(cfg.evaluate.models)]))
 

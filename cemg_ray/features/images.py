@@ -11,9 +11,15 @@ from __future__ import annotations
 import io
 import os
 import stat
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+    from pyarrow import NativeFile
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -29,7 +35,7 @@ MAX_PIXELS = 50_000_000
 MAX_ASPECT_RATIO = 50.0
 
 
-def _read_limited(f, limit: int) -> tuple[bytes | None, str]:  # noqa: ANN001 - a binary file object
+def _read_limited(f: BinaryIO | NativeFile, limit: int) -> tuple[bytes | None, str]:
     data = f.read(limit + 1)
     return (None, TOO_LARGE) if len(data) > limit else (data, "")
 

@@ -17,6 +17,8 @@ never be chosen); ``"full"`` over the whole vocabulary, which is what HF ``gener
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -24,6 +26,9 @@ from cemg_ray.generate import t5_beams
 from cemg_ray.generate.dataset import trim_left_padding
 from cemg_ray.generate.prefix_index import DENSE_MAX_ENTRIES, PrefixIndex
 from cemg_ray.generate.tokens import PAD_ID, TokenLayout
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def build_index(codes: np.ndarray, layout: TokenLayout, dense_max_entries: int = DENSE_MAX_ENTRIES) -> PrefixIndex:
@@ -157,7 +162,8 @@ def decode_items(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask
     return items.numpy(), scores.numpy().astype(np.float32)
 
 
-def hf_prefix_allowed_fn(index: PrefixIndex, prompt_len: int, encoder_decoder: bool):  # noqa: ANN201
+def hf_prefix_allowed_fn(index: PrefixIndex, prompt_len: int,
+                         encoder_decoder: bool) -> Callable[[int, torch.Tensor], list[int]]:
     """``prefix_allowed_tokens_fn`` for HF ``generate``: the reference (slow) constrained path."""
     offsets = index.layout.offsets
 

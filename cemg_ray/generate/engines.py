@@ -23,7 +23,7 @@ class Engine(Protocol):
     module: torch.nn.Module  # the unwrapped model: validation, best-state copies, saving
     every_rank_writes: bool  # whether each rank writes checkpoint files (DeepSpeed shards) or rank 0 only
 
-    def forward(self, **batch: torch.Tensor) -> Any: ...  # noqa: ANN401 - a transformers ModelOutput
+    def forward(self, **batch: torch.Tensor) -> Any: ...  # a transformers ModelOutput
     def step(self, loss: torch.Tensor) -> None: ...
     def save(self, folder: str, rank: int) -> None: ...
     def load(self, folder: str) -> None: ...
@@ -50,7 +50,7 @@ def ds_config(cfg: TrainConfig) -> dict:
 class DDPEngine:
     every_rank_writes = False
 
-    def __init__(self, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, grad_clip: float):  # noqa: ANN401
+    def __init__(self, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, grad_clip: float):
         import ray.train.torch
 
         self.wrapped = ray.train.torch.prepare_model(model)
@@ -58,7 +58,7 @@ class DDPEngine:
         self.opt, self.sched, self.grad_clip = opt, sched, grad_clip
         self.params = [p for p in self.module.parameters() if p.requires_grad]
 
-    def forward(self, **batch: torch.Tensor) -> Any:  # noqa: ANN401
+    def forward(self, **batch: torch.Tensor) -> Any:
         return self.wrapped(**batch)
 
     def step(self, loss: torch.Tensor) -> None:
@@ -89,14 +89,14 @@ class DDPEngine:
 class DeepSpeedEngine:
     every_rank_writes = True
 
-    def __init__(self, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, cfg: TrainConfig):  # noqa: ANN401
+    def __init__(self, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, cfg: TrainConfig):
         import deepspeed
 
         self.engine, _, _, self.sched = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched,
                                                              config=ds_config(cfg))
         self.module = self.engine.module
 
-    def forward(self, **batch: torch.Tensor) -> Any:  # noqa: ANN401
+    def forward(self, **batch: torch.Tensor) -> Any:
         return self.engine(**batch)
 
     def step(self, loss: torch.Tensor) -> None:
@@ -116,7 +116,7 @@ class DeepSpeedEngine:
         self.engine.train()
 
 
-def make_engine(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any) -> Engine:  # noqa: ANN401
+def make_engine(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any) -> Engine:
     if cfg.strategy == "deepspeed":
         return DeepSpeedEngine(model, opt, sched, cfg)
     return DDPEngine(model, opt, sched, cfg.grad_clip)

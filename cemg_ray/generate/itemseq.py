@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from cemg_ray.generate.tokens import TokenLayout
+
+if TYPE_CHECKING:
+    from cemg_ray.generate.config import TrainConfig
 
 CONFIG_FILE = "cemg_itemseq.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -180,7 +184,7 @@ def trim_right_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return {k: (v[:, :width] if v.dim() == 2 and v.shape[1] == items.shape[1] else v) for k, v in batch.items()}
 
 
-def build_backbone(cfg, d_model: int, max_positions: int) -> nn.Module:  # noqa: ANN001 - TrainConfig
+def build_backbone(cfg: TrainConfig, d_model: int, max_positions: int) -> nn.Module:
     """transformers' GPT-2 decoder over ``inputs_embeds`` (or a pretrained decoder), LoRA if asked."""
     from transformers import AutoModel, GPT2Config, GPT2Model
 
@@ -200,7 +204,7 @@ def build_backbone(cfg, d_model: int, max_positions: int) -> nn.Module:  # noqa:
     return backbone
 
 
-def build_item_model(cfg, layout: TokenLayout, codes: np.ndarray, max_items: int,  # noqa: ANN001 - TrainConfig
+def build_item_model(cfg: TrainConfig, layout: TokenLayout, codes: np.ndarray, max_items: int,
                      content: np.ndarray | None = None) -> ItemSeqGenerator:
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg, cfg.d_model, max_items + 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -11,6 +12,11 @@ from cemg_ray.generate.dataset import history_matrix
 from cemg_ray.generate.decoding import build_index, decode_items, decode_unconstrained
 from cemg_ray.generate.model import load_model
 from cemg_ray.store import Store
+
+if TYPE_CHECKING:
+    from cemg_ray.config import JobConfig
+    from cemg_ray.generate.itemseq import ItemSeqGenerator
+    from cemg_ray.generate.tokens import TokenLayout
 
 
 class ItemCEMGRecommender:
@@ -22,7 +28,7 @@ class ItemCEMGRecommender:
 
     name = "cemg"
 
-    def __init__(self, model, codes: np.ndarray, max_items: int, num_beams: int = 20,  # noqa: ANN001
+    def __init__(self, model: ItemSeqGenerator, codes: np.ndarray, max_items: int, num_beams: int = 20,
                  constrained: bool = True, model_version: str = "cemg", cold_items: np.ndarray | None = None,
                  cold_share: float = 0.0):
         from cemg_ray.generate.item_decoding import subset_index
@@ -67,7 +73,7 @@ class ItemCEMGRecommender:
 class CEMGRecommender:
     name = "cemg"
 
-    def __init__(self, model: torch.nn.Module, layout, codes: np.ndarray, max_items: int,  # noqa: ANN001
+    def __init__(self, model: torch.nn.Module, layout: TokenLayout, codes: np.ndarray, max_items: int,
                  num_beams: int = 20, constrained: bool = True, model_version: str = "cemg"):
         self.model, self.layout, self.codes = model, layout, codes
         self.max_items, self.num_beams, self.constrained = max_items, num_beams, constrained
@@ -87,7 +93,7 @@ class CEMGRecommender:
         return decode_unconstrained(self.model, ids_t, mask_t, self.index, beams, k)
 
 
-def load_recommender(cfg, store: Store, constrained: bool = True,  # noqa: ANN001 - JobConfig
+def load_recommender(cfg: JobConfig, store: Store, constrained: bool = True,
                      cold_share: float | None = None) -> CEMGRecommender | ItemCEMGRecommender:
     """The trained generator of a run directory with its code table and prefix index.
 

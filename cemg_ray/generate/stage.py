@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -22,10 +23,13 @@ from cemg_ray.pipeline import StageContext, stage, stage_hash  # noqa: E402
 from cemg_ray.raytrain import run_config  # noqa: E402
 from cemg_ray.tokenize.codes import load_codes  # noqa: E402
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 log = logging.getLogger("cemg_ray")
 
 
-def curves_figure(history: list[dict]):  # noqa: ANN201 - Figure
+def curves_figure(history: list[dict]) -> Figure:
     fig, ax1 = plt.subplots(figsize=(5.5, 3.2))
     ep = [h["epoch"] for h in history]
     ax1.plot(ep, [h["loss"] for h in history], "o-", color="tab:blue", label="train loss")

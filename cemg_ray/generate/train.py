@@ -15,6 +15,7 @@ import os
 import signal
 import tempfile
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,13 @@ from cemg_ray.generate.config import TrainConfig
 from cemg_ray.generate.engines import Engine, make_engine
 from cemg_ray.generate.tokens import TokenLayout
 from cemg_ray.tokenize.codes import load_codes
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ray.train import Checkpoint, Result, RunConfig
+
+    from cemg_ray.generate.prefix_index import PrefixIndex
 
 log = logging.getLogger("cemg_ray")
 
@@ -53,7 +61,7 @@ def ndcg_hr_at(items: np.ndarray, targets: np.ndarray, k: int) -> tuple[float, f
     return float((1.0 / np.log2(ranks[found] + 2)).sum()), float(found.sum())
 
 
-def validate(model: torch.nn.Module, data: dict[str, np.ndarray], index, beams: int,  # noqa: ANN001
+def validate(model: torch.nn.Module, data: dict[str, np.ndarray], index: PrefixIndex, beams: int,
              batch: int = 128) -> tuple[float, float]:
     """Sums of validation NDCG@10 and HR@10 with the constrained beam search that serving runs."""
     from cemg_ray.generate.decoding import decode_items
@@ -74,7 +82,7 @@ def validate(model: torch.nn.Module, data: dict[str, np.ndarray], index, beams: 
     return nd, hr
 
 
-def budget_schedule(warmup_steps: int, budget_s: float, clock: dict):  # noqa: ANN201 - lr lambda
+def budget_schedule(warmup_steps: int, budget_s: float, clock: dict) -> Callable[[int], float]:
     """Linear warm-up in steps, then cosine decay over the wall-clock budget (``clock['train_s']`` / budget).
 
     A step-based cosine needs the number of steps in advance; under a time budget that number depends on
@@ -99,7 +107,8 @@ def _all_sum(values: list[float]) -> list[float]:
     return t.tolist()
 
 
-def _schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int, clock: dict):  # noqa: ANN202
+def _schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int,
+              clock: dict) -> torch.optim.lr_scheduler.LambdaLR:
     """Cosine over the step budget, or over the wall-clock budget (``train.max_train_s``)."""
     from transformers import get_cosine_schedule_with_warmup
 
@@ -108,7 +117,7 @@ def _schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int, cl
     return torch.optim.lr_scheduler.LambdaLR(opt, budget_schedule(cfg.warmup_steps, cfg.max_train_s, clock))
 
 
-def _resume(engine: Engine, checkpoint, rank: int) -> tuple[dict | None, dict | None]:  # noqa: ANN001 - Checkpoint
+def _resume(engine: Engine, checkpoint: Checkpoint, rank: int) -> tuple[dict | None, dict | None]:
     """(trainer state, best weights) from a Ray Train checkpoint, the engine's own state loaded."""
     from safetensors.torch import load_file
 
@@ -241,7 +250,7 @@ def train_loop(config: dict) -> None:
 
 
 def fit(cfg: TrainConfig, layout: TokenLayout, run_dir: str, endpoint_url: str | None, region: str | None,
-        valid_users: int, run_config, max_items: int = 20):  # noqa: ANN001, ANN201 - RunConfig -> ray.train.Result
+        valid_users: int, run_config: RunConfig, max_items: int = 20) -> Result:
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 

@@ -12,6 +12,7 @@ unique and inside the generator's vocabulary.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +26,9 @@ from cemg_ray.store import Store
 from cemg_ray.tokenize.codes import next_free_suffix
 from cemg_ray.tokenize.inputs import borrow_collab, content_matrix
 from cemg_ray.tokenize.model import load_tokenizer
+
+if TYPE_CHECKING:
+    from cemg_ray.config import JobConfig
 
 log = logging.getLogger("cemg_ray")
 
@@ -70,7 +74,7 @@ def existing_codes(store: Store) -> tuple[list[str], np.ndarray]:
     return ids, codes
 
 
-def assign_codes(cfg, store: Store, items: pa.Table) -> dict:  # noqa: ANN001 - JobConfig
+def assign_codes(cfg: JobConfig, store: Store, items: pa.Table) -> dict:
     saved = load_tokenizer(store)
     tcfg = saved.cfg
     known_ids, table = existing_codes(store)

@@ -17,6 +17,8 @@ import pyarrow as pa
 from cemg_ray import artifacts
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from cemg_ray.config import JobConfig
     from cemg_ray.store import Store
     from cemg_ray.tokenize.config import TokenizeConfig
@@ -165,7 +167,7 @@ def initial_weights(inputs: ItemInputs, tcfg: TokenizeConfig) -> np.ndarray:
                                                                  inputs.present))).numpy()
 
 
-def fusion_figure(table: pa.Table, breakdown: dict[str, Any]):  # noqa: ANN201 - Figure
+def fusion_figure(table: pa.Table, breakdown: dict[str, Any]) -> Figure:
     """Three panels: the alpha_visual histogram, alpha_visual by popularity bucket, mean alpha_visual by genre."""
     import matplotlib
 

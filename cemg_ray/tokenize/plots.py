@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def code_usage_figure(codes: np.ndarray, codebook_size: int):  # noqa: ANN201 - Figure
+
+def code_usage_figure(codes: np.ndarray, codebook_size: int) -> Figure:
     levels = codes.shape[1]
     fig, axes = plt.subplots(1, levels, figsize=(3.2 * levels, 2.8), squeeze=False)
     for lvl, ax in enumerate(axes[0]):
@@ -22,7 +27,7 @@ def code_usage_figure(codes: np.ndarray, codebook_size: int):  # noqa: ANN201 - 
     return fig
 
 
-def alpha_figure(alpha: np.ndarray, both_present: np.ndarray):  # noqa: ANN201 - Figure
+def alpha_figure(alpha: np.ndarray, both_present: np.ndarray) -> Figure:
     fig, ax = plt.subplots(figsize=(4.5, 3))
     a = alpha[both_present, 0] if both_present.any() else np.zeros(0)
     ax.hist(a, bins=40, range=(0, 1), color="tab:orange")
@@ -33,7 +38,7 @@ def alpha_figure(alpha: np.ndarray, both_present: np.ndarray):  # noqa: ANN201 -
     return fig
 
 
-def curves_figure(history: list[dict]):  # noqa: ANN201 - Figure
+def curves_figure(history: list[dict]) -> Figure:
     fig, ax1 = plt.subplots(figsize=(5, 3))
     ep = [h["epoch"] for h in history]
     for key in ("recon", "quant", "div"):

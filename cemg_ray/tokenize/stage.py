@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -19,10 +20,13 @@ from cemg_ray.tokenize.model import save_tokenizer
 from cemg_ray.tokenize.plots import alpha_figure, code_usage_figure, curves_figure
 from cemg_ray.tokenize.train import fit_tokenizer
 
+if TYPE_CHECKING:
+    from cemg_ray.config import JobConfig
+
 log = logging.getLogger("cemg_ray")
 
 
-def _upstream(cfg) -> tuple[str, ...]:  # noqa: ANN001 - JobConfig
+def _upstream(cfg: JobConfig) -> tuple[str, ...]:
     deps = ["data", "pca"]
     if cfg.tokenize.use_collab:
         deps.append("lightgcn")
