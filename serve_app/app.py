@@ -1,20 +1,31 @@
-"""The serving deployment: FastAPI ingress, ``@serve.batch`` over the recommender, hot model reloads.
+"""The serving application: a thin HTTP ingress in front of replicated model deployments.
+
+``Ingress`` (FastAPI, one small replica per proxy) validates the request, guards the body, headers and
+API key, and calls ``Recommender`` through a deployment handle. ``Recommender`` replicas hold the model
+and batch what arrives together (``@serve.batch``). Splitting them, as Ray's own model-composition
+examples do, is what lets a request survive a model replica's death: a recommendation is idempotent,
+so the ingress retries it on another replica instead of returning the proxy's plain-text 500.
 
 ``serve run serve_app/config.yaml`` locally (after ``make demo``) or ``serve deploy`` of the same
-file on a cluster. The model comes from ``user_config`` (see ``ServeConfig``); changing it loads
-the new version beside the old one and swaps it in, so requests in flight are not failed.
+file on a cluster. The model comes from the Recommender's ``user_config`` (see ``ServeConfig``); changing
+it loads the new version beside the old one and swaps it in, so requests in flight are not failed.
 """
 
 
 import asyncio
+import json
 import logging
 import os
+import time
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from ray import serve
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.serve.handle import DeploymentHandle
 
 from serve_app import errors
 from serve_app.errors import ClientError
@@ -30,11 +41,22 @@ from serve_app.schemas import (
 )
 
 log = logging.getLogger("cemg_ray.serve")
+# what a call through the handle raises when the replica, not the request, failed: safe to retry (idempotent)
+REPLICA_FAILURES = (ActorDiedError, ActorUnavailableError, RayActorError)
 
 api = FastAPI(title="CEMG-Ray recommendations", version="1",
               description="Top-k items for a known user or an explicit history of item ids.")
-_LIMITS = [errors.Limits()]  # replaced whole on every user_config, read by the request guard
-errors.install(api, lambda: _LIMITS[0])
+_INGRESS: list["Ingress"] = []  # the ingress replica of this process; the request guard asks it for the limits
+
+
+async def _current_limits() -> errors.Limits:
+    return await _INGRESS[0].limits() if _INGRESS else errors.Limits()
+
+
+errors.install(api, _current_limits)
+RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0)  # a replacement replica starts within a few seconds
+CALL_TIMEOUT_S = 8.0  # one attempt; a recommendation takes well under a second on a replica that is alive
+LIMITS_TTL_S = 2.0
 
 
 def limits_for(conf: ServeConfig) -> errors.Limits:
@@ -63,11 +85,15 @@ def validate_user_config(user_config: dict) -> ServeConfig:
 
 @serve.deployment(name="Recommender", max_ongoing_requests=64, ray_actor_options={"num_cpus": 1},
                   autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 8})
-@serve.ingress(api)
 class Recommender:
-    """One replica: the current ``ModelState`` and a batching queue in front of it."""
+    """One model replica: the current ``ModelState`` and a batching queue in front of it.
+
+    Its methods answer the ingress with ``(status, JSON body)``: a client error is an answer, not an
+    exception, so only a replica failure reaches the ingress as one (and is retried there).
+    """
 
     def __init__(self) -> None:
+        self.limits: errors.Limits | None = None
         self.state: ModelState | None = None
         self.reload_error: str | None = None
         self.stats = {"requests": 0, "model_calls": 0, "largest_batch": 0}  # what batching achieved
@@ -91,7 +117,7 @@ class Recommender:
             return
         self._decode.set_max_batch_size(conf.max_batch_size)
         self._decode.set_batch_wait_timeout_s(conf.batch_wait_timeout_s)
-        _LIMITS[0] = limits
+        self.limits = limits
         self.state, self.reload_error = state, None
 
     def _ready(self) -> ModelState:
@@ -134,16 +160,22 @@ class Recommender:
                                  model_version=state.model_version, unknown_items=resolved.unknown,
                                  fallback="popular" if empty else None, message=message)
 
-    @api.post("/recommend", response_model=RecommendResponse)
-    async def recommend(self, req: RecommendRequest) -> RecommendResponse:
+    async def recommend(self, body: dict) -> tuple[int, dict]:
         """Top-k for one user (``user_id``) or one history; see ``RecommendRequest``."""
-        return await self._one(self._ready(), req)
+        try:
+            response = await self._one(self._ready(), RecommendRequest.model_validate(body))
+        except ClientError as exc:
+            return exc.status, {"error": exc.message, **exc.extra}
+        return 200, response.model_dump(mode="json")
 
-    @api.post("/recommend/batch", response_model=BatchResponse)
-    async def recommend_batch(self, body: BatchRequest) -> BatchResponse:
+    async def recommend_batch(self, body: dict) -> tuple[int, dict]:
         """Many users at once; an entry that cannot be answered gets its own error, the rest still answer."""
-        state = self._ready()
-        results = await asyncio.gather(*(self._one(state, r) for r in body.requests), return_exceptions=True)
+        try:
+            state = self._ready()
+        except ClientError as exc:
+            return exc.status, {"error": exc.message}
+        requests = BatchRequest.model_validate(body).requests
+        results = await asyncio.gather(*(self._one(state, r) for r in requests), return_exceptions=True)
         out: list[RecommendResponse | BatchError] = []
         for r in results:
             if isinstance(r, ClientError):
@@ -152,7 +184,80 @@ class Recommender:
                 raise r
             else:
                 out.append(r)
-        return BatchResponse(results=out, model_version=state.model_version)
+        return 200, BatchResponse(results=out, model_version=state.model_version).model_dump(mode="json")
+
+    async def readyz(self) -> tuple[int, dict]:
+        if self.state is None:
+            return 503, {"ready": False, "reason": "model not loaded"}
+        return 200, {"ready": True, "model_version": self.state.model_version, "reload_error": self.reload_error}
+
+    async def metadata(self) -> tuple[int, dict]:
+        try:
+            state = self._ready()
+        except ClientError as exc:
+            return exc.status, {"error": exc.message}
+        return 200, {**state.metadata(), "reload_error": self.reload_error,
+                     "max_batch_size": self._decode._get_max_batch_size(), "replica_stats": dict(self.stats)}
+
+    async def request_limits(self) -> errors.Limits | None:
+        """What the ingress enforces, from this replica's ``user_config`` (the API key read from its env)."""
+        return self.limits
+
+
+@serve.deployment(name="Ingress", max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.25})
+@serve.ingress(api)
+class Ingress:
+    """HTTP in front of the model replicas: validation, limits, and retries on a replica's failure."""
+
+    def __init__(self, model: DeploymentHandle) -> None:
+        self.model = model
+        self._limits = errors.Limits()
+        self._limits_at = -1e9
+        self.retried = 0
+        _INGRESS[:] = [self]
+
+    async def limits(self) -> errors.Limits:
+        """The model deployment's current limits, refreshed at most every ``LIMITS_TTL_S`` seconds."""
+        now = time.monotonic()
+        if now - self._limits_at > LIMITS_TTL_S:
+            self._limits_at = now
+            try:
+                fresh = await self.model.request_limits.remote()
+                if fresh is not None:
+                    self._limits = fresh
+            except Exception as exc:  # noqa: BLE001 - keep the last known limits while replicas restart
+                log.warning("serve: could not refresh limits from the model deployment: %s", exc)
+        return self._limits
+
+    async def _call(self, method: str, *args: Any) -> JSONResponse:  # noqa: ANN401 - JSON-able arguments
+        """Call a model method; a replica that dies or is unreachable is retried on another one."""
+        for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
+            response = getattr(self.model, method).remote(*args)
+            try:
+                # a call on a replica that was killed can stay pending until the death is noticed: bound it
+                status, body = await asyncio.wait_for(response, timeout=CALL_TIMEOUT_S)
+                return JSONResponse(status_code=status, content=body)
+            except (*REPLICA_FAILURES, TimeoutError) as exc:
+                if isinstance(exc, TimeoutError):
+                    response.cancel()
+                if delay is None:
+                    log.error("serve: %s failed on %d replicas in a row: %s", method, attempt + 1, exc)
+                    return JSONResponse(status_code=503, content={
+                        "error": "no model replica could answer; retry later", "attempts": attempt + 1})
+                self.retried += 1
+                log.warning("serve: %s: replica failed (%s), retrying in %.2fs", method, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    @api.post("/recommend", response_model=RecommendResponse)
+    async def recommend(self, req: RecommendRequest) -> JSONResponse:
+        """Top-k for one user (``user_id``) or one history; see ``RecommendRequest``."""
+        return await self._call("recommend", req.model_dump(mode="json"))
+
+    @api.post("/recommend/batch", response_model=BatchResponse)
+    async def recommend_batch(self, body: BatchRequest) -> JSONResponse:
+        """Many users at once; an entry that cannot be answered gets its own error, the rest still answer."""
+        return await self._call("recommend_batch", body.model_dump(mode="json"))
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
@@ -162,16 +267,17 @@ class Recommender:
     @api.get("/readyz")
     async def readyz(self) -> JSONResponse:
         """Model, code table and catalog are loaded (readiness)."""
-        if self.state is None:
-            return JSONResponse(status_code=503, content={"ready": False, "reason": "model not loaded"})
-        return JSONResponse(content={"ready": True, "model_version": self.state.model_version,
-                                     "reload_error": self.reload_error})
+        return await self._call("readyz")
 
     @api.get("/metadata")
-    async def metadata(self) -> dict:
+    async def metadata(self) -> JSONResponse:
         """Model version, catalog size and code configuration of the version being served."""
-        return {**self._ready().metadata(), "reload_error": self.reload_error,
-                "max_batch_size": self._decode._get_max_batch_size(), "replica_stats": dict(self.stats)}
+        response = await self._call("metadata")
+        if response.status_code == 200:
+            body = json.loads(response.body)
+            body["ingress_retries"] = self.retried
+            return JSONResponse(content=body)
+        return response
 
 
-app = Recommender.bind()
+app = Ingress.bind(Recommender.bind())

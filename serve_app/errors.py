@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -122,7 +123,9 @@ class RequestGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        lim: Limits = self.limits()
+        lim = self.limits()
+        if inspect.isawaitable(lim):  # the serving ingress asks the model deployment (cached)
+            lim = await lim
         headers = scope.get("headers") or []
         header_bytes = sum(len(k) + len(v) for k, v in headers)
         if header_bytes > lim.max_header_bytes:
@@ -196,7 +199,7 @@ def _authorised(headers: dict[bytes, bytes], key: str) -> bool:
     return bool(sent) and hmac.compare_digest(sent, key.encode())
 
 
-def install(api: FastAPI, limits: Callable[[], Limits]) -> None:
+def install(api: FastAPI, limits: Callable[[], Limits | Awaitable[Limits]]) -> None:
     """Register the handlers and the request guard (key, headers, body, timeout) on ``api``."""
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(ClientError, _client_error)

@@ -84,7 +84,7 @@ def run(run_dir: str, model: str, replicas: list[int], concurrency: int, request
     from ray import serve
 
     try:
-        from serve_app.app import Recommender
+        from serve_app.app import Ingress, Recommender
     except ModuleNotFoundError as exc:
         if exc.name != "serve_app":
             raise
@@ -107,7 +107,7 @@ def run(run_dir: str, model: str, replicas: list[int], concurrency: int, request
                 user_config = {"run_dir": run_dir, "model": model, "max_batch_size": 32 if batching else 1}
                 dep = Recommender.options(num_replicas=n, autoscaling_config=None, user_config=user_config,
                                           max_ongoing_requests=64, ray_actor_options={"num_cpus": replica_cpus})
-                serve.run(dep.bind(), name="bench", route_prefix="/")
+                serve.run(Ingress.bind(dep.bind()), name="bench", route_prefix="/")
                 closed_loop(url, bodies[:warmup], concurrency)
                 res = closed_loop(url, bodies[warmup:], concurrency)
                 results.append({"replicas": n, "batching": batching, **res})

@@ -15,14 +15,18 @@ from tests.serve_app.conftest import REPO, free_port
 CONFIG = REPO / "serve_app" / "config.yaml"
 
 
-def serve_config(port: int, user_config: dict) -> dict:
-    """serve_app/config.yaml with this test's port, one small replica (so counters are per replica) and
-    ``user_config``."""
+def serve_config(port: int, user_config: dict, replicas: int = 1) -> dict:
+    """serve_app/config.yaml with this test's port, small model replicas (one by default, so counters are per
+    replica) and ``user_config``."""
     conf = yaml.safe_load(CONFIG.read_text())
     conf["http_options"] = {"host": "127.0.0.1", "port": port}
-    dep = conf["applications"][0]["deployments"][0]
+    dep = next(d for d in conf["applications"][0]["deployments"] if d["name"] == "Recommender")
     dep.pop("autoscaling_config")
-    dep.update(num_replicas=1, ray_actor_options={"num_cpus": 0.5}, user_config=user_config)
+    dep.update(ray_actor_options={"num_cpus": 0.5}, user_config=user_config)
+    if replicas == 1:
+        dep["num_replicas"] = 1
+    else:  # the class's own autoscaling_config (min 1) would win over a plain num_replicas: pin both bounds
+        dep["autoscaling_config"] = {"min_replicas": replicas, "max_replicas": replicas, "initial_replicas": replicas}
     return conf
 
 
@@ -42,9 +46,9 @@ def served(trained_run):
     url = f"http://127.0.0.1:{port}"
     base = {"run_dir": str(run_dir), "model": "sasrec", "max_k": 50}
 
-    def deploy(user_config: dict, applied) -> None:  # noqa: ANN001 - (metadata JSON) -> bool
+    def deploy(user_config: dict, applied, replicas: int = 1) -> None:  # noqa: ANN001 - (metadata JSON) -> bool
         """PUT the config (a user_config change reconfigures the running replica) and wait until ``applied``."""
-        client.deploy_applications(serve_config(port, user_config))
+        client.deploy_applications(serve_config(port, user_config, replicas))
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
@@ -269,3 +273,65 @@ def test_user_config_errors_name_the_key() -> None:
     with pytest.raises(ValueError, match="max_k"):
         validate_user_config({"run_dir": "x", "max_k": 0})
     assert validate_user_config({"run_dir": "s3://b/run", "model": "sasrec"}).max_batch_size == 32
+
+
+def _running_model_replicas() -> list[str]:
+    """Names of the live model replicas (named actors in Serve's namespace; the driver's own cluster only)."""
+    import ray
+
+    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                  if a["namespace"] == "serve" and "REPLICA" in a["name"] and "Recommender" in a["name"])
+
+
+def test_killing_one_of_two_model_replicas_under_load_fails_no_request(served, catalog) -> None:
+    """The ingress retries a recommendation whose model replica died; clients see only 200s."""
+    import threading
+
+    import ray
+
+    url, _, base, deploy = served
+    from ray import serve
+
+    deploy(base, lambda m: m.get("model") == "sasrec", replicas=2)
+    deadline = time.time() + 300  # a new replica imports torch and loads the model: slow on a loaded machine
+    while len(_running_model_replicas()) < 2 and time.time() < deadline:
+        time.sleep(1)
+    status = serve.status().applications["cemg"].deployments["Recommender"]
+    assert len(_running_model_replicas()) == 2, (status.status, status.replica_states, status.message)
+    users = list(catalog[1])[:50]
+    stop, statuses, errors = threading.Event(), [], []
+
+    def client(offset: int) -> None:
+        session, i = requests.Session(), offset
+        while not stop.is_set():
+            try:
+                r = session.post(f"{url}/recommend", json={"user_id": users[i % len(users)], "k": 5}, timeout=30)
+                statuses.append(r.status_code)
+                if r.status_code != 200:
+                    errors.append(r.text[:200])
+            except requests.RequestException as exc:  # a reset connection counts as a failed request
+                errors.append(repr(exc))
+            i += 1
+
+    threads = [threading.Thread(target=client, args=(n * 7,)) for n in range(4)]  # bounded: 4 closed-loop clients
+
+    def wait_for(count: int, timeout_s: float) -> None:
+        deadline = time.time() + timeout_s
+        while len(statuses) + len(errors) < count and time.time() < deadline:
+            time.sleep(0.2)
+
+    for t in threads:
+        t.start()
+    wait_for(8, 120)
+    before = len(statuses)
+    victim = _running_model_replicas()[0]
+    ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)  # requests are in flight on it
+    wait_for(before + 24, 180)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:5]
+    assert before >= 8 and len(statuses) - before >= 20 and set(statuses) == {200}
+    assert victim not in _running_model_replicas()  # the kill happened (Serve names its replacement anew)
+    deploy(base, lambda m: m.get("model") == "sasrec", replicas=1)
+

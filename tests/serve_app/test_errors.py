@@ -26,7 +26,11 @@ class Echo(BaseModel):
 @pytest.fixture(scope="module")
 def server():
     app = FastAPI()
-    errors.install(app, lambda: LIMITS[0])
+
+    async def current_limits() -> errors.Limits:  # as the serving ingress does: asked of the model deployment
+        return LIMITS[0]
+
+    errors.install(app, current_limits)
 
     @app.post("/echo")
     async def echo(body: Echo) -> dict:
