@@ -80,7 +80,7 @@ def adopt_stage(src: Store, dst: Store, cfg: JobConfig, stage: str) -> bool:
 
 
 def _store(cfg: JobConfig) -> Store:
-    return Store(cfg.run_dir, cfg.storage.endpoint_url, cfg.storage.region)
+    return Store.for_job(cfg)
 
 
 def run_ablation(job: str | None, overrides: list[str], seeds: list[int], rows: list[str]) -> dict[str, Any]:

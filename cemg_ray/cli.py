@@ -64,7 +64,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"  {name:<11} {info['status']:<8} {info['wall_s']:8.1f}s")
     from cemg_ray.store import Store
 
-    store = Store(cfg.run_dir, cfg.storage.endpoint_url, cfg.storage.region)
+    store = Store.for_job(cfg)
     print(f"\nrun directory: {store.uri()}")
     if store.exists(artifacts.METRICS):
         print(f"metrics: {store.uri('eval/metrics.json')}")

@@ -162,7 +162,7 @@ def resolve_stages(cfg: JobConfig, requested: list[str] | None) -> list[str]:
 
 def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = False) -> dict[str, Any]:
     """Run the requested stages in pipeline order and return the run manifest."""
-    store = Store(cfg.run_dir, cfg.storage.endpoint_url, cfg.storage.region)
+    store = Store.for_job(cfg)
     names = resolve_stages(cfg, stages)
     manifest: dict[str, Any] = {
         "job": cfg.name,

@@ -39,7 +39,7 @@ def preflight(cfg: JobConfig, stages: list[str], source: str) -> None:
         needed = set(stages_for(cfg.evaluate.models)) - set(stages)
         if needed and not problems:
             try:
-                store = Store(cfg.run_dir, cfg.storage.endpoint_url, cfg.storage.region)
+                store = Store.for_job(cfg)
                 done = {stage: is_done(store, cfg, stage) for stage in needed}
             except OSError as exc:  # an unreachable S3 endpoint or bucket
                 raise ConfigError(source, [f"{source}: run_dir: cannot read {cfg.run_dir}: {exc}"]) from None

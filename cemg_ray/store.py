@@ -22,12 +22,15 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from cemg_ray.config import JobConfig
 
 
 class StoreError(RuntimeError):
@@ -68,6 +71,11 @@ class Store:
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
         if self.is_local:
             Path(self._base).mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def for_job(cls, cfg: JobConfig) -> Store:
+        """The run directory of a job: ``run_dir`` with the job's storage endpoint and region."""
+        return cls(cfg.run_dir, cfg.storage.endpoint_url, cfg.storage.region)
 
     # -- paths -------------------------------------------------------------------------------
     def path(self, rel: str = "") -> str:

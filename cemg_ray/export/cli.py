@@ -25,7 +25,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         for line in exc.errors:
             print(line, file=sys.stderr)
         return 2
-    store = Store(cfg.run_dir, cfg.storage.endpoint_url, cfg.storage.region)
+    store = Store.for_job(cfg)
     try:
         check_inputs(cfg, store)
     except (KeyError, RuntimeError) as exc:  # unknown model, or a stage to run first

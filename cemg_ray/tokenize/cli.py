@@ -14,7 +14,7 @@ def _cmd_assign(args: argparse.Namespace) -> int:
 
     overrides = list(args.set) + ([f"run_dir={args.run_dir}"] if args.run_dir else [])
     cfg = load_config(args.job, overrides)
-    store = Store(cfg.run_dir, cfg.storage.endpoint_url, cfg.storage.region)
+    store = Store.for_job(cfg)
     require(store, cfg, "tokenize")
     report = assign_codes(cfg, store, read_new_items(args.items))
     print(json.dumps(report, indent=2))
@@ -29,7 +29,7 @@ def _cmd_fusion(args: argparse.Namespace) -> int:
 
     overrides = list(args.set) + ([f"run_dir={args.run_dir}"] if args.run_dir else [])
     cfg = load_config(args.job, overrides)
-    store = Store(cfg.run_dir, cfg.storage.endpoint_url, cfg.storage.region)
+    store = Store.for_job(cfg)
     require(store, cfg, "tokenize")
     print(json.dumps(analyse_run(cfg, store), indent=2))
     print(f"table: {store.uri('tokenize/fusion.parquet')}\nplot:  {store.uri('tokenize/fusion.png')}")
