@@ -53,11 +53,12 @@ def fusion_table(alpha: np.ndarray, present: np.ndarray, train_counts: np.ndarra
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
-    """Rank correlation; None when either side is constant (undefined)."""
+    """Rank correlation with ties averaged (training counts tie a lot); None when either side is constant."""
+    from scipy.stats import spearmanr
+
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         return None
-    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
-    return float(np.corrcoef(rx, ry)[0, 1])
+    return float(spearmanr(x, y).statistic)
 
 
 def _stats(x: np.ndarray) -> dict[str, float | int]:
