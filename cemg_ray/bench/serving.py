@@ -1,9 +1,18 @@
-"""``cemg-ray bench serving``: latency and throughput of the Serve app under a bounded closed-loop load.
+"""``cemg-ray bench serving``: latency and throughput of the Serve app, closed or open loop.
 
 One run measures four configurations on the same local cluster and run directory: 1 and 2 replicas,
-with request batching on (``@serve.batch``, up to 32 per model call) and off (1 per call). Each
-client thread sends its next request as soon as the previous answer arrives (closed loop) until the
-configuration's request budget is spent; latencies are measured at the client over loopback HTTP.
+with request batching on (``@serve.batch``, up to 32 per model call) and off (1 per call). Latencies are
+measured at the client over loopback HTTP.
+
+Closed loop (the default): each client thread sends its next request as soon as the previous answer
+arrives, until the configuration's request budget is spent; the figure is the saturating throughput.
+
+Open loop (``--open-loop``): what users see. Per configuration, the single-request latency (one client,
+one request at a time), the saturating rate (closed loop), then requests sent on a fixed schedule at several
+rates (by default 25-125 % of that saturating rate), each latency counted from the request's scheduled
+send time, so a server that falls behind is charged for the queue it builds (no coordinated omission).
+The model's own time for one user, measured in the benchmark's process, says how much of a request's
+latency is the model and how much is HTTP and Serve.
 """
 
 from __future__ import annotations
@@ -78,8 +87,77 @@ def closed_loop(url: str, bodies: list[bytes], concurrency: int) -> dict:
             "req_per_s": round(len(latencies) / wall, 2), "first_error": errors[0][:300] if errors else None}
 
 
+def _latency_stats(latencies_s: list[float], errors: list[str], wall: float, sent: int) -> dict:
+    lat = np.asarray(latencies_s) * 1000.0
+
+    def pct(q: float) -> float | None:
+        return round(float(np.percentile(lat, q)), 2) if len(lat) else None
+
+    return {"requests": sent, "errors": len(errors), "wall_s": round(wall, 3), "p50_ms": pct(50), "p99_ms": pct(99),
+            "p999_ms": pct(99.9), "req_per_s": round(len(latencies_s) / wall, 2) if wall else None,
+            "first_error": errors[0][:300] if errors else None}
+
+
+def open_loop(url: str, bodies: list[bytes], rate: float, max_in_flight: int = 256) -> dict:
+    """Send ``bodies`` at ``rate`` per second on a fixed schedule, whether or not earlier answers came back.
+
+    Each latency runs from the request's scheduled send time, so client-side queueing (when every sender
+    thread is busy) counts against the server as it would for real users.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    local = threading.local()
+
+    def send(body: bytes, scheduled: float) -> tuple[float, str | None]:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+        try:
+            r = session.post(url, data=body, headers={"content-type": "application/json"}, timeout=120)
+            error = None if r.status_code == 200 else f"{r.status_code}: {r.text}"
+        except requests.RequestException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        return time.perf_counter() - scheduled, error
+
+    with ThreadPoolExecutor(max_workers=max_in_flight) as pool:
+        t0 = time.perf_counter()
+        futures = []
+        for i, body in enumerate(bodies):
+            scheduled = t0 + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(send, body, scheduled))
+        done = [f.result() for f in futures]
+        wall = time.perf_counter() - t0
+    latencies = [dt for dt, err in done if err is None]
+    out = _latency_stats(latencies, [err for _, err in done if err is not None], wall, len(bodies))
+    return {"target_rate": round(rate, 2), **out}
+
+
+def model_latency(run_dir: str, model: str, k: int, n: int = 50) -> dict:
+    """The model's own time to rank one user (no HTTP, no Serve), in this process: p50 / p99 in ms."""
+    from cemg_ray.api import open_run
+
+    run = open_run(run_dir, model)  # the same ranking path as a serving replica (Run.rank)
+    seqs = run.store.read_parquet(artifacts.SEQUENCES, columns=["items"]).column("items").to_pylist()
+    rng = np.random.default_rng(1)
+    times = []
+    for i in rng.integers(0, len(seqs), n + 5):
+        hist = np.asarray(seqs[i], dtype=np.int64)
+        t0 = time.perf_counter()
+        run.rank([hist], [k], [True])
+        times.append(time.perf_counter() - t0)
+    lat = np.asarray(times[5:]) * 1000.0
+    return {"users": n, "p50_ms": round(float(np.percentile(lat, 50)), 2),
+            "p99_ms": round(float(np.percentile(lat, 99)), 2)}
+
+
 def run(run_dir: str, model: str, replicas: list[int], concurrency: int, requests_per_config: int, warmup: int,
-        k: int, replica_cpus: float, num_cpus: int | None) -> dict:
+        k: int, replica_cpus: float, num_cpus: int | None, open_loop_rates: list[float] | None = None,
+        open_loop_mode: bool = False) -> dict:
     import ray
     from ray import serve
 
@@ -99,6 +177,8 @@ def run(run_dir: str, model: str, replicas: list[int], concurrency: int, request
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     url = f"http://127.0.0.1:{port}/recommend"
     bodies = _bodies(run_dir, k, warmup + requests_per_config)
+    fractions = (0.25, 0.5, 0.75, 1.0, 1.25)
+    own = model_latency(run_dir, model, k) if open_loop_mode else None
     load_before = round(os.getloadavg()[0], 2)  # other work on a shared machine shows up in the figures
     results = []
     try:
@@ -110,7 +190,13 @@ def run(run_dir: str, model: str, replicas: list[int], concurrency: int, request
                 serve.run(Ingress.bind(dep.bind()), name="bench", route_prefix="/")
                 closed_loop(url, bodies[:warmup], concurrency)
                 res = closed_loop(url, bodies[warmup:], concurrency)
-                results.append({"replicas": n, "batching": batching, **res})
+                row = {"replicas": n, "batching": batching, **res}
+                if open_loop_mode:
+                    single = closed_loop(url, bodies[warmup:warmup + 50], 1)
+                    row["single_request"] = {key: single[key] for key in ("p50_ms", "p99_ms", "errors")}
+                    rates = open_loop_rates or [round(f * res["req_per_s"], 1) for f in fractions]
+                    row["open_loop"] = [open_loop(url, bodies[warmup:], r) for r in rates if r > 0]
+                results.append(row)
                 serve.delete("bench")
     finally:
         serve.shutdown()
@@ -136,7 +222,8 @@ def run(run_dir: str, model: str, replicas: list[int], concurrency: int, request
                    f"torch {torch.__version__}, ray {ray.__version__}",
         "run_dir": run_dir, "model": model, "k": k, "concurrency": concurrency, "requests": requests_per_config,
         "warmup": warmup, "replica_cpus": replica_cpus, "load_average_1m": [load_before, round(os.getloadavg()[0], 2)],
-        "results": results, "ratios": ratios,
+        "results": results, "ratios": ratios, "mode": "open" if open_loop_mode else "closed",
+        "model_alone": own,
     }
 
 
@@ -151,17 +238,36 @@ def _print(out: dict) -> None:
               f"{r['req_per_s']:>8} {r['errors']:>7}")
     for name, value in out["ratios"].items():
         print(f"  {name}: {value}x")
+    if out.get("mode") != "open":
+        return
+    own = out["model_alone"]
+    print(f"model alone (in process, one user per call): p50 {own['p50_ms']} ms, p99 {own['p99_ms']} ms")
+    print("open loop: requests on a fixed schedule, latency from the scheduled send time")
+    print(f"{'replicas':>8} {'batching':>9} {'rate/s':>8} {'got/s':>8} {'p50 ms':>9} {'p99 ms':>9} {'p99.9 ms':>9} "
+          f"{'errors':>7}")
+    for r in out["results"]:
+        single = r["single_request"]
+        print(f"{r['replicas']:>8} {'on' if r['batching'] else 'off':>9} {'single':>8} {'':>8} {single['p50_ms']:>9} "
+              f"{single['p99_ms']:>9} {'':>9} {single['errors']:>7}")
+        for o in r["open_loop"]:
+            print(f"{r['replicas']:>8} {'on' if r['batching'] else 'off':>9} {o['target_rate']:>8} {o['req_per_s']:>8} "
+                  f"{o['p50_ms']:>9} {o['p99_ms']:>9} {o['p999_ms']:>9} {o['errors']:>7}")
 
 
 def _cmd(args: argparse.Namespace) -> int:
     replicas = [int(x) for x in args.replicas.split(",") if x.strip()]
+    rates = [float(x) for x in args.rates.split(",") if x.strip()] if args.rates else None
+    if rates and any(r <= 0 for r in rates):
+        raise SystemExit(f"bench serving: --rates must be positive requests per second, got {args.rates!r}")
     out = run(args.run_dir, args.model, replicas, args.concurrency, args.requests, args.warmup, args.k,
-              args.replica_cpus, args.num_cpus)
+              args.replica_cpus, args.num_cpus, rates, args.open_loop or bool(rates))
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         _print(out)
-    return 1 if any(r["errors"] for r in out["results"]) else 0
+    failed = any(r["errors"] for r in out["results"]) or any(
+        o["errors"] for r in out["results"] for o in r.get("open_loop", []))
+    return 1 if failed else 0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -176,5 +282,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs reserved per replica (default: 1)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local cluster (default: all)")
+    p.add_argument("--open-loop", action="store_true",
+                   help="also send requests at fixed rates (25-125 %% of the saturating rate) and the single-request "
+                        "latency: p50/p99/p99.9 per rate")
+    p.add_argument("--rates", help="comma-separated open-loop rates in requests/s (implies --open-loop)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -10,6 +10,8 @@ from cemg_ray.configbase import Section
 
 
 class TrainConfig(Section):
+    HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"dense_weight", "dense_temperature"})
+
     backbone: Literal["t5", "decoder"] = "t5"
     # history layout: "tokens" feeds every code of every history item (the paper's); "items" one pooled
     # vector per history item into a GPT-2 decoder (cemg_ray/generate/itemseq.py; needs backbone: decoder)
@@ -18,6 +20,12 @@ class TrainConfig(Section):
     # at every position of a user's sequence in one causal pass (needs history: items)
     objective: Literal["prefix", "dense"] = "prefix"
     content_input: bool = False  # items layout: add a projection of each item's fused content vector
+    # items layout: weight of a dense retrieval loss beside the code head's (LIGER): each position's state,
+    # projected, scores every catalog item's input vector by cosine / dense_temperature, softmax over the
+    # catalog. 0 = no dense head. The ``cemg_dense`` model re-ranks the beam's candidates plus the cold-start
+    # items with it, which is how items with few interactions reach the list (cemg_ray/generate/item_decoding.py)
+    dense_weight: float = Field(0.0, ge=0)
+    dense_temperature: float = Field(0.07, gt=0, le=10)
     pretrained: str | None = None  # hub id or local path; None builds the model from this config
     # from-scratch size (TIGER: d_model 128, 4+4 layers, 6 heads of 64, MLP 1024)
     d_model: int = Field(128, ge=1)
@@ -69,6 +77,8 @@ class TrainConfig(Section):
         if self.objective == "dense" and self.history != "items":
             raise ValueError("train.objective: 'dense' needs train.history: items (the token layout trains "
                              "one example per prefix)")
+        if self.dense_weight and self.history != "items":
+            raise ValueError("train.dense_weight: the dense head scores item vectors; it needs train.history: items")
         if self.content_input and self.history != "items":
             raise ValueError("train.content_input: only the items history layout takes content vectors")
         return self

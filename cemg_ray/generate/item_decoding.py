@@ -10,6 +10,10 @@ Cold-start share: a reserved part of the top-K for items with few training inter
 reserves a share for unseen items. A second search runs over the cold items' own prefix index from
 the same hidden state (cheap: no backbone pass) and its best items take every ``round(1/share)``-th
 slot of the list, so the share holds at every cutoff.
+
+Dense re-ranking (LIGER's hybrid inference): the beam's candidates plus the cold-start items are ranked by
+the generator's dense head (``ItemSeqGenerator.dense_logits``), so a cold item enters the list on its own
+score instead of a reserved slot; with every item a candidate it is plain dense retrieval.
 """
 
 from __future__ import annotations
@@ -130,3 +134,30 @@ def reserve_cold_share(items: torch.Tensor, scores: torch.Tensor, cold_items: to
             listed.add(pick[0])
             out_items[b, p], out_scores[b, p] = pick
     return out_items, out_scores
+
+
+@torch.inference_mode()
+def dense_rerank(model: ItemSeqGenerator, hidden: torch.Tensor, candidates: torch.Tensor | None,
+                 extra_items: torch.Tensor | None, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` by the dense head among each row's ``candidates`` [B, W] (``-1`` ignored) plus ``extra_items``
+    [C] (shared by every row); ``candidates=None`` and ``extra_items=None`` rank the whole catalog.
+
+    Returns (item_idx [B, k], dense logits [B, k]), ``-1`` / ``-inf`` where a row has fewer than ``k`` candidates.
+    """
+    logits = model.dense_logits(hidden)  # [B, N]
+    B, N = logits.shape
+    if candidates is not None or extra_items is not None:
+        allowed = torch.zeros(B, N, dtype=torch.bool)
+        if candidates is not None:
+            rows = torch.arange(B)[:, None].expand_as(candidates)
+            real = candidates >= 0
+            allowed[rows[real], candidates[real]] = True
+        if extra_items is not None:
+            allowed[:, extra_items] = True
+        logits = logits.masked_fill(~allowed, float("-inf"))
+    top, idx = logits.topk(min(k, N), dim=1)
+    items = torch.where(torch.isfinite(top), idx, torch.full_like(idx, -1))
+    if k > N:
+        items = torch.cat([items, torch.full((B, k - N), -1, dtype=torch.long)], 1)
+        top = torch.cat([top, torch.full((B, k - N), float("-inf"))], 1)
+    return items, top

@@ -11,6 +11,13 @@ their content says. The state at position ``t`` predicts item ``t+1``'s codes le
 residual MLP, and scores the level's code embeddings (tied to the input ones). An item's score is the
 sum of its levels' log-softmaxes, so trie-constrained beam search over the levels is exact, and it
 needs one backbone pass per user: the levels run only the head.
+
+Optional dense head (LIGER: Yang et al., 2024, "Unifying generative and dense retrieval for sequential
+recommendation"): a projection of ``h_t`` scores every catalog item's input vector by cosine similarity over a
+temperature, trained with a softmax over the catalog beside the code loss. The code head can only reach an
+item through codes that training made likely, so items with few interactions rarely survive the beam; their
+input vectors, built from shared codes and content, still place them near similar items, which the dense head
+can read.
 """
 
 from __future__ import annotations
@@ -67,7 +74,8 @@ class ItemSeqGenerator(nn.Module):
     """
 
     def __init__(self, layout: TokenLayout, item_tokens: torch.Tensor, backbone: nn.Module, d_model: int,
-                 dropout: float = 0.1, content: torch.Tensor | None = None) -> None:
+                 dropout: float = 0.1, content: torch.Tensor | None = None,
+                 dense_temperature: float | None = None, dense_weight: float = 0.0) -> None:
         super().__init__()
         self.layout = layout
         self.d_model = d_model
@@ -85,6 +93,8 @@ class ItemSeqGenerator(nn.Module):
             self.content, self.content_proj, self.content_norm = None, None, None
         self.input_dropout = nn.Dropout(dropout)
         self.heads = nn.ModuleList(LevelHead(d_model, dropout) for _ in range(layout.num_levels))
+        self.dense_temperature, self.dense_weight = dense_temperature, dense_weight
+        self.dense_proj = nn.Linear(d_model, d_model) if dense_temperature is not None else None
         offsets = layout.offsets.tolist()
         self.ranges = [(offsets[lvl], offsets[lvl] + size) for lvl, size in enumerate(layout.level_sizes)]
 
@@ -126,6 +136,24 @@ class ItemSeqGenerator(nn.Module):
             total = total + F.cross_entropy(self.level_logits(hidden, tokens, lvl).float(), tokens[:, lvl] - lo)
         return total
 
+    # --- the dense head -------------------------------------------------------------------------
+    @property
+    def has_dense_head(self) -> bool:
+        return self.dense_proj is not None
+
+    def dense_logits(self, hidden: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Cosine(projected state, item input vector) / temperature for states [R, d]: [R, N] (or given items)."""
+        if self.dense_proj is None:
+            raise ValueError("this generator was trained without a dense head (train.dense_weight: 0)")
+        ids = torch.arange(self.num_items, device=hidden.device) if items is None else items
+        keys = F.normalize(self.item_vectors(ids), dim=-1)
+        query = F.normalize(self.dense_proj(hidden), dim=-1)
+        return (query @ keys.T).float() / self.dense_temperature
+
+    def dense_loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Softmax cross-entropy of target items [R] over the whole catalog, mean over rows."""
+        return F.cross_entropy(self.dense_logits(hidden), targets)
+
     def forward(self, items: torch.Tensor, labels: torch.Tensor | None = None) -> ItemSeqOutput:
         """``labels`` [B, T]: the next item at each position (``-1``: no loss there)."""
         hidden = self.encode(items)
@@ -133,6 +161,8 @@ class ItemSeqGenerator(nn.Module):
         if labels is not None:
             keep = labels >= 0
             loss = self.code_loss(hidden[keep], labels[keep])
+            if self.dense_proj is not None and self.dense_weight:
+                loss = loss + self.dense_weight * self.dense_loss(hidden[keep], labels[keep])
         return ItemSeqOutput(loss=loss, hidden=hidden)
 
     @torch.no_grad()
@@ -211,7 +241,8 @@ def build_item_model(cfg: TrainConfig, layout: TokenLayout, codes: np.ndarray, m
     d_model = int(getattr(backbone.config, "hidden_size", cfg.d_model))
     tokens = torch.as_tensor(layout.encode_items(codes))
     return ItemSeqGenerator(layout, tokens, backbone, d_model, cfg.dropout,
-                            None if content is None else torch.as_tensor(content))
+                            None if content is None else torch.as_tensor(content),
+                            cfg.dense_temperature if cfg.dense_weight else None, cfg.dense_weight)
 
 
 def save_item_model(model: ItemSeqGenerator, folder: str | Path) -> None:
@@ -228,7 +259,8 @@ def save_item_model(model: ItemSeqGenerator, folder: str | Path) -> None:
     save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(folder / WEIGHTS_FILE))
     meta = {"layout": json.loads(model.layout.to_json()), "d_model": model.d_model,
             "dropout": model.input_dropout.p, "backbone_config": backbone.config.to_dict(),
-            "content_dim": None if model.content is None else int(model.content.shape[1])}
+            "content_dim": None if model.content is None else int(model.content.shape[1]),
+            "dense_temperature": model.dense_temperature, "dense_weight": model.dense_weight}
     (folder / CONFIG_FILE).write_text(json.dumps(meta))
 
 
@@ -248,6 +280,7 @@ def load_item_model(folder: str | Path) -> ItemSeqGenerator:
     state = load_file(str(folder / WEIGHTS_FILE))
     layout = TokenLayout.from_json(json.dumps(meta["layout"]))
     content = state.get("content")
-    model = ItemSeqGenerator(layout, state["item_tokens"], backbone, meta["d_model"], meta["dropout"], content)
+    model = ItemSeqGenerator(layout, state["item_tokens"], backbone, meta["d_model"], meta["dropout"], content,
+                             meta.get("dense_temperature"), meta.get("dense_weight", 0.0))
     model.load_state_dict(state)
     return model.eval()

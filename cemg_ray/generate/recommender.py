@@ -24,13 +24,15 @@ class ItemCEMGRecommender:
 
     ``cold_share > 0`` reserves that share of each list for cold-start items (``cold_items``), found by
     a second beam search over their own prefix index (``item_decoding.reserve_cold_share``).
+    ``rerank="cold"`` ranks the beam's candidates plus the cold-start items by the dense head instead;
+    ``rerank="all"`` ranks the whole catalog by it (``item_decoding.dense_rerank``).
     """
 
     name = "cemg"
 
     def __init__(self, model: ItemSeqGenerator, codes: np.ndarray, max_items: int, num_beams: int = 20,
                  constrained: bool = True, model_version: str = "cemg", cold_items: np.ndarray | None = None,
-                 cold_share: float = 0.0):
+                 cold_share: float = 0.0, rerank: str | None = None):
         from cemg_ray.generate.item_decoding import subset_index
 
         self.model, self.layout, self.codes = model, model.layout, codes
@@ -40,6 +42,15 @@ class ItemCEMGRecommender:
         self.cold_share = cold_share if cold_items is not None else 0.0
         self.is_cold = torch.zeros(len(codes), dtype=torch.bool)
         self.cold_index = None
+        if rerank not in (None, "cold", "all"):
+            raise ValueError(f"rerank: expected None, 'cold' or 'all', got {rerank!r}")
+        if rerank and not model.has_dense_head:
+            raise ValueError("the dense re-ranking needs a generator trained with a dense head "
+                             "(train.dense_weight > 0); this run's has none")
+        if rerank == "cold" and cold_items is None:
+            raise ValueError("rerank='cold' needs the cold-start items")
+        self.rerank = rerank
+        self.cold_ids = None if cold_items is None else torch.as_tensor(np.flatnonzero(cold_items))
         if self.cold_share > 0:
             self.is_cold[torch.as_tensor(np.flatnonzero(cold_items))] = True
             self.cold_index = subset_index(codes, np.flatnonzero(cold_items), self.index)
@@ -51,6 +62,7 @@ class ItemCEMGRecommender:
     def recommend(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         from cemg_ray.generate.item_decoding import (
             beam_search_from_hidden,
+            dense_rerank,
             reserve_cold_share,
             unconstrained_from_hidden,
         )
@@ -62,6 +74,13 @@ class ItemCEMGRecommender:
         with torch.inference_mode():
             hidden = self.model.last_hidden(torch.as_tensor(right_padded(histories, self.max_items)))
             search = beam_search_from_hidden if self.constrained else unconstrained_from_hidden
+            if self.rerank == "all":
+                items, scores = dense_rerank(self.model, hidden, None, None, k)
+                return items.numpy(), scores.numpy().astype(np.float32)
+            if self.rerank == "cold":
+                candidates, _ = search(self.model, hidden, self.index, beams, beams)
+                items, scores = dense_rerank(self.model, hidden, candidates, self.cold_ids, k)
+                return items.numpy(), scores.numpy().astype(np.float32)
             items, scores = search(self.model, hidden, self.index, beams, k)
             if self.cold_index is not None:
                 cold_k = min(k, self.cold_index.num_items, beams)
@@ -94,11 +113,13 @@ class CEMGRecommender:
 
 
 def load_recommender(cfg: JobConfig, store: Store, constrained: bool = True,
-                     cold_share: float | None = None) -> CEMGRecommender | ItemCEMGRecommender:
+                     cold_share: float | None = None,
+                     rerank: str | None = None) -> CEMGRecommender | ItemCEMGRecommender:
     """The trained generator of a run directory with its code table and prefix index.
 
-    ``cold_share`` (the ``cemg_cold`` model; None = 0) reserves a share of the list for cold-start items
-    and needs the item-level generator.
+    ``cold_share`` (the ``cemg_cold`` model; None = 0) reserves a share of the list for cold-start items;
+    ``rerank`` (``cemg_dense``: "cold", ``cemg_dense_all``: "all") ranks by the dense head. Both need the
+    item-level generator.
     """
     from cemg_ray.generate.itemseq import is_item_model_dir, load_item_model
     from cemg_ray.tokenize.codes import load_codes
@@ -111,15 +132,16 @@ def load_recommender(cfg: JobConfig, store: Store, constrained: bool = True,
         if is_item_model_dir(folder):
             share = cfg.decode.cold_share if cold_share is None else cold_share
             cold = None
-            if share:
+            if share or rerank == "cold":
                 from cemg_ray.data.split import load_split
 
                 cold = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max).cold_items()
             return ItemCEMGRecommender(load_item_model(folder), load_codes(store), cfg.dataset.max_len,
-                                       cfg.decode.num_beams, constrained, version, cold, share if share else 0.0)
-        if cold_share:
-            raise ValueError("cemg_cold: the reserved cold-start share needs the item-level generator "
-                             "(train.history: items); this run's generator uses the token layout")
+                                       cfg.decode.num_beams, constrained, version, cold, share if share else 0.0,
+                                       rerank)
+        if cold_share or rerank:
+            raise ValueError("cemg_cold / cemg_dense: the cold-start share and the dense head need the item-level "
+                             "generator (train.history: items); this run's generator uses the token layout")
         model, layout = load_model(folder)
     return CEMGRecommender(model, layout, load_codes(store), cfg.dataset.max_len, cfg.decode.num_beams,
                            constrained, version)

@@ -4,12 +4,16 @@
 #
 #   bash jobs/experiments/beauty-variants.sh BUDGET_S VARIANT...      e.g. 480 items-dense items-content
 #
+# VALID_MODELS="cemg cemg_cold cemg_dense" also scores those models of each trained variant on every user's
+# validation target, overall and cold-start (jobs/experiments/valid_models.py; the test split is not read).
+#
 # Each variant trains in a copy of the upstream run directory that holds its features and codes
 # (runs/beauty-<codes>), so features, PCA, LightGCN and the tokenizer are shared, not re-run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 budget=$1; shift
 CLI=${CLI:-.venv/bin/cemg-ray}
+PY=${PY:-.venv/bin/python}
 ITEMS=(--set train.backbone=decoder --set train.history=items --set train.objective=dense --set train.d_model=128
        --set train.num_layers=2 --set train.num_heads=4 --set train.d_ff=512 --set train.batch_size=128
        --set train.lr=0.002 --set train.warmup_steps=300 --set train.weight_decay=0.035 --set train.dropout=0.3)
@@ -26,6 +30,10 @@ for variant in "$@"; do
     items-content-lr5e3) extra=("${ITEMS[@]}" --set train.content_input=true --set train.lr=0.005) ;;
     items-content-d256) extra=("${ITEMS[@]}" --set train.content_input=true --set train.d_model=256 --set train.d_ff=1024) ;;
     mean-items-content) codes=mean-m4k512; extra=("${ITEMS[@]}" --set train.content_input=true) ;;
+    mean-items-content-dense) codes=mean-m4k512; extra=("${ITEMS[@]}" --set train.content_input=true --set train.dense_weight=1.0) ;;
+    mean-items-content-dense05) codes=mean-m4k512; extra=("${ITEMS[@]}" --set train.content_input=true --set train.dense_weight=0.5) ;;
+    mean-items-content-dense-t02) codes=mean-m4k512; extra=("${ITEMS[@]}" --set train.content_input=true --set train.dense_weight=1.0
+                                  --set train.dense_temperature=0.2) ;;
     mean3x256-items-content) codes=mean-m3k256; extra=("${ITEMS[@]}" --set train.content_input=true) ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
   esac
@@ -38,7 +46,7 @@ for variant in "$@"; do
   "$CLI" run jobs/beauty.yaml --stages train --set run_dir="$dst" --set features.text.pooling=$pooling "${tok[@]}" \
     --set ray.address=local --set train.epochs=200 --set train.patience=200 --set train.valid_users=3000 \
     --set train.max_train_s="$budget" --set train.log_every=0 "${extra[@]}" > "logs/variant-$variant.log" 2>&1
-  .venv/bin/python - "$dst" "$variant" <<'PY'
+  "$PY" - "$dst" "$variant" <<'PY'
 import json, sys
 rep = json.load(open(f"{sys.argv[1]}/generate/report.json"))
 hist = json.load(open(f"{sys.argv[1]}/generate/history.json"))
@@ -46,4 +54,10 @@ print(f"{sys.argv[2]}: best valid NDCG@10 {rep['best_valid_ndcg10']:.4f} (epoch 
       f"HR@10 {max(h['valid_hr10'] for h in hist):.4f}, epochs {len(hist)}, steps {rep['steps']}, "
       f"train {rep['train_s']} s, params {rep['parameters']}")
 PY
+  if [[ -n ${VALID_MODELS:-} ]]; then
+    # shellcheck disable=SC2086
+    "$PY" jobs/experiments/valid_models.py "$dst" jobs/beauty-cpu.yaml $VALID_MODELS \
+      > "logs/variant-$variant-valid.log" 2>&1
+    grep -v '^{' "logs/variant-$variant-valid.log" | sed "s/^/$variant /"
+  fi
 done

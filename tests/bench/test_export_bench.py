@@ -17,3 +17,22 @@ def test_bench_export_measures_plain_loop_and_actor_pool(demo_run, tmp_path) -> 
     assert abs(ratio - pool["users_per_s"] / plain["users_per_s"]) < 0.01
     partitions = list((tmp_path / "bench" / "bench-1").glob("dt=*"))
     assert len(partitions) == 1 and (partitions[0] / "_SUCCESS").exists()
+
+
+def test_bench_export_at_scale_draws_users_from_the_run_and_separates_the_fixed_cost(demo_run, tmp_path) -> None:
+    from cemg_ray.bench.export import run_scaled, scaled_run
+    from cemg_ray.store import Store
+
+    _, store = demo_run
+    copy = Store(scaled_run(store.root_uri, 1000, str(tmp_path)))
+    own = store.read_parquet("data/sequences.parquet").to_pydict()
+    histories = {u: tuple(h) for u, h in zip(own["user_id"], own["items"])}
+    drawn = copy.read_parquet("data/sequences.parquet").to_pydict()
+    assert len(drawn["user_id"]) == len(set(drawn["user_id"])) == 1000  # new, distinct ids
+    for uid, items in zip(drawn["user_id"], drawn["items"]):
+        assert histories[uid.rsplit("~", 1)[0]] == tuple(items)  # each a real user's history
+    out = run_scaled(store.root_uri, [600, 1200], "popularity", k=5, batch_size=100, actors=[1], cpus_per_actor=0.5)
+    assert [(r["users"], r["actors"]) for r in out["results"]] == [(600, 0), (600, 1), (1200, 0), (1200, 1)]
+    for r in out["results"]:
+        assert r["fixed_s"] > 0 and r["users_per_s"] > 0
+        assert r["vs_plain_loop"] == 1.0 if r["actors"] == 0 else r["vs_plain_loop"] > 0

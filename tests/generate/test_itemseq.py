@@ -11,6 +11,7 @@ from cemg_ray.generate.dataset import dense_windows, item_tensors
 from cemg_ray.generate.decoding import build_index
 from cemg_ray.generate.item_decoding import (
     beam_search_from_hidden,
+    dense_rerank,
     reserve_cold_share,
     subset_index,
     unconstrained_from_hidden,
@@ -115,12 +116,62 @@ def test_cold_share_reserves_slots_for_cold_items() -> None:
         assert [row[0], row[2]] == others[:2]  # the other slots keep the model's order
 
 
+def test_dense_head_loss_is_catalog_softmax_of_cosine_over_temperature() -> None:
+    model = _model(content=True, dense_weight=0.5, dense_temperature=0.1)
+    items = torch.tensor([[0, 3, 5, -1]])
+    labels = torch.tensor([[3, 5, 7, -1]])
+    hidden = model.encode(items)[0, :3]
+    keys = model.item_vectors(torch.arange(len(CODES)))
+    q = model.dense_proj(hidden)
+    cos = (q[:, None, :] * keys[None]).sum(-1) / (q.norm(dim=-1)[:, None] * keys.norm(dim=-1)[None])
+    assert torch.allclose(model.dense_logits(hidden), cos / 0.1, atol=1e-5)
+    explicit = -torch.log_softmax(cos / 0.1, -1)[torch.arange(3), labels[0, :3]].mean()
+    total = model.code_loss(hidden, labels[0, :3]) + 0.5 * explicit
+    assert torch.allclose(model(items, labels).loss, total, atol=1e-5)
+    assert not _model().has_dense_head and _model().dense_proj is None
+
+
+def test_dense_head_sees_no_later_items() -> None:
+    model = _model(dense_weight=1.0)
+    a = model.dense_logits(model.encode(torch.tensor([[0, 3, 5, 7]]))[0, :2])
+    b = model.dense_logits(model.encode(torch.tensor([[0, 3, 2, 1]]))[0, :2])
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_dense_rerank_ranks_beam_candidates_plus_extra_items_by_the_dense_head() -> None:
+    model = _model(content=True, dense_weight=1.0)
+    index = build_index(CODES, LAYOUT)
+    hidden = model.last_hidden(torch.tensor([[0, 3], [5, -1]]))
+    beams, _ = beam_search_from_hidden(model, hidden, index, 3, 3)
+    cold = torch.tensor([1, 6])
+    items, scores = dense_rerank(model, hidden, beams, cold, 4)
+    with torch.no_grad():
+        logits = model.dense_logits(hidden)
+    for b in range(2):
+        pool = set(beams[b].tolist()) | {1, 6}
+        expected = sorted(pool, key=lambda i: -float(logits[b, i]))[:4]
+        assert items[b].tolist() == expected
+        assert torch.allclose(scores[b], logits[b, items[b].clone()])
+    full, _ = dense_rerank(model, hidden, None, None, len(CODES) + 2)  # every item, then padding
+    assert sorted(full[0, :len(CODES)].tolist()) == list(range(len(CODES)))
+    assert full[0, len(CODES):].tolist() == [-1, -1]
+    with pytest.raises(ValueError, match="dense head"):
+        _model().dense_logits(hidden)
+
+
 def test_save_and_load_round_trip(tmp_path) -> None:
     model = _model(content=True)
     save_item_model(model, tmp_path)
     loaded = load_item_model(tmp_path)
     x = torch.tensor([[0, 3, 5]])
     assert torch.allclose(model.last_hidden(x), loaded.last_hidden(x), atol=1e-6)
+    assert not loaded.has_dense_head
+    dense = _model(content=True, dense_weight=0.3, dense_temperature=0.2)
+    save_item_model(dense, tmp_path / "dense")
+    back = load_item_model(tmp_path / "dense")
+    assert back.dense_temperature == 0.2 and back.dense_weight == 0.3
+    h = dense.last_hidden(x)
+    assert torch.allclose(dense.dense_logits(h), back.dense_logits(back.last_hidden(x)), atol=1e-5)
     assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.pt"))
 
 
