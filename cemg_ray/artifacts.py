@@ -30,6 +30,7 @@ GENERATOR_MODEL = "generate/model"
 METRICS = "eval/metrics.json"
 MANIFEST = "manifest.json"
 STAGE_MARKERS = "_stages"
+PREVIOUS = "_previous"  # a completed stage's outputs while it re-runs, restored if the re-run fails
 
 # what each stage writes (a folder or a file) besides its marker ``_stages/<stage>.json``
 STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {

@@ -160,6 +160,34 @@ def resolve_stages(cfg: JobConfig, requested: list[str] | None) -> list[str]:
     return sorted(dict.fromkeys(names), key=order.index)
 
 
+def set_aside(store: Store, name: str) -> bool:
+    """Keep a completed stage's outputs and marker under ``_previous/<stage>/`` while it re-runs.
+
+    The marker moves first, so a crash part-way never leaves a marker beside missing outputs. A kept copy
+    from a re-run that crashed before it could restore is left as it is: it still holds the last good
+    outputs. Returns whether there is a copy to restore.
+    """
+    kept = f"{artifacts.PREVIOUS}/{name}"
+    marker = artifacts.stage_marker(name)
+    if (artifacts.read_marker(store, name) or {}).get("status") == "ok":
+        store.delete(kept)
+        for rel in (marker, *artifacts.STAGE_OUTPUTS[name]):
+            store.move(rel, f"{kept}/{rel}")
+        return True
+    store.delete(marker)
+    return store.exists(f"{kept}/{marker}")
+
+
+def restore(store: Store, name: str) -> None:
+    """Put the kept outputs of a stage back after a failed re-run (its partial outputs removed), marker last."""
+    kept = f"{artifacts.PREVIOUS}/{name}"
+    for rel in artifacts.STAGE_OUTPUTS[name]:
+        store.delete(rel)
+        store.move(f"{kept}/{rel}", rel)
+    store.move(f"{kept}/{artifacts.stage_marker(name)}", artifacts.stage_marker(name))
+    store.delete(kept)
+
+
 def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = False) -> dict[str, Any]:
     """Run the requested stages in pipeline order and return the run manifest."""
     store = Store.for_job(cfg)
@@ -192,10 +220,13 @@ def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = 
             require(store, cfg, dep)
         log.info("stage %s: running (config %s)", name, h)
         t0 = time.perf_counter()
-        store.delete(artifacts.stage_marker(name))
+        kept = set_aside(store, name)
         try:
             report = st.run(StageContext(cfg=cfg, store=store, name=name)) or {}
         except BaseException as exc:
+            if kept:
+                restore(store, name)
+                log.warning("stage %s failed; its last good outputs are back in place", name)
             wall = time.perf_counter() - t0
             manifest["stages"][name] = {"status": "failed", "hash": h, "wall_s": round(wall, 3),
                                         "error": f"{type(exc).__name__}: {exc}"}
@@ -205,6 +236,7 @@ def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = 
         entry = {"status": "ok", "hash": h, "wall_s": round(wall, 3), "report": report,
                  "finished": datetime.now(UTC).isoformat(), "config": stage_config(cfg, name)}
         store.write_json(artifacts.stage_marker(name), entry)
+        store.delete(f"{artifacts.PREVIOUS}/{name}")
         manifest["stages"][name] = entry
         log.info("stage %s: ok in %.1fs", name, wall)
         store.write_json(artifacts.MANIFEST, manifest)

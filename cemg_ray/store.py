@@ -109,6 +109,27 @@ class Store:
         elif info.type == pafs.FileType.File:
             self.fs.delete_file(self.path(rel))
 
+    def move(self, src: str, dst: str) -> None:
+        """Move a file or a directory tree to ``dst`` (replacing what is there); a missing ``src`` is not an error.
+
+        Local: one rename. S3 has no rename: each object is copied, then the source deleted.
+        """
+        info = self.fs.get_file_info(self.path(src))
+        if info.type == pafs.FileType.NotFound:
+            return
+        self.delete(dst)
+        try:
+            if self.is_local:
+                Path(self.path(dst)).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.path(src), self.path(dst))
+                return
+            files = [src] if info.type == pafs.FileType.File else self.list(src, recursive=True)
+            for rel in files:
+                self.fs.copy_file(self.path(rel), self.path(dst + rel[len(src):]))
+            self.delete(src)
+        except OSError as exc:
+            raise StoreError(f"could not move {self.uri(src)} to {self.uri(dst)}: {exc}") from exc
+
     # -- bytes -------------------------------------------------------------------------------
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Write ``data`` atomically: readers see the old object or the whole new one."""

@@ -66,6 +66,58 @@ def test_interrupted_stage_is_not_trusted_and_reruns(small_job, monkeypatch):
     assert pop.PopularityRecommender.from_store(store).counts.sum() > 0
 
 
+def test_a_failed_rerun_puts_the_last_good_outputs_and_marker_back(small_job, monkeypatch):
+    from cemg_ray.pipeline import get_stage
+
+    run_pipeline(small_job, ["data", "popularity"])
+    store = Store(small_job.run_dir)
+    good = store.read_json("baselines/popularity.json")
+    marker = store.read_json("_stages/popularity.json")
+    st = get_stage("popularity")
+
+    def fail(ctx):
+        assert not store.exists("_stages/popularity.json")  # not trusted while it re-runs
+        ctx.store.write_json("baselines/popularity.json", {"partial": True})
+        raise RuntimeError("bad config")
+
+    monkeypatch.setattr(st, "run", fail)
+    with pytest.raises(RuntimeError, match="bad config"):
+        run_pipeline(small_job, ["popularity"], force=True)
+    assert store.read_json("baselines/popularity.json") == good
+    assert store.read_json("_stages/popularity.json") == marker and is_done(store, small_job, "popularity")
+    assert not store.exists("_previous/popularity")
+
+
+def test_a_rerun_killed_before_it_could_restore_keeps_the_last_good_copy_for_the_next_attempt(small_job):
+    from cemg_ray.pipeline import restore, set_aside
+
+    run_pipeline(small_job, ["data", "popularity"])
+    store = Store(small_job.run_dir)
+    good = store.read_json("baselines/popularity.json")
+    assert set_aside(store, "popularity")  # a re-run starts ...
+    store.write_json("baselines/popularity.json", {"partial": True})  # ... and is SIGKILLed: no restore ran
+    assert not is_done(store, small_job, "popularity")
+    assert set_aside(store, "popularity")  # the next attempt still has the last good copy to fall back on
+    assert store.read_json("_previous/popularity/baselines/popularity.json") == good
+    restore(store, "popularity")  # (what a failure of that attempt does)
+    assert store.read_json("baselines/popularity.json") == good and is_done(store, small_job, "popularity")
+    m = run_pipeline(small_job, ["popularity"], force=True)  # a successful re-run drops the copy
+    assert m["stages"]["popularity"]["status"] == "ok" and not store.exists("_previous/popularity")
+
+
+def test_store_move_replaces_the_target_locally_and_on_s3(tmp_path, s3_bucket):
+    for root in (str(tmp_path / "local"), f"{s3_bucket}/move"):
+        store = Store(root)
+        store.write_json("a/x.json", {"v": 1})
+        store.write_json("a/sub/y.json", {"v": 2})
+        store.write_json("b/old.json", {"v": 0})
+        store.move("a", "b")
+        assert store.list("b", recursive=True) == ["b/sub/y.json", "b/x.json"] and not store.exists("a")
+        assert store.read_json("b/sub/y.json") == {"v": 2}
+        store.move("missing", "b")  # nothing to move: the target stays
+        assert store.exists("b/x.json")
+
+
 def test_unknown_stage_is_an_error(small_job):
     with pytest.raises(KeyError, match="unknown stage"):
         resolve_stages(small_job, ["data", "trian"])

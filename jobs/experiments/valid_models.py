@@ -1,6 +1,7 @@
 """Validation figures of a trained run directory's models (never the test split), for model selection.
 
     .venv/bin/python jobs/experiments/valid_models.py RUN_DIR JOB.yaml cemg cemg_cold cemg_dense
+    .venv/bin/python jobs/experiments/valid_models.py RUN_DIR JOB.yaml cemg_cold@0.1 cemg_cold@0.2  # decode.cold_share
 
 Each model is loaded through the registry that evaluation, export and serving use (``cemg_ray.recommenders``)
 and scored on every user's validation target (the second-to-last item), overall and on cold-start targets.
@@ -25,7 +26,11 @@ def main(run_dir: str, job: str, models: list[str]) -> None:
     split = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     rows = {}
     for name in models:
-        res = evaluate(recommenders.load(name, cfg, store), split, "valid", [5, 10, 20], 512)
+        model, _, share = name.partition("@")
+        job = cfg.model_copy(deep=True)
+        if share:
+            job.decode.cold_share = float(share)
+        res = evaluate(recommenders.load(model, job, store), split, "valid", [5, 10, 20], 512)
         rows[name] = res
         print(f"{name}: valid HR@10 {res['overall']['HR@10']:.4f} NDCG@10 {res['overall']['NDCG@10']:.4f} | "
               f"cold-start ({res['cold_start_users']} users) HR@10 {res['cold_start']['HR@10']:.4f} "

@@ -93,8 +93,9 @@ def test_token_layout_still_trains_serves_and_is_reported(demo_run, tmp_path) ->
     from cemg_ray.generate.recommender import CEMGRecommender, load_recommender
 
     report, store = _train_report(demo_run, tmp_path, ["train.backbone=t5", "train.history=tokens",
-                                                       "train.objective=prefix", "train.content_input=false",
-                                                       "train.d_kv=16", "train.epochs=1", "train.valid_users=50"])
+                                                       "train.dense_weight=0", "train.objective=prefix",
+                                                       "train.content_input=false", "train.d_kv=16", "train.epochs=1",
+                                                       "train.valid_users=50"])
     assert report["history"] == "tokens" and report["objective"] == "prefix" and report["steps"] > 0
     cfg, _ = demo_run
     rec = load_recommender(cfg, store)
