@@ -10,7 +10,8 @@ from cemg_ray.configbase import Section
 
 
 class TrainConfig(Section):
-    HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"dense_weight", "dense_temperature"})
+    HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"dense_weight", "dense_temperature",
+                                                                        "dense_negatives"})
 
     backbone: Literal["t5", "decoder"] = "t5"
     # history layout: "tokens" feeds every code of every history item (the paper's); "items" one pooled
@@ -26,6 +27,9 @@ class TrainConfig(Section):
     # items with it, which is how items with few interactions reach the list (cemg_ray/generate/item_decoding.py)
     dense_weight: float = Field(0.0, ge=0)
     dense_temperature: float = Field(0.07, gt=0, le=10)
+    # 0: the dense softmax runs over the whole catalog (on Beauty it doubles a step's cost); N > 0: over the
+    # batch's targets plus N items drawn uniformly per step (sampled softmax), a fraction of the cost
+    dense_negatives: int = Field(0, ge=0)
     pretrained: str | None = None  # hub id or local path; None builds the model from this config
     # from-scratch size (TIGER: d_model 128, 4+4 layers, 6 heads of 64, MLP 1024)
     d_model: int = Field(128, ge=1)

@@ -75,7 +75,8 @@ class ItemSeqGenerator(nn.Module):
 
     def __init__(self, layout: TokenLayout, item_tokens: torch.Tensor, backbone: nn.Module, d_model: int,
                  dropout: float = 0.1, content: torch.Tensor | None = None,
-                 dense_temperature: float | None = None, dense_weight: float = 0.0) -> None:
+                 dense_temperature: float | None = None, dense_weight: float = 0.0,
+                 dense_negatives: int = 0) -> None:
         super().__init__()
         self.layout = layout
         self.d_model = d_model
@@ -94,6 +95,7 @@ class ItemSeqGenerator(nn.Module):
         self.input_dropout = nn.Dropout(dropout)
         self.heads = nn.ModuleList(LevelHead(d_model, dropout) for _ in range(layout.num_levels))
         self.dense_temperature, self.dense_weight = dense_temperature, dense_weight
+        self.dense_negatives = dense_negatives
         self.dense_proj = nn.Linear(d_model, d_model) if dense_temperature is not None else None
         offsets = layout.offsets.tolist()
         self.ranges = [(offsets[lvl], offsets[lvl] + size) for lvl, size in enumerate(layout.level_sizes)]
@@ -151,8 +153,13 @@ class ItemSeqGenerator(nn.Module):
         return (query @ keys.T).float() / self.dense_temperature
 
     def dense_loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Softmax cross-entropy of target items [R] over the whole catalog, mean over rows."""
-        return F.cross_entropy(self.dense_logits(hidden), targets)
+        """Softmax cross-entropy of target items [R], mean over rows: over the whole catalog, or (with
+        ``dense_negatives``) over the batch's targets plus that many uniformly drawn items (sampled softmax)."""
+        if not self.dense_negatives or self.dense_negatives >= self.num_items:
+            return F.cross_entropy(self.dense_logits(hidden), targets)
+        drawn = torch.randint(0, self.num_items, (self.dense_negatives,), device=targets.device)
+        pool = torch.unique(torch.cat([targets, drawn]))  # sorted: each target's column by searchsorted
+        return F.cross_entropy(self.dense_logits(hidden, pool), torch.searchsorted(pool, targets))
 
     def forward(self, items: torch.Tensor, labels: torch.Tensor | None = None) -> ItemSeqOutput:
         """``labels`` [B, T]: the next item at each position (``-1``: no loss there)."""
@@ -242,7 +249,8 @@ def build_item_model(cfg: TrainConfig, layout: TokenLayout, codes: np.ndarray, m
     tokens = torch.as_tensor(layout.encode_items(codes))
     return ItemSeqGenerator(layout, tokens, backbone, d_model, cfg.dropout,
                             None if content is None else torch.as_tensor(content),
-                            cfg.dense_temperature if cfg.dense_weight else None, cfg.dense_weight)
+                            cfg.dense_temperature if cfg.dense_weight else None, cfg.dense_weight,
+                            cfg.dense_negatives)
 
 
 def save_item_model(model: ItemSeqGenerator, folder: str | Path) -> None:

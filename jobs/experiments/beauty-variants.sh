@@ -34,6 +34,10 @@ for variant in "$@"; do
     mean-items-content-dense05) codes=mean-m4k512; extra=("${ITEMS[@]}" --set train.content_input=true --set train.dense_weight=0.5) ;;
     mean-items-content-dense-t02) codes=mean-m4k512; extra=("${ITEMS[@]}" --set train.content_input=true --set train.dense_weight=1.0
                                   --set train.dense_temperature=0.2) ;;
+    mean-items-content-dense-s1024) codes=mean-m4k512; extra=("${ITEMS[@]}" --set train.content_input=true --set train.dense_weight=1.0
+                                    --set train.dense_negatives=1024) ;;
+    mean-items-content-dense05-s1024) codes=mean-m4k512; extra=("${ITEMS[@]}" --set train.content_input=true --set train.dense_weight=0.5
+                                      --set train.dense_negatives=1024) ;;
     mean3x256-items-content) codes=mean-m3k256; extra=("${ITEMS[@]}" --set train.content_input=true) ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
   esac
@@ -58,6 +62,6 @@ PY
     # shellcheck disable=SC2086
     "$PY" jobs/experiments/valid_models.py "$dst" jobs/beauty-cpu.yaml $VALID_MODELS \
       > "logs/variant-$variant-valid.log" 2>&1
-    grep -v '^{' "logs/variant-$variant-valid.log" | sed "s/^/$variant /"
+    grep -ao '[a-z_@0-9.]*: valid HR@10.*' "logs/variant-$variant-valid.log" | sed "s/^/$variant /"
   fi
 done

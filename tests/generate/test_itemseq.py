@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F  # noqa: N812
 
 from cemg_ray.generate.config import TrainConfig
 from cemg_ray.generate.dataset import dense_windows, item_tensors
@@ -129,6 +130,22 @@ def test_dense_head_loss_is_catalog_softmax_of_cosine_over_temperature() -> None
     total = model.code_loss(hidden, labels[0, :3]) + 0.5 * explicit
     assert torch.allclose(model(items, labels).loss, total, atol=1e-5)
     assert not _model().has_dense_head and _model().dense_proj is None
+
+
+def test_sampled_dense_loss_is_the_softmax_over_the_targets_plus_the_drawn_items() -> None:
+    model = _model(dense_weight=1.0, dense_negatives=3)
+    hidden = model.encode(torch.tensor([[0, 3, 5]]))[0]
+    targets = torch.tensor([3, 5, 7])
+    torch.manual_seed(7)
+    got = model.dense_loss(hidden, targets)
+    torch.manual_seed(7)
+    pool = torch.unique(torch.cat([targets, torch.randint(0, len(CODES), (3,))]))
+    logits = model.dense_logits(hidden)[:, pool]
+    cols = torch.tensor([pool.tolist().index(t) for t in targets.tolist()])
+    assert torch.allclose(got, F.cross_entropy(logits, cols), atol=1e-6)
+    full = _model(dense_weight=1.0, dense_negatives=len(CODES))  # as many as the catalog: the full softmax
+    h = full.encode(torch.tensor([[0, 3, 5]]))[0]
+    assert torch.allclose(full.dense_loss(h, targets), F.cross_entropy(full.dense_logits(h), targets))
 
 
 def test_dense_head_sees_no_later_items() -> None:
