@@ -42,7 +42,7 @@ class Run:
         if not store.exists(artifacts.MANIFEST):
             raise RunError(f"run_dir {store.root_uri} has no manifest.json: not a run directory")
         self.store = store
-        self.cfg = JobConfig.model_validate(store.read_json(artifacts.MANIFEST)["config"])
+        self.cfg = JobConfig.model_validate(artifacts.read_manifest(store)["config"])
         self.cfg.run_dir = store.root_uri
         self.model = model
         stage = model_stage(model)
@@ -56,15 +56,15 @@ class Run:
             from cemg_ray.evaluate.popularity import PopularityRecommender
 
             self.popular = PopularityRecommender.from_store(store)
-        items = store.read_parquet(artifacts.ITEMS, columns=["item_idx", "item_id"])
+        items = artifacts.read_items(store, ["item_idx", "item_id"])
         idx = np.asarray(items.column("item_idx").to_numpy(), dtype=np.int64)
         self.item_ids = np.empty(len(idx), dtype=object)
         self.item_ids[idx] = [str(i) for i in items.column("item_id").to_pylist()]
         self.item_index = {iid: int(i) for i, iid in enumerate(self.item_ids)}
-        seqs = store.read_parquet(artifacts.SEQUENCES, columns=["user_id", "items"])
+        seqs = artifacts.read_sequences(store, ["user_id", "items"])
         self.user_history = {str(u): np.asarray(s, dtype=np.int64)
                              for u, s in zip(seqs.column("user_id").to_pylist(), seqs.column("items").to_pylist())}
-        self.code_config = store.read_json(artifacts.CODES_META) if store.exists(artifacts.CODES_META) else None
+        self.code_config = artifacts.read_codes_meta(store) if store.exists(artifacts.CODES_META) else None
         self.run_uri = store.root_uri
 
     # -- the core every consumer shares (item indices in, ranked item ids out) ------------------------------------

@@ -67,8 +67,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     store = Store.for_job(cfg)
     print(f"\nrun directory: {store.uri()}")
     if store.exists(artifacts.METRICS):
-        print(f"metrics: {store.uri('eval/metrics.json')}")
-        print(f"report:  {store.uri('eval/report.md')}")
+        print(f"metrics: {store.uri(artifacts.METRICS)}")
+        print(f"report:  {store.uri(artifacts.EVAL_REPORT)}")
     return 0
 
 

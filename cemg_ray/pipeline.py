@@ -203,7 +203,7 @@ def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = 
     }
     if store.exists(artifacts.MANIFEST):  # a run of some stages keeps the record of the others
         try:
-            manifest["stages"] = dict(store.read_json(artifacts.MANIFEST).get("stages", {}))
+            manifest["stages"] = dict(artifacts.read_manifest(store).get("stages", {}))
         except Exception:  # noqa: BLE001 - an unreadable manifest is replaced, never trusted
             log.warning("manifest.json in %s is unreadable; starting a new one", store.root_uri)
     for name in names:
@@ -230,7 +230,7 @@ def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = 
             wall = time.perf_counter() - t0
             manifest["stages"][name] = {"status": "failed", "hash": h, "wall_s": round(wall, 3),
                                         "error": f"{type(exc).__name__}: {exc}"}
-            store.write_json(artifacts.MANIFEST, manifest)
+            artifacts.write_manifest(store, manifest)
             raise
         wall = time.perf_counter() - t0
         entry = {"status": "ok", "hash": h, "wall_s": round(wall, 3), "report": report,
@@ -239,8 +239,8 @@ def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = 
         store.delete(f"{artifacts.PREVIOUS}/{name}")
         manifest["stages"][name] = entry
         log.info("stage %s: ok in %.1fs", name, wall)
-        store.write_json(artifacts.MANIFEST, manifest)
+        artifacts.write_manifest(store, manifest)
     manifest["finished"] = datetime.now(UTC).isoformat()
-    store.write_json(artifacts.MANIFEST, manifest)
+    artifacts.write_manifest(store, manifest)
     return manifest
 

@@ -90,8 +90,8 @@ def stages_for(names: list[str]) -> list[str]:
 def model_version(name: str, store: Store) -> str:
     """One version string per trained model: the generator's own, else ``<model>-<stage hash>-<finish time>``."""
     s = spec(name)
-    if s.stage == "train" and store.exists("generate/report.json"):
-        own = str(store.read_json("generate/report.json").get("model_version") or "")
+    if s.stage == "train" and store.exists(artifacts.GENERATOR_REPORT):
+        own = str(store.read_json(artifacts.GENERATOR_REPORT).get("model_version") or "")
         if own:
             return own + s.version_suffix
     marker = artifacts.read_marker(store, s.stage) or {}

@@ -43,7 +43,7 @@ def _job(run_dir: str, overrides: dict) -> tuple[JobConfig, Store]:
     if not store.exists(artifacts.MANIFEST):
         raise SystemExit(f"bench export: {store.uri('manifest.json')} not found; train a run first "
                          "(e.g. make demo) and pass its run directory")
-    raw = store.read_json(artifacts.MANIFEST)["config"]
+    raw = artifacts.read_manifest(store)["config"]
     raw["run_dir"] = run_dir
     raw["export"] = {**raw.get("export", {}), **overrides}
     return JobConfig.model_validate(raw), store
@@ -55,7 +55,7 @@ def _plain_loop(cfg: JobConfig, run_dir: str, store: Store) -> tuple[int, float]
 
     t0 = time.perf_counter()
     decoder = ExportDecoder(cfg.model_dump(mode="json"), run_dir)
-    users = store.read_parquet(artifacts.SEQUENCES, columns=["user_id", "items"])
+    users = artifacts.read_sequences(store, ["user_id", "items"])
     bs = cfg.export.batch_size
     for s in range(0, users.num_rows, bs):
         sl = users.slice(s, bs)
@@ -80,12 +80,12 @@ def scaled_run(run_dir: str, users: int, folder: str, seed: int = 0) -> str:
         raise SystemExit(f"bench export --users: expected a positive number of users, got {users}")
     dst = os.path.join(folder, f"users-{users}")
     shutil.copytree(run_dir, dst, ignore=shutil.ignore_patterns("features", "checkpoints", "eval", "*.log"))
-    seqs = Store(run_dir).read_parquet(artifacts.SEQUENCES)
+    seqs = artifacts.read_sequences(Store(run_dir))
     pick = np.random.default_rng(seed).integers(0, seqs.num_rows, users)
     table = seqs.take(pa.array(pick))
     ids = [f"{u}~{n}" for n, u in enumerate(table.column("user_id").to_pylist())]
     table = table.set_column(table.schema.get_field_index("user_id"), "user_id", pa.array(ids))
-    Store(dst).write_parquet(artifacts.SEQUENCES, table)
+    artifacts.write_sequences(Store(dst), table)
     return dst
 
 

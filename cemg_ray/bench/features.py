@@ -31,7 +31,7 @@ def load_items(n: int, run_dir: str | None) -> pa.Table:
     if run_dir:
         from cemg_ray.store import Store
 
-        items = Store(run_dir).read_parquet(artifacts.ITEMS)
+        items = artifacts.read_items(Store(run_dir))
         return items.slice(0, min(n, items.num_rows))
     from cemg_ray.config import SyntheticConfig
     from cemg_ray.data.synthetic import make_catalog

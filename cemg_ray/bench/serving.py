@@ -41,7 +41,7 @@ def _bodies(run_dir: str, k: int, n: int, seed: int = 0) -> list[bytes]:
     """Request bodies for ``n`` random known users (their stored histories), as a client would send them."""
     from cemg_ray.store import Store
 
-    users = Store(run_dir).read_parquet(artifacts.SEQUENCES, columns=["user_id"]).column("user_id").to_pylist()
+    users = artifacts.read_sequences(Store(run_dir), ["user_id"]).column("user_id").to_pylist()
     rng = np.random.default_rng(seed)
     return [json.dumps({"user_id": str(users[i]), "k": k}).encode() for i in rng.integers(0, len(users), n)]
 
@@ -142,7 +142,7 @@ def model_latency(run_dir: str, model: str, k: int, n: int = 50) -> dict:
     from cemg_ray.api import open_run
 
     run = open_run(run_dir, model)  # the same ranking path as a serving replica (Run.rank)
-    seqs = run.store.read_parquet(artifacts.SEQUENCES, columns=["items"]).column("items").to_pylist()
+    seqs = artifacts.read_sequences(run.store, ["items"]).column("items").to_pylist()
     rng = np.random.default_rng(1)
     times = []
     for i in rng.integers(0, len(seqs), n + 5):

@@ -25,14 +25,14 @@ def run(ctx: StageContext) -> dict:
     rows = np.concatenate([np.full(len(s), r, dtype=np.int64) for r, s in enumerate(split.train)])
     graph = Graph(num_users=len(split.train), num_items=split.num_items, users=rows, items=items)
     ctx.ensure_ray()
-    ctx.store.delete("lightgcn/ray")  # a finished stage is re-run only when its config changed
+    ctx.store.delete(artifacts.LIGHTGCN_CHECKPOINTS)  # a finished stage is re-run only when its config changed
     user_emb, item_emb, history = fit(graph, cfg.lightgcn,
-                                      run_config(ctx.store, "lightgcn/ray", "lightgcn", max_failures=1))
+                                      run_config(ctx.store, artifacts.LIGHTGCN_CHECKPOINTS, "lightgcn", max_failures=1))
     sanity = recall_ndcg_at(user_emb, item_emb, split.train, split.valid_target, k=20)
     ctx.store.write_tensors(artifacts.LIGHTGCN_EMB,
                             {"item_emb": item_emb.astype(np.float32), "user_emb": user_emb.astype(np.float32)})
     report = {"edges": int(len(items)), "users": graph.num_users, "items": graph.num_items,
               "valid": sanity, "epochs": history}
-    ctx.store.write_json("lightgcn/report.json", report)
+    ctx.store.write_json(artifacts.LIGHTGCN_REPORT, report)
     log.info("lightgcn: valid %s", {k: round(v, 4) for k, v in sanity.items()})
     return {"edges": report["edges"], "valid": sanity}

@@ -79,6 +79,6 @@ def sequences_from_table(table: pa.Table) -> tuple[np.ndarray, list[np.ndarray]]
 
 def load_split(store: Store, max_len: int = 20, cold_start_max: int = 5) -> Split:
     """The split of the run directory's ``data/`` artifacts (written by the data stage)."""
-    users, seqs = sequences_from_table(store.read_parquet(artifacts.SEQUENCES))
-    num_items = store.read_parquet(artifacts.ITEMS, columns=["item_idx"]).num_rows
+    users, seqs = sequences_from_table(artifacts.read_sequences(store))
+    num_items = artifacts.num_items(store)
     return leave_one_out(seqs, num_items, max_len=max_len, cold_start_max=cold_start_max, user_idx=users)

@@ -22,10 +22,10 @@ def run(ctx: StageContext) -> dict:
     if load_report["skipped_total"]:
         log.warning("data: skipped %d malformed rows from %s: %s", load_report["skipped_total"],
                     load_report["source"], load_report["skipped"])
-    ctx.store.write_parquet(artifacts.ITEMS, catalog.items)
-    ctx.store.write_parquet(artifacts.SEQUENCES, catalog.sequences_table())
+    artifacts.write_items(ctx.store, catalog.items)
+    artifacts.write_sequences(ctx.store, catalog.sequences_table())
     report = {"stats": stats, "load": load_report}
-    ctx.store.write_json("data/report.json", report)
+    ctx.store.write_json(artifacts.DATA_REPORT, report)
     log.info("data: %d users, %d items, %d interactions", stats["users"], stats["items"],
              stats["interactions"])
     return report

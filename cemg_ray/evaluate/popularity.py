@@ -30,8 +30,7 @@ class PopularityRecommender:
 
     @classmethod
     def from_store(cls, store: Store) -> PopularityRecommender:
-        data = store.read_json(artifacts.POPULARITY)
-        return cls(np.array(data["counts"], dtype=np.int64), data.get("version", "popularity"))
+        return cls(artifacts.read_popularity(store), "popularity")
 
     def recommend(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         k_eff = min(k, len(self.order))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cemg_ray import artifacts
 from cemg_ray.store import Store
 
 
@@ -22,7 +23,7 @@ def metrics_markdown(metrics: dict, ks: list[int]) -> str:
 
 
 def write_report(store: Store, metrics: dict, ks: list[int]) -> None:
-    store.write_text("eval/report.md", metrics_markdown(metrics, ks))
+    store.write_text(artifacts.EVAL_REPORT, metrics_markdown(metrics, ks))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,5 +39,5 @@ def write_report(store: Store, metrics: dict, ks: list[int]) -> None:
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(ks))], [f"NDCG@{k}" for k in ks])
         ax.set_title(part.replace("_", "-"))
     axes[0].legend(fontsize=8)
-    store.write_figure("eval/ndcg.png", fig)
+    store.write_figure(artifacts.EVAL_FIGURE, fig)
     plt.close(fig)

@@ -113,7 +113,7 @@ class SASRecRecommender:
     def load(cls, cfg: JobConfig, store: Store) -> SASRecRecommender:
         from safetensors.torch import load
 
-        num_items = store.read_parquet(artifacts.ITEMS, columns=["item_idx"]).num_rows
+        num_items = artifacts.num_items(store)
         model = SASRec(num_items, cfg.sasrec)
         model.load_state_dict(load(store.read_bytes(artifacts.SASREC)))
         return cls(model)

@@ -51,7 +51,7 @@ def run_popularity(ctx: StageContext) -> dict:
     """Count training interactions per item (validation and test never counted)."""
     split = load_split(ctx.store, ctx.cfg.dataset.max_len, ctx.cfg.dataset.cold_start_max)
     counts = split.train_counts
-    ctx.store.write_json(artifacts.POPULARITY, {"counts": counts.tolist(), "version": "popularity"})
+    artifacts.write_popularity(ctx.store, counts)
     return {"items_with_interactions": int((counts > 0).sum()), "max_count": int(counts.max())}
 
 

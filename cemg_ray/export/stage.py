@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from cemg_ray.artifacts import ITEMS, SEQUENCES
+from cemg_ray.artifacts import read_items, read_sequences
 from cemg_ray.config import JobConfig
 from cemg_ray.export.commit import STAGING, commit, committed_manifest
 from cemg_ray.pipeline import StageContext, require, stage
@@ -40,7 +40,7 @@ class ExportDecoder:
         self.cfg = JobConfig.model_validate(cfg_json)
         store = Store(run_dir, self.cfg.storage.endpoint_url, self.cfg.storage.region)
         self.rec = load(self.cfg.export.model, self.cfg, store)
-        self.item_ids = np.asarray(store.read_parquet(ITEMS, columns=["item_id"]).column("item_id").to_pylist(),
+        self.item_ids = np.asarray(read_items(store, ["item_idx", "item_id"]).column("item_id").to_pylist(),
                                    dtype=object)
         self.version = self.rec.model_version
 
@@ -84,7 +84,7 @@ def run_export(cfg: JobConfig, run_store: Store) -> dict:
         return {**done, "skipped": True}
     ensure_ray(cfg.ray)
     t0 = time.perf_counter()
-    users = run_store.read_parquet(SEQUENCES, columns=["user_id", "items"])
+    users = read_sequences(run_store, ["user_id", "items"])
     attempt = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     out.delete(f"{partition}/{STAGING}")  # leftovers of killed attempts
     blocks = ecfg.num_blocks or max(4 * ecfg.num_actors, 1)

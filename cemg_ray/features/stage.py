@@ -38,7 +38,7 @@ def has_images(items: pa.Table) -> bool:
 def run(ctx: StageContext) -> dict:
     """Encode text and images of every catalog item (Ray Data actor pool, or in-process)."""
     cfg, fcfg, store = ctx.cfg, ctx.cfg.features, ctx.store
-    items = store.read_parquet(artifacts.ITEMS)
+    items = artifacts.read_items(store)
     idx = items.column("item_idx").to_numpy()
     storage = {"endpoint_url": cfg.storage.endpoint_url, "region": cfg.storage.region}
     report: dict = {}
@@ -60,9 +60,9 @@ def run(ctx: StageContext) -> dict:
                 ctx.ensure_ray()
             table, rep = extract(items, modality, fcfg, cfg.dataset.images_dir, storage=storage)
             rep = {"enabled": True, "model": enc_cfg.model, **rep}
-        store.write_parquet(f"features/{modality}.parquet", table)
+        store.write_parquet(artifacts.features_file(modality), table)
         report[modality] = rep
-    store.write_json("features/report.json", report)
+    store.write_json(artifacts.FEATURES_REPORT, report)
     return report
 
 
@@ -78,13 +78,13 @@ def _fit_rows(train_items: np.ndarray, missing: np.ndarray, sample_size: int,
 def run_pca(ctx: StageContext) -> dict:
     """Fit PCA per modality on the training catalog and reduce every item to d dimensions."""
     cfg, store = ctx.cfg, ctx.store
-    n = store.read_parquet(artifacts.ITEMS, columns=["item_idx"]).num_rows
+    n = artifacts.num_items(store)
     split = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     train_items = np.asarray(split.train_counts) > 0
     raw = {}
     for m in MODALITIES:
-        if store.exists(f"features/{m}.parquet"):
-            table = store.read_parquet(f"features/{m}.parquet").sort_by("item_idx")
+        if store.exists(artifacts.features_file(m)):
+            table = store.read_parquet(artifacts.features_file(m)).sort_by("item_idx")
             if table.num_rows != n:
                 raise RuntimeError(f"features/{m}.parquet has {table.num_rows} rows for {n} catalog items; "
                                    "re-run the features stage (--force)")
@@ -115,7 +115,7 @@ def run_pca(ctx: StageContext) -> dict:
             report[m] = {"available": False, "missing": n}
     store.write_tensors(MODEL, model)
     store.write_tensors(REDUCED, reduced)
-    store.write_json("pca/report.json", report)
+    store.write_json(artifacts.PCA_REPORT, report)
     log.info("pca: d=%d, explained variance %s", d,
              {m: report[m].get("explained_variance") for m in MODALITIES if report[m]["available"]})
     return report

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from cemg_ray import artifacts
 from cemg_ray.generate.dataset import history_matrix
 from cemg_ray.generate.decoding import build_index, decode_items, decode_unconstrained
 from cemg_ray.generate.model import load_model
@@ -125,10 +126,10 @@ def load_recommender(cfg: JobConfig, store: Store, constrained: bool = True,
     from cemg_ray.tokenize.codes import load_codes
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    version = store.read_json("generate/report.json").get("model_version", "cemg") \
-        if store.exists("generate/report.json") else "cemg"
+    version = store.read_json(artifacts.GENERATOR_REPORT).get("model_version", "cemg") \
+        if store.exists(artifacts.GENERATOR_REPORT) else "cemg"
     with tempfile.TemporaryDirectory() as tmp:
-        folder = store.download_dir("generate/model", tmp)
+        folder = store.download_dir(artifacts.GENERATOR_MODEL, tmp)
         if is_item_model_dir(folder):
             share = cfg.decode.cold_share if cold_share is None else cold_share
             cold = None

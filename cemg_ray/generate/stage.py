@@ -13,12 +13,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cemg_ray import artifacts
+from cemg_ray import artifacts  # noqa: E402
 from cemg_ray.data.split import load_split  # noqa: E402
 from cemg_ray.generate.dataset import build_tensors, item_eval_tensors, item_tensors, prefix_examples  # noqa: E402
 from cemg_ray.generate.itemseq import build_item_model, save_item_model  # noqa: E402
 from cemg_ray.generate.model import build_model, describe, layout_for, save_model  # noqa: E402
-from cemg_ray.generate.train import BEST_FILE, FUSED_FILE, STATE_FILE, fit  # noqa: E402
+from cemg_ray.generate.train import BEST_FILE, STATE_FILE, fit  # noqa: E402
 from cemg_ray.pipeline import StageContext, stage, stage_hash  # noqa: E402
 from cemg_ray.raytrain import run_config  # noqa: E402
 from cemg_ray.tokenize.codes import load_codes  # noqa: E402
@@ -48,7 +48,7 @@ def run(ctx: StageContext) -> dict:
     cfg, tcfg, store = ctx.cfg, ctx.cfg.train, ctx.store
     split = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     codes = load_codes(store)
-    meta = store.read_json(artifacts.CODES_META)
+    meta = artifacts.read_codes_meta(store)
     layout = layout_for(tcfg, meta["level_sizes"])
     max_items = cfg.dataset.max_len
     rng = np.random.default_rng(tcfg.seed)
@@ -56,9 +56,10 @@ def run(ctx: StageContext) -> dict:
     valid_hists, valid_targets = [split.valid_history[i] for i in sample], split.valid_target[sample]
     item_level = tcfg.history == "items"
     if item_level:
-        if tcfg.content_input and not store.exists(FUSED_FILE):
-            raise FileNotFoundError(f"train.content_input needs {store.uri(FUSED_FILE)}, which this run's tokenize "
-                                    "stage did not write; re-run it: cemg-ray run JOB --stages tokenize --force")
+        if tcfg.content_input and not store.exists(artifacts.FUSED):
+            raise FileNotFoundError(f"train.content_input needs {store.uri(artifacts.FUSED)}, which this run's "
+                                    "tokenize stage did not write; re-run it: "
+                                    "cemg-ray run JOB --stages tokenize --force")
         train = item_tensors(split.train, max_items, tcfg.objective)
         valid = item_eval_tensors(valid_hists, valid_targets, max_items)
         examples = int((train["labels"] >= 0).sum())
@@ -67,8 +68,8 @@ def run(ctx: StageContext) -> dict:
         train = build_tensors(hists, targets, codes, layout, max_items)
         valid = build_tensors(valid_hists, valid_targets, codes, layout, max_items)
         examples = int(len(targets))
-    store.write_tensors("generate/data/train.safetensors", train)
-    store.write_tensors("generate/data/valid.safetensors", valid)
+    store.write_tensors(artifacts.GENERATOR_TRAIN_DATA, train)
+    store.write_tensors(artifacts.GENERATOR_VALID_DATA, valid)
     log.info("train: %d supervised positions in %d rows, %d validation users, vocabulary %d", examples,
              len(next(iter(train.values()))), len(sample), layout.vocab_size)
     ctx.ensure_ray()
@@ -76,7 +77,8 @@ def run(ctx: StageContext) -> dict:
     name = f"train-{stage_hash(cfg, 'train')}"
     root = os.path.abspath(store.root_uri) if store.is_local else store.root_uri  # workers' cwd differs
     result = fit(tcfg, layout, root, cfg.storage.endpoint_url, cfg.storage.region, len(sample),
-                 run_config(store, "generate/checkpoints", name, max_failures=tcfg.max_failures, num_to_keep=2),
+                 run_config(store, artifacts.GENERATOR_CHECKPOINTS, name, max_failures=tcfg.max_failures,
+                            num_to_keep=2),
                  max_items)
     if result.checkpoint is None:
         raise RuntimeError(f"train: no checkpoint was reported ({result.error})")
@@ -85,7 +87,7 @@ def run(ctx: StageContext) -> dict:
     from safetensors.torch import load_file
 
     if item_level:
-        content = store.read_tensors(FUSED_FILE)["fused"] if tcfg.content_input else None
+        content = store.read_tensors(artifacts.FUSED)["fused"] if tcfg.content_input else None
         model = build_item_model(tcfg, layout, codes, max_items, content)
     else:
         model = build_model(tcfg, layout)
@@ -97,11 +99,11 @@ def run(ctx: StageContext) -> dict:
             save_item_model(model, tmp)
         else:
             save_model(model, layout, tmp)
-        store.delete("generate/model")
-        store.upload_dir(tmp, "generate/model")
+        store.delete(artifacts.GENERATOR_MODEL)
+        store.upload_dir(tmp, artifacts.GENERATOR_MODEL)
     history = state["history"]
-    store.write_json("generate/history.json", history)
-    store.write_figure("generate/curves.png", curves_figure(history))
+    store.write_json(artifacts.GENERATOR_HISTORY, history)
+    store.write_figure(artifacts.GENERATOR_CURVES, curves_figure(history))
     info = model.param_count() if item_level else describe(model)
     report = {"examples": examples, "history": tcfg.history, "objective": tcfg.objective,
               "train_s": round(state.get("train_s", 0.0), 1), "valid_users": int(len(sample)),
@@ -110,5 +112,5 @@ def run(ctx: StageContext) -> dict:
               "best_epoch": state["best_epoch"], "best_valid_ndcg10": state["best_ndcg"],
               "steps": state["step"], "model_version": name,
               "examples_per_s": history[-1]["examples_per_s"] if history else None}
-    store.write_json("generate/report.json", report)
+    store.write_json(artifacts.GENERATOR_REPORT, report)
     return report

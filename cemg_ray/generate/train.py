@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from cemg_ray import artifacts
 from cemg_ray.generate.config import TrainConfig
 from cemg_ray.generate.engines import Engine, make_engine
 from cemg_ray.generate.tokens import TokenLayout
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("cemg_ray")
 
 STATE_FILE = "trainer_state.json"
-FUSED_FILE = "tokenize/fused.safetensors"
 BEST_FILE = "best_model.safetensors"
 
 
@@ -166,15 +166,15 @@ def train_loop(config: dict) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     store = Store(config["run_dir"], config.get("endpoint_url"), config.get("region"))
-    train = store.read_tensors("generate/data/train.safetensors")
-    valid = store.read_tensors("generate/data/valid.safetensors")
+    train = store.read_tensors(artifacts.GENERATOR_TRAIN_DATA)
+    valid = store.read_tensors(artifacts.GENERATOR_VALID_DATA)
     codes = load_codes(store)
     index = build_index(codes, layout)
     valid = {k: v[rank::world] for k, v in valid.items()}
 
     item_level = cfg.history == "items"
     if item_level:
-        content = store.read_tensors(FUSED_FILE)["fused"] if cfg.content_input else None
+        content = store.read_tensors(artifacts.FUSED)["fused"] if cfg.content_input else None
         model = build_item_model(cfg, layout, codes, config["max_items"], content)
         enc_dec, keys, trim = False, ("items", "labels"), trim_right_padding
     else:

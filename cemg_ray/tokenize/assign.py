@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cemg_ray")
 
-ADDED = "tokenize/added_codes.parquet"
+
 
 
 def read_new_items(path: str) -> pa.Table:
@@ -67,8 +67,8 @@ def existing_codes(store: Store) -> tuple[list[str], np.ndarray]:
     base = store.read_parquet(artifacts.CODES)
     ids = base.column("item_id").to_pylist()
     codes = np.asarray(base.column("codes").to_pylist(), dtype=np.int64)
-    if store.exists(ADDED):
-        added = store.read_parquet(ADDED)
+    if store.exists(artifacts.ADDED_CODES):
+        added = store.read_parquet(artifacts.ADDED_CODES)
         ids += added.column("item_id").to_pylist()
         codes = np.concatenate([codes, np.asarray(added.column("codes").to_pylist(), dtype=np.int64)])
     return ids, codes
@@ -104,15 +104,14 @@ def assign_codes(cfg: JobConfig, store: Store, items: pa.Table) -> dict:
         cat_img = np.where(cat_present[:, :1], cat["image"] / saved.scales["image"], 0)
         cat_txt = np.where(cat_present[:, 1:], cat["text"] / saved.scales["text"], 0)
         cat_collab = store.read_tensors(artifacts.LIGHTGCN_EMB)["item_emb"] / saved.scales["collab"]
-        counts = np.asarray(store.read_json(artifacts.POPULARITY)["counts"]) \
-            if store.exists(artifacts.POPULARITY) else np.ones(len(cat_collab))
+        counts = artifacts.read_popularity(store) if store.exists(artifacts.POPULARITY) else np.ones(len(cat_collab))
         content = content_matrix(np.concatenate([cat_img, image]), np.concatenate([cat_txt, text]))
         donors = np.flatnonzero(np.asarray(counts) > 0)
         targets = np.arange(len(cat_collab), len(cat_collab) + items.num_rows)
         full_collab = np.concatenate([cat_collab, np.zeros((items.num_rows, cat_collab.shape[1]))]).astype(np.float32)
         collab = borrow_collab(content, full_collab, donors, targets, tcfg.cold_collab_neighbours)
     rq, dists, _ = saved.model.encode(image, text, collab, present)
-    disamb_size = store.read_json(artifacts.CODES_META)["level_sizes"][-1]
+    disamb_size = artifacts.read_codes_meta(store)["level_sizes"][-1]
     new_codes = []
     for i in range(items.num_rows):
         prefix = rq[i].copy()
@@ -138,9 +137,9 @@ def assign_codes(cfg: JobConfig, store: Store, items: pa.Table) -> dict:
     added = pa.table({"item_idx": pa.array(np.arange(start, start + len(ok), dtype=np.int32)),
                       "item_id": pa.array([items.column("item_id")[i].as_py() for i in ok], pa.string()),
                       "codes": pa.array([new_codes[i].astype(np.int32).tolist() for i in ok], pa.list_(pa.int32()))})
-    if store.exists(ADDED):
-        added = pa.concat_tables([store.read_parquet(ADDED), added])
-    store.write_parquet(ADDED, added)
+    if store.exists(artifacts.ADDED_CODES):
+        added = pa.concat_tables([store.read_parquet(artifacts.ADDED_CODES), added])
+    store.write_parquet(artifacts.ADDED_CODES, added)
     report["assigned"] = len(ok)
-    report["output"] = store.uri(ADDED)
+    report["output"] = store.uri(artifacts.ADDED_CODES)
     return report

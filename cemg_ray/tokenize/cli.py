@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from cemg_ray import artifacts
+
 
 def _cmd_assign(args: argparse.Namespace) -> int:
     from cemg_ray.config import load_config
@@ -32,7 +34,7 @@ def _cmd_fusion(args: argparse.Namespace) -> int:
     store = Store.for_job(cfg)
     require(store, cfg, "tokenize")
     print(json.dumps(analyse_run(cfg, store), indent=2))
-    print(f"table: {store.uri('tokenize/fusion.parquet')}\nplot:  {store.uri('tokenize/fusion.png')}")
+    print(f"table: {store.uri(artifacts.FUSION_WEIGHTS)}\nplot:  {store.uri(artifacts.FUSION_FIGURE)}")
     return 0
 
 

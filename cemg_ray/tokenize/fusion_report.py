@@ -130,7 +130,7 @@ def write_fusion_analysis(store: Store, alpha: np.ndarray, inputs: ItemInputs, t
     if alpha_init is not None:
         breakdown["movement_from_init"] = movement_from_init(alpha, alpha_init, present)
     store.write_parquet(artifacts.FUSION_WEIGHTS, table)
-    store.write_figure("tokenize/fusion.png", fusion_figure(table, breakdown))
+    store.write_figure(artifacts.FUSION_FIGURE, fusion_figure(table, breakdown))
     return breakdown
 
 
@@ -144,7 +144,7 @@ def analyse_run(cfg: JobConfig, store: Store) -> dict[str, Any]:
 
     saved = load_tokenizer(store)
     tcfg = saved.cfg
-    items = store.read_parquet(artifacts.ITEMS)
+    items = artifacts.read_items(store)
     split = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     inputs = load_inputs(store, items.num_rows, split.train_counts, tcfg.use_image, tcfg.use_text,
                          tcfg.use_collab, tcfg.cold_collab_neighbours, scales=saved.scales)

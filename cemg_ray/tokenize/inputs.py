@@ -62,7 +62,7 @@ def load_inputs(store: Store, num_items: int, train_counts: np.ndarray, use_imag
     present = np.stack([~red["image_missing"].astype(bool) & use_image,
                         ~red["text_missing"].astype(bool) & use_text], axis=1)
     if len(image) != num_items or len(text) != num_items:
-        raise ValueError(f"{store.uri('pca/reduced.safetensors')}: {len(text)} rows, catalog has {num_items}")
+        raise ValueError(f"{store.uri(artifacts.PCA_REDUCED)}: {len(text)} rows, catalog has {num_items}")
     scales = dict(scales or {})
     scales.setdefault("image", block_scale(image, present[:, 0]))
     scales.setdefault("text", block_scale(text, present[:, 1]))

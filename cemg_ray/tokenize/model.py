@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cemg_ray import artifacts
 from cemg_ray.store import Store
 from cemg_ray.tokenize.config import TokenizeConfig
 from cemg_ray.tokenize.fusion import CollabGuidedFusion
@@ -54,16 +55,16 @@ class SavedTokenizer:
 
 def save_tokenizer(store: Store, tok: Tokenizer, cfg: TokenizeConfig, scales: dict[str, float]) -> None:
     state = {k: v.detach().cpu().numpy() for k, v in tok.state_dict().items()}
-    store.write_tensors("tokenize/model.safetensors", state)
-    store.write_json("tokenize/model.json", {"content_dim": tok.content_dim, "collab_dim": tok.collab_dim,
+    store.write_tensors(artifacts.TOKENIZER_WEIGHTS, state)
+    store.write_json(artifacts.TOKENIZER_CONFIG, {"content_dim": tok.content_dim, "collab_dim": tok.collab_dim,
                                              "config": cfg.model_dump(), "scales": scales})
 
 
 def load_tokenizer(store: Store) -> SavedTokenizer:
-    meta = store.read_json("tokenize/model.json")
+    meta = store.read_json(artifacts.TOKENIZER_CONFIG)
     cfg = TokenizeConfig(**meta["config"])
     tok = Tokenizer(meta["content_dim"], meta["collab_dim"], cfg)
-    state = {k: torch.as_tensor(v) for k, v in store.read_tensors("tokenize/model.safetensors").items()}
+    state = {k: torch.as_tensor(v) for k, v in store.read_tensors(artifacts.TOKENIZER_WEIGHTS).items()}
     tok.load_state_dict(state)
     tok.eval()
     return SavedTokenizer(tok, cfg, {k: float(v) for k, v in json.loads(json.dumps(meta["scales"])).items()})

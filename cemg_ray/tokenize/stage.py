@@ -46,7 +46,7 @@ def planted_agreement(codes: np.ndarray, clusters: np.ndarray) -> dict:
 def run(ctx: StageContext) -> dict:
     """Train fusion + RQ-VAE jointly on all catalog items and assign every item a unique code."""
     cfg, tcfg, store = ctx.cfg, ctx.cfg.tokenize, ctx.store
-    items = store.read_parquet(artifacts.ITEMS)
+    items = artifacts.read_items(store)
     split = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     inputs = load_inputs(store, items.num_rows, split.train_counts, tcfg.use_image, tcfg.use_text,
                          tcfg.use_collab, tcfg.cold_collab_neighbours)
@@ -86,19 +86,19 @@ def run(ctx: StageContext) -> dict:
     assert report["after_disambiguation"]["colliding_items"] == 0
     save_tokenizer(store, tok, tcfg, inputs.scales)
     # the fused content vector per item (Eq. 3): the generator's optional content input
-    store.write_tensors("tokenize/fused.safetensors", {"fused": x.numpy().astype(np.float32)})
+    store.write_tensors(artifacts.FUSED, {"fused": x.numpy().astype(np.float32)})
     store.write_parquet(artifacts.CODES, pa.table({
         "item_idx": items.column("item_idx"), "item_id": items.column("item_id"),
         "codes": pa.array(full.astype(np.int32).tolist(), type=pa.list_(pa.int32()))}))
-    store.write_json(artifacts.CODES_META, {"level_sizes": level_sizes, "num_levels": len(level_sizes),
-                                            "codebook_size": tcfg.codebook_size})
-    store.write_json("tokenize/history.json", history)
-    store.write_figure("tokenize/code_usage.png", code_usage_figure(full[:, :-1], tcfg.codebook_size))
-    store.write_figure("tokenize/alpha.png", alpha_figure(alpha, both))
+    artifacts.write_codes_meta(store, {"level_sizes": level_sizes, "num_levels": len(level_sizes),
+                                       "codebook_size": tcfg.codebook_size})
+    store.write_json(artifacts.TOKENIZE_HISTORY, history)
+    store.write_figure(artifacts.CODE_USAGE_FIGURE, code_usage_figure(full[:, :-1], tcfg.codebook_size))
+    store.write_figure(artifacts.ALPHA_FIGURE, alpha_figure(alpha, both))
     report["fusion"]["breakdown"] = write_fusion_analysis(store, alpha, inputs, split.train_counts, items,
                                                           initial_weights(inputs, tcfg))
-    store.write_figure("tokenize/training.png", curves_figure(history))
-    store.write_json("tokenize/report.json", report)
+    store.write_figure(artifacts.TOKENIZE_CURVES, curves_figure(history))
+    store.write_json(artifacts.TOKENIZE_REPORT, report)
     log.info("tokenize: %d items, collisions before disambiguation %.2f%%, level sizes %s", items.num_rows,
              100 * report["before_disambiguation"]["collision_rate"], level_sizes)
     return {k: report[k] for k in ("before_disambiguation", "level_sizes", "relative_reconstruction_error")}
