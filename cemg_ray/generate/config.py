@@ -89,8 +89,13 @@ class TrainConfig(Section):
 
 
 class DecodeConfig(Section):
+    HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"cold_bias"})
+
     num_beams: int = Field(20, ge=1)
     # share of the top-K reserved for cold-start items (<= dataset.cold_start_max training interactions),
     # as TIGER reserves a share for unseen items; used by the ``cemg_cold`` model (item-level generator)
     cold_share: float = Field(0.2, ge=0.0, le=1.0)
+    # cemg_dense: added to the cold-start items' dense logits before ranking. They were rarely a training target,
+    # so the dense head under-scores them; the bias (chosen on the validation split) trades overall for cold figures
+    cold_bias: float = Field(0.0, ge=-100.0, le=100.0)
     batch_size: int = Field(256, ge=1)

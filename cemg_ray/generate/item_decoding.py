@@ -138,9 +138,11 @@ def reserve_cold_share(items: torch.Tensor, scores: torch.Tensor, cold_items: to
 
 @torch.inference_mode()
 def dense_rerank(model: ItemSeqGenerator, hidden: torch.Tensor, candidates: torch.Tensor | None,
-                 extra_items: torch.Tensor | None, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+                 extra_items: torch.Tensor | None, k: int,
+                 extra_bias: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` by the dense head among each row's ``candidates`` [B, W] (``-1`` ignored) plus ``extra_items``
-    [C] (shared by every row); ``candidates=None`` and ``extra_items=None`` rank the whole catalog.
+    [C] (shared by every row, their logits raised by ``extra_bias``); ``candidates=None`` and
+    ``extra_items=None`` rank the whole catalog.
 
     Returns (item_idx [B, k], dense logits [B, k]), ``-1`` / ``-inf`` where a row has fewer than ``k`` candidates.
     """
@@ -154,6 +156,8 @@ def dense_rerank(model: ItemSeqGenerator, hidden: torch.Tensor, candidates: torc
             allowed[rows[real], candidates[real]] = True
         if extra_items is not None:
             allowed[:, extra_items] = True
+            if extra_bias:
+                logits[:, extra_items] += extra_bias
         logits = logits.masked_fill(~allowed, float("-inf"))
     top, idx = logits.topk(min(k, N), dim=1)
     items = torch.where(torch.isfinite(top), idx, torch.full_like(idx, -1))

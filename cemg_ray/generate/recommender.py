@@ -33,7 +33,7 @@ class ItemCEMGRecommender:
 
     def __init__(self, model: ItemSeqGenerator, codes: np.ndarray, max_items: int, num_beams: int = 20,
                  constrained: bool = True, model_version: str = "cemg", cold_items: np.ndarray | None = None,
-                 cold_share: float = 0.0, rerank: str | None = None):
+                 cold_share: float = 0.0, rerank: str | None = None, cold_bias: float = 0.0):
         from cemg_ray.generate.item_decoding import subset_index
 
         self.model, self.layout, self.codes = model, model.layout, codes
@@ -50,7 +50,7 @@ class ItemCEMGRecommender:
                              "(train.dense_weight > 0); this run's has none")
         if rerank == "cold" and cold_items is None:
             raise ValueError("rerank='cold' needs the cold-start items")
-        self.rerank = rerank
+        self.rerank, self.cold_bias = rerank, cold_bias
         self.cold_ids = None if cold_items is None else torch.as_tensor(np.flatnonzero(cold_items))
         if self.cold_share > 0:
             self.is_cold[torch.as_tensor(np.flatnonzero(cold_items))] = True
@@ -80,7 +80,7 @@ class ItemCEMGRecommender:
                 return items.numpy(), scores.numpy().astype(np.float32)
             if self.rerank == "cold":
                 candidates, _ = search(self.model, hidden, self.index, beams, beams)
-                items, scores = dense_rerank(self.model, hidden, candidates, self.cold_ids, k)
+                items, scores = dense_rerank(self.model, hidden, candidates, self.cold_ids, k, self.cold_bias)
                 return items.numpy(), scores.numpy().astype(np.float32)
             items, scores = search(self.model, hidden, self.index, beams, k)
             if self.cold_index is not None:
@@ -139,7 +139,7 @@ def load_recommender(cfg: JobConfig, store: Store, constrained: bool = True,
                 cold = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max).cold_items()
             return ItemCEMGRecommender(load_item_model(folder), load_codes(store), cfg.dataset.max_len,
                                        cfg.decode.num_beams, constrained, version, cold, share if share else 0.0,
-                                       rerank)
+                                       rerank, cfg.decode.cold_bias)
         if cold_share or rerank:
             raise ValueError("cemg_cold / cemg_dense: the cold-start share and the dense head need the item-level "
                              "generator (train.history: items); this run's generator uses the token layout")

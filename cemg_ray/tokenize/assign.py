@@ -25,7 +25,7 @@ from cemg_ray.features.pca import project_new_items
 from cemg_ray.store import Store
 from cemg_ray.tokenize.codes import next_free_suffix
 from cemg_ray.tokenize.inputs import borrow_collab, content_matrix
-from cemg_ray.tokenize.model import load_tokenizer
+from cemg_ray.tokenize.model import SavedTokenizer, load_tokenizer
 
 if TYPE_CHECKING:
     from cemg_ray.config import JobConfig
@@ -74,17 +74,11 @@ def existing_codes(store: Store) -> tuple[list[str], np.ndarray]:
     return ids, codes
 
 
-def assign_codes(cfg: JobConfig, store: Store, items: pa.Table) -> dict:
-    saved = load_tokenizer(store)
+def _new_item_inputs(cfg: JobConfig, store: Store, saved: SavedTokenizer,
+                     items: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encode the new items' text and images, project them with the run's PCA and scale them as the tokenizer
+    was trained: (image, text, present [n, 2])."""
     tcfg = saved.cfg
-    known_ids, table = existing_codes(store)
-    known = set(known_ids)
-    dup = [i for i in items.column("item_id").to_pylist() if i in known]
-    keep = [i not in known for i in items.column("item_id").to_pylist()]
-    items = items.filter(pa.array(keep))
-    report = {"requested": len(keep), "already_coded": len(dup), "assigned": 0, "reassigned": 0, "unplaceable": []}
-    if items.num_rows == 0:
-        return report
     vectors = {}
     for m, enabled in (("text", cfg.features.use_text), ("image", cfg.features.use_image)):
         if enabled:
@@ -96,24 +90,34 @@ def assign_codes(cfg: JobConfig, store: Store, items: pa.Table) -> dict:
                         ~red["text_missing"].astype(bool) & tcfg.use_text], 1)
     image = np.where(present[:, :1], red["image"] / saved.scales["image"], 0).astype(np.float32)
     text = np.where(present[:, 1:], red["text"] / saved.scales["text"], 0).astype(np.float32)
-    collab = np.zeros((items.num_rows, 0), np.float32)
-    if tcfg.use_collab:
-        cat = store.read_tensors(artifacts.PCA_REDUCED)
-        cat_present = np.stack([~cat["image_missing"].astype(bool) & tcfg.use_image,
-                                ~cat["text_missing"].astype(bool) & tcfg.use_text], 1)
-        cat_img = np.where(cat_present[:, :1], cat["image"] / saved.scales["image"], 0)
-        cat_txt = np.where(cat_present[:, 1:], cat["text"] / saved.scales["text"], 0)
-        cat_collab = store.read_tensors(artifacts.LIGHTGCN_EMB)["item_emb"] / saved.scales["collab"]
-        counts = artifacts.read_popularity(store) if store.exists(artifacts.POPULARITY) else np.ones(len(cat_collab))
-        content = content_matrix(np.concatenate([cat_img, image]), np.concatenate([cat_txt, text]))
-        donors = np.flatnonzero(np.asarray(counts) > 0)
-        targets = np.arange(len(cat_collab), len(cat_collab) + items.num_rows)
-        full_collab = np.concatenate([cat_collab, np.zeros((items.num_rows, cat_collab.shape[1]))]).astype(np.float32)
-        collab = borrow_collab(content, full_collab, donors, targets, tcfg.cold_collab_neighbours)
-    rq, dists, _ = saved.model.encode(image, text, collab, present)
-    disamb_size = artifacts.read_codes_meta(store)["level_sizes"][-1]
-    new_codes = []
-    for i in range(items.num_rows):
+    return image, text, present
+
+
+def _borrowed_collab(store: Store, saved: SavedTokenizer, image: np.ndarray, text: np.ndarray) -> np.ndarray:
+    """New items have no interactions: their collaborative block is borrowed from the catalog items nearest in
+    content that do (``inputs.borrow_collab``, the rule the tokenize stage applies to cold catalog items)."""
+    tcfg = saved.cfg
+    cat = store.read_tensors(artifacts.PCA_REDUCED)
+    cat_present = np.stack([~cat["image_missing"].astype(bool) & tcfg.use_image,
+                            ~cat["text_missing"].astype(bool) & tcfg.use_text], 1)
+    cat_img = np.where(cat_present[:, :1], cat["image"] / saved.scales["image"], 0)
+    cat_txt = np.where(cat_present[:, 1:], cat["text"] / saved.scales["text"], 0)
+    cat_collab = store.read_tensors(artifacts.LIGHTGCN_EMB)["item_emb"] / saved.scales["collab"]
+    counts = artifacts.read_popularity(store) if store.exists(artifacts.POPULARITY) else np.ones(len(cat_collab))
+    content = content_matrix(np.concatenate([cat_img, image]), np.concatenate([cat_txt, text]))
+    donors = np.flatnonzero(np.asarray(counts) > 0)
+    targets = np.arange(len(cat_collab), len(cat_collab) + len(image))
+    full_collab = np.concatenate([cat_collab, np.zeros((len(image), cat_collab.shape[1]))]).astype(np.float32)
+    return borrow_collab(content, full_collab, donors, targets, tcfg.cold_collab_neighbours)
+
+
+def _place_unique(rq: np.ndarray, dists: np.ndarray, table: np.ndarray, disamb_size: int,
+                  report: dict, item_ids: list[str]) -> list[np.ndarray | None]:
+    """A unique code per new item: its quantised prefix plus the next free disambiguation suffix; when the
+    suffixes of that prefix are used up, the nearest other last-level code with a free one (``reassigned``);
+    None when none has (``unplaceable``). ``table`` grows as codes are placed, so new items never collide."""
+    new_codes: list[np.ndarray | None] = []
+    for i in range(len(rq)):
         prefix = rq[i].copy()
         suffix = next_free_suffix(table, prefix)
         if suffix >= disamb_size:
@@ -126,16 +130,37 @@ def assign_codes(cfg: JobConfig, store: Store, items: pa.Table) -> dict:
                     report["reassigned"] += 1
                     break
             if not placed:
-                report["unplaceable"].append(items.column("item_id")[i].as_py())
+                report["unplaceable"].append(item_ids[i])
                 new_codes.append(None)
                 continue
         code = np.concatenate([prefix, [suffix]])
         table = np.concatenate([table, code[None]])
         new_codes.append(code)
+    return new_codes
+
+
+def assign_codes(cfg: JobConfig, store: Store, items: pa.Table) -> dict:
+    """Semantic IDs for items added after training, appended to ``tokenize/added_codes.parquet``; items that
+    already have a code are counted and left as they are."""
+    saved = load_tokenizer(store)
+    known_ids, table = existing_codes(store)
+    known = set(known_ids)
+    dup = [i for i in items.column("item_id").to_pylist() if i in known]
+    keep = [i not in known for i in items.column("item_id").to_pylist()]
+    items = items.filter(pa.array(keep))
+    report = {"requested": len(keep), "already_coded": len(dup), "assigned": 0, "reassigned": 0, "unplaceable": []}
+    if items.num_rows == 0:
+        return report
+    image, text, present = _new_item_inputs(cfg, store, saved, items)
+    collab = _borrowed_collab(store, saved, image, text) if saved.cfg.use_collab \
+        else np.zeros((items.num_rows, 0), np.float32)
+    rq, dists, _ = saved.model.encode(image, text, collab, present)
+    ids = [str(i) for i in items.column("item_id").to_pylist()]
+    new_codes = _place_unique(rq, dists, table, artifacts.read_codes_meta(store)["level_sizes"][-1], report, ids)
     ok = [i for i, c in enumerate(new_codes) if c is not None]
     start = len(known_ids)
     added = pa.table({"item_idx": pa.array(np.arange(start, start + len(ok), dtype=np.int32)),
-                      "item_id": pa.array([items.column("item_id")[i].as_py() for i in ok], pa.string()),
+                      "item_id": pa.array([ids[i] for i in ok], pa.string()),
                       "codes": pa.array([new_codes[i].astype(np.int32).tolist() for i in ok], pa.list_(pa.int32()))})
     if store.exists(artifacts.ADDED_CODES):
         added = pa.concat_tables([store.read_parquet(artifacts.ADDED_CODES), added])

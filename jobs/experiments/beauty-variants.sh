@@ -36,6 +36,8 @@ for variant in "$@"; do
                                   --set train.dense_temperature=0.2) ;;
     mean-items-content-dense-s1024) codes=mean-m4k512; extra=("${ITEMS[@]}" --set train.content_input=true --set train.dense_weight=1.0
                                     --set train.dense_negatives=1024) ;;
+    mean-items-content-dense-s4096) codes=mean-m4k512; extra=("${ITEMS[@]}" --set train.content_input=true --set train.dense_weight=1.0
+                                    --set train.dense_negatives=4096) ;;
     mean-items-content-dense05-s1024) codes=mean-m4k512; extra=("${ITEMS[@]}" --set train.content_input=true --set train.dense_weight=0.5
                                       --set train.dense_negatives=1024) ;;
     mean3x256-items-content) codes=mean-m3k256; extra=("${ITEMS[@]}" --set train.content_input=true) ;;

@@ -2,6 +2,7 @@
 
     .venv/bin/python jobs/experiments/valid_models.py RUN_DIR JOB.yaml cemg cemg_cold cemg_dense
     .venv/bin/python jobs/experiments/valid_models.py RUN_DIR JOB.yaml cemg_cold@0.1 cemg_cold@0.2  # decode.cold_share
+    .venv/bin/python jobs/experiments/valid_models.py RUN_DIR JOB.yaml cemg_dense@0.5 cemg_dense@1  # decode.cold_bias
 
 Each model is loaded through the registry that evaluation, export and serving use (``cemg_ray.recommenders``)
 and scored on every user's validation target (the second-to-last item), overall and on cold-start targets.
@@ -28,7 +29,9 @@ def main(run_dir: str, job: str, models: list[str]) -> None:
     for name in models:
         model, _, share = name.partition("@")
         job = cfg.model_copy(deep=True)
-        if share:
+        if share and model == "cemg_dense":
+            job.decode.cold_bias = float(share)
+        elif share:
             job.decode.cold_share = float(share)
         res = evaluate(recommenders.load(model, job, store), split, "valid", [5, 10, 20], 512)
         rows[name] = res

@@ -169,6 +169,11 @@ def test_dense_rerank_ranks_beam_candidates_plus_extra_items_by_the_dense_head()
         expected = sorted(pool, key=lambda i: -float(logits[b, i]))[:4]
         assert items[b].tolist() == expected
         assert torch.allclose(scores[b], logits[b, items[b].clone()])
+    raised, raised_scores = dense_rerank(model, hidden, beams, cold, 4, extra_bias=100.0)
+    assert set(raised[:, :2].flatten().tolist()) == {1, 6}  # raised far enough, the extra items lead every row
+    for b in range(2):
+        for j in range(2):
+            assert torch.isclose(raised_scores[b, j], logits[b, int(raised[b, j])] + 100.0)
     full, _ = dense_rerank(model, hidden, None, None, len(CODES) + 2)  # every item, then padding
     assert sorted(full[0, :len(CODES)].tolist()) == list(range(len(CODES)))
     assert full[0, len(CODES):].tolist() == [-1, -1]
