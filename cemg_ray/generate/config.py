@@ -10,6 +10,7 @@ from cemg_ray.configbase import Section
 
 
 class TrainConfig(Section):
+    HASH_IGNORE: ClassVar[frozenset[str]] = frozenset({"checkpoint_every_s"})
     HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"dense_weight", "dense_temperature",
                                                                         "dense_negatives"})
 
@@ -54,6 +55,9 @@ class TrainConfig(Section):
     cpus_per_worker: float = Field(2.0, gt=0)  # also the worker's torch thread count on CPU
     use_gpu: bool = False
     max_failures: int = Field(1, ge=0)  # worker failures Ray Train recovers from the last checkpoint
+    # a checkpoint at most every this many seconds and after the last epoch (0: every epoch); epochs of a
+    # small catalog take about a second, and a checkpoint per epoch would cost more than the epoch
+    checkpoint_every_s: float = Field(30.0, ge=0)
     # schedule (AdamW, linear warm-up then cosine decay)
     epochs: int = Field(10, ge=1)
     max_steps: int | None = Field(None, ge=1)

@@ -130,10 +130,16 @@ def _resume(engine: Engine, checkpoint: Checkpoint, rank: int) -> tuple[dict | N
     return state, best
 
 
-def _report(engine: Engine, state: dict, best_state: dict | None, metrics: dict, rank: int) -> None:
-    """Checkpoint (engine state, trainer state, best weights) and report the epoch's metrics to Ray Train."""
+def _report(engine: Engine, state: dict, best_state: dict | None, metrics: dict, rank: int,
+            checkpoint: bool = True) -> None:
+    """Report the epoch's metrics to Ray Train, with a checkpoint (engine state, trainer state, best weights)
+    when ``checkpoint``."""
     import ray.train
     from safetensors.torch import save_file
+
+    if not checkpoint:
+        ray.train.report(metrics)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         engine.save(tmp, rank)
@@ -194,6 +200,7 @@ def train_loop(config: dict) -> None:
     if resumed:
         state, best_state = _resume(engine, resumed, rank)
 
+    last_checkpoint = time.perf_counter()
     tensors = {k: torch.as_tensor(train[k]) for k in keys}
     lengths = (tensors["items"] >= 0).sum(1) if item_level else tensors["attention_mask"].sum(1)
     engine.train()
@@ -244,7 +251,14 @@ def train_loop(config: dict) -> None:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
         state["history"].append(metrics)
-        _report(engine, state, best_state, metrics, rank)
+        last = (epoch + 1 >= cfg.epochs or state["step"] >= total_steps or state["bad_epochs"] >= cfg.patience
+                or (cfg.max_train_s is not None and state["train_s"] >= cfg.max_train_s))
+        due = (last or cfg.kill_worker_after_epoch == epoch
+               or time.perf_counter() - last_checkpoint >= cfg.checkpoint_every_s)
+        due = _all_sum([float(due)])[0] > 0  # one decision for every rank: saving a checkpoint is collective
+        _report(engine, state, best_state, metrics, rank, checkpoint=due)
+        if due:
+            last_checkpoint = time.perf_counter()
         if cfg.kill_worker_after_epoch == epoch and not resumed and rank == world - 1:
             os.kill(os.getpid(), signal.SIGKILL)  # fault injection: a worker dies after a checkpoint
 
