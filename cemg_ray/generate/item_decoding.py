@@ -139,14 +139,14 @@ def reserve_cold_share(items: torch.Tensor, scores: torch.Tensor, cold_items: to
 @torch.inference_mode()
 def dense_rerank(model: ItemSeqGenerator, hidden: torch.Tensor, candidates: torch.Tensor | None,
                  extra_items: torch.Tensor | None, k: int,
-                 extra_bias: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                 extra_bias: float = 0.0, keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` by the dense head among each row's ``candidates`` [B, W] (``-1`` ignored) plus ``extra_items``
     [C] (shared by every row, their logits raised by ``extra_bias``); ``candidates=None`` and
     ``extra_items=None`` rank the whole catalog.
 
     Returns (item_idx [B, k], dense logits [B, k]), ``-1`` / ``-inf`` where a row has fewer than ``k`` candidates.
     """
-    logits = model.dense_logits(hidden)  # [B, N]
+    logits = model.dense_logits(hidden, keys=keys)  # [B, N]
     B, N = logits.shape
     if candidates is not None or extra_items is not None:
         allowed = torch.zeros(B, N, dtype=torch.bool)

@@ -143,12 +143,19 @@ class ItemSeqGenerator(nn.Module):
     def has_dense_head(self) -> bool:
         return self.dense_proj is not None
 
-    def dense_logits(self, hidden: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        """Cosine(projected state, item input vector) / temperature for states [R, d]: [R, N] (or given items)."""
+    def dense_keys(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """The unit-length item vectors the dense head scores against: [N, d] (or the given items)."""
         if self.dense_proj is None:
             raise ValueError("this generator was trained without a dense head (train.dense_weight: 0)")
-        ids = torch.arange(self.num_items, device=hidden.device) if items is None else items
-        keys = F.normalize(self.item_vectors(ids), dim=-1)
+        ids = torch.arange(self.num_items, device=self.item_tokens.device) if items is None else items
+        return F.normalize(self.item_vectors(ids), dim=-1)
+
+    def dense_logits(self, hidden: torch.Tensor, items: torch.Tensor | None = None,
+                     keys: torch.Tensor | None = None) -> torch.Tensor:
+        """Cosine(projected state, item input vector) / temperature for states [R, d]: [R, N] (or given items).
+
+        ``keys``: precomputed ``dense_keys()`` (inference computes them once, not per call)."""
+        keys = self.dense_keys(items) if keys is None else keys
         query = F.normalize(self.dense_proj(hidden), dim=-1)
         return (query @ keys.T).float() / self.dense_temperature
 

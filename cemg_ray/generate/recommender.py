@@ -51,6 +51,10 @@ class ItemCEMGRecommender:
         if rerank == "cold" and cold_items is None:
             raise ValueError("rerank='cold' needs the cold-start items")
         self.rerank, self.cold_bias = rerank, cold_bias
+        self.dense_keys = None
+        if rerank:
+            with torch.inference_mode():
+                self.dense_keys = model.dense_keys()  # the catalog's vectors, once per loaded model
         self.cold_ids = None if cold_items is None else torch.as_tensor(np.flatnonzero(cold_items))
         if self.cold_share > 0:
             self.is_cold[torch.as_tensor(np.flatnonzero(cold_items))] = True
@@ -76,11 +80,12 @@ class ItemCEMGRecommender:
             hidden = self.model.last_hidden(torch.as_tensor(right_padded(histories, self.max_items)))
             search = beam_search_from_hidden if self.constrained else unconstrained_from_hidden
             if self.rerank == "all":
-                items, scores = dense_rerank(self.model, hidden, None, None, k)
+                items, scores = dense_rerank(self.model, hidden, None, None, k, keys=self.dense_keys)
                 return items.numpy(), scores.numpy().astype(np.float32)
             if self.rerank == "cold":
                 candidates, _ = search(self.model, hidden, self.index, beams, beams)
-                items, scores = dense_rerank(self.model, hidden, candidates, self.cold_ids, k, self.cold_bias)
+                items, scores = dense_rerank(self.model, hidden, candidates, self.cold_ids, k, self.cold_bias,
+                                             self.dense_keys)
                 return items.numpy(), scores.numpy().astype(np.float32)
             items, scores = search(self.model, hidden, self.index, beams, k)
             if self.cold_index is not None:

@@ -169,6 +169,9 @@ def test_dense_rerank_ranks_beam_candidates_plus_extra_items_by_the_dense_head()
         expected = sorted(pool, key=lambda i: -float(logits[b, i]))[:4]
         assert items[b].tolist() == expected
         assert torch.allclose(scores[b], logits[b, items[b].clone()])
+    with torch.no_grad():
+        cached, _ = dense_rerank(model, hidden, beams, cold, 4, keys=model.dense_keys())
+    assert torch.equal(cached, items)  # precomputed catalog vectors give the same ranking
     raised, raised_scores = dense_rerank(model, hidden, beams, cold, 4, extra_bias=100.0)
     assert set(raised[:, :2].flatten().tolist()) == {1, 6}  # raised far enough, the extra items lead every row
     for b in range(2):

@@ -88,6 +88,17 @@ def test_killed_worker_resumes_from_its_checkpoint(demo_run, tmp_path) -> None:
     assert report["epochs_run"] == 3
 
 
+def test_checkpoints_only_every_checkpoint_every_s_and_after_the_last_epoch(demo_run, tmp_path) -> None:
+    from pathlib import Path
+
+    report, store = _train_report(demo_run, tmp_path, ["train.epochs=3", "train.checkpoint_every_s=100000",
+                                                       "train.patience=10", "train.valid_users=50"])
+    assert [h["epoch"] for h in store.read_json("generate/history.json")] == [0, 1, 2]  # every epoch reported
+    saved = [p for p in (Path(store.root_uri) / "generate" / "checkpoints").rglob("checkpoint_*") if p.is_dir()]
+    assert len(saved) == 1  # the last epoch's only (every epoch would keep num_to_keep=2)
+    assert report["epochs_run"] == 3 and store.exists("generate/model/model.safetensors")
+
+
 def test_token_layout_still_trains_serves_and_is_reported(demo_run, tmp_path) -> None:
     """The paper's layout (every code a token, one example per prefix) stays selectable beside the item one."""
     from cemg_ray.generate.recommender import CEMGRecommender, load_recommender
