@@ -144,3 +144,12 @@ def test_limits_come_from_the_serve_config_and_the_key_from_the_environment(monk
     lim = limits_for(conf)
     assert (lim.read_timeout_s, lim.max_header_bytes, lim.api_key) == (2, 2048, "k1")
     assert "k1" not in repr(ServeConfig.model_json_schema())
+
+
+@pytest.mark.parametrize("raw", [b"GARBAGE\r\n\r\n", b"POST /recommend HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+                                 b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"])
+def test_malformed_http_gets_a_4xx_from_the_server_never_a_500(server, raw: bytes) -> None:
+    """What the HTTP parser rejects never reaches the app: uvicorn answers 400 in plain text (documented)."""
+    answer = _raw(server, raw)
+    status = int(answer.split(b" ", 2)[1])
+    assert 400 <= status < 500, answer[:200]
