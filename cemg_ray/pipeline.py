@@ -160,6 +160,9 @@ def resolve_stages(cfg: JobConfig, requested: list[str] | None) -> list[str]:
     return sorted(dict.fromkeys(names), key=order.index)
 
 
+MAX_PREVIOUS_CONFIGS = 10
+
+
 def set_aside(store: Store, name: str) -> bool:
     """Keep a completed stage's outputs and marker under ``_previous/<stage>/`` while it re-runs.
 
@@ -203,7 +206,16 @@ def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = 
     }
     if store.exists(artifacts.MANIFEST):  # a run of some stages keeps the record of the others
         try:
-            manifest["stages"] = dict(artifacts.read_manifest(store).get("stages", {}))
+            before = artifacts.read_manifest(store)
+            manifest["stages"] = dict(before.get("stages", {}))
+            # ``config`` is this invocation's; each stage's record keeps the config sections its outputs were
+            # made with, and the configs of earlier invocations stay listed (the last MAX_PREVIOUS_CONFIGS)
+            previous = list(before.get("previous_configs", []))
+            if before.get("config") is not None and before["config"] != manifest["config"]:
+                previous.append({"started": before.get("started"), "git_commit": before.get("git_commit"),
+                                 "config": before["config"]})
+            if previous:
+                manifest["previous_configs"] = previous[-MAX_PREVIOUS_CONFIGS:]
         except Exception:  # noqa: BLE001 - an unreadable manifest is replaced, never trusted
             log.warning("manifest.json in %s is unreadable; starting a new one", store.root_uri)
     for name in names:

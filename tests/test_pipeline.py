@@ -41,6 +41,21 @@ def test_changed_config_invalidates_the_stage_and_its_dependents(small_job, tmp_
     assert "HR@1" in metrics["popularity"]["overall"]
 
 
+def test_a_run_with_another_config_keeps_what_made_the_other_stages_outputs(small_job):
+    run_pipeline(small_job, FOUNDATION)
+    changed = load_config(None, [f"run_dir={small_job.run_dir}", "dataset.synthetic.num_users=120",
+                                 "dataset.synthetic.num_items=60", "dataset.synthetic.num_clusters=4",
+                                 "evaluate.ks=[1,5]"])
+    run_pipeline(changed, ["evaluate"])
+    manifest = Store(small_job.run_dir).read_json("manifest.json")
+    assert manifest["config"]["evaluate"]["ks"] == [1, 5]  # this invocation's
+    assert manifest["stages"]["evaluate"]["config"]["evaluate"]["ks"] == [1, 5]
+    assert manifest["stages"]["data"]["config"]["dataset"] == small_job.dataset.model_dump(mode="json")
+    assert [p["config"]["evaluate"]["ks"] for p in manifest["previous_configs"]] == [small_job.evaluate.ks]
+    run_pipeline(changed, ["evaluate"])  # the same config again adds no entry
+    assert len(Store(small_job.run_dir).read_json("manifest.json")["previous_configs"]) == 1
+
+
 def test_interrupted_stage_is_not_trusted_and_reruns(small_job, monkeypatch):
     import cemg_ray.evaluate.popularity as pop
     from cemg_ray.pipeline import get_stage
