@@ -57,6 +57,11 @@ MODELS: dict[str, ModelSpec] = {
                             description="the beam's candidates plus the cold-start items, ranked by the generator's "
                                         "dense head (LIGER; train.dense_weight > 0)",
                             version_suffix="+dense"),
+    "cemg_dense_merge": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender",
+                                  {"cold_share": 0.0, "rerank": "merge"},
+                                  description="the beam's list in its order, cold-start items merged in where the "
+                                              "dense head scores them above the next beam item",
+                                  version_suffix="+dense-merge"),
     "cemg_dense_all": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender",
                                 {"cold_share": 0.0, "rerank": "all"},
                                 description="the generator's dense head over the whole catalog (no beam search)",

@@ -137,6 +137,41 @@ def reserve_cold_share(items: torch.Tensor, scores: torch.Tensor, cold_items: to
 
 
 @torch.inference_mode()
+def dense_merge(model: ItemSeqGenerator, hidden: torch.Tensor, beam_items: torch.Tensor, cold_items: torch.Tensor,
+                k: int, cold_bias: float = 0.0, keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The beam's list in its own order, with cold-start items merged in on the dense head's say.
+
+    Each slot takes the best remaining cold item (by dense logit + ``cold_bias``) when it outscores the next
+    beam item's dense logit, else that beam item: warm items keep the beam's order (the stronger ranking for
+    them), a cold item enters where the dense head puts it above what the beam offers next. Returns
+    (item_idx [B, k], the dense logit of each listed item [B, k]), ``-1`` / ``-inf`` padded.
+    """
+    logits = model.dense_logits(hidden, keys=keys)  # [B, N]
+    B = logits.shape[0]
+    cold_logits = logits[:, cold_items] + cold_bias
+    top_c, top_i = cold_logits.topk(min(k + beam_items.shape[1], len(cold_items)), dim=1)
+    cold_ranked = cold_items[top_i]
+    out_items = torch.full((B, k), -1, dtype=torch.long)
+    out_scores = torch.full((B, k), float("-inf"))
+    beams, beam_logits = beam_items.tolist(), logits.gather(1, beam_items.clamp_min(0)).tolist()
+    colds, cold_scores = cold_ranked.tolist(), top_c.tolist()
+    for b in range(B):
+        warm = [(i, s) for i, s in zip(beams[b], beam_logits[b]) if i >= 0]
+        listed = {i for i, _ in warm}
+        cold = [(i, s) for i, s in zip(colds[b], cold_scores[b]) if i not in listed]
+        wi = ci = 0
+        for p in range(k):
+            if ci < len(cold) and (wi >= len(warm) or cold[ci][1] > warm[wi][1]):
+                pick, ci = cold[ci], ci + 1
+            elif wi < len(warm):
+                pick, wi = warm[wi], wi + 1
+            else:
+                break
+            out_items[b, p], out_scores[b, p] = pick
+    return out_items, out_scores
+
+
+@torch.inference_mode()
 def dense_rerank(model: ItemSeqGenerator, hidden: torch.Tensor, candidates: torch.Tensor | None,
                  extra_items: torch.Tensor | None, k: int,
                  extra_bias: float = 0.0, keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -43,13 +43,13 @@ class ItemCEMGRecommender:
         self.cold_share = cold_share if cold_items is not None else 0.0
         self.is_cold = torch.zeros(len(codes), dtype=torch.bool)
         self.cold_index = None
-        if rerank not in (None, "cold", "all"):
-            raise ValueError(f"rerank: expected None, 'cold' or 'all', got {rerank!r}")
+        if rerank not in (None, "cold", "all", "merge"):
+            raise ValueError(f"rerank: expected None, 'cold', 'merge' or 'all', got {rerank!r}")
         if rerank and not model.has_dense_head:
             raise ValueError("the dense re-ranking needs a generator trained with a dense head "
                              "(train.dense_weight > 0); this run's has none")
-        if rerank == "cold" and cold_items is None:
-            raise ValueError("rerank='cold' needs the cold-start items")
+        if rerank in ("cold", "merge") and cold_items is None:
+            raise ValueError(f"rerank={rerank!r} needs the cold-start items")
         self.rerank, self.cold_bias = rerank, cold_bias
         self.dense_keys = None
         if rerank:
@@ -67,6 +67,7 @@ class ItemCEMGRecommender:
     def recommend(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         from cemg_ray.generate.item_decoding import (
             beam_search_from_hidden,
+            dense_merge,
             dense_rerank,
             reserve_cold_share,
             unconstrained_from_hidden,
@@ -81,6 +82,11 @@ class ItemCEMGRecommender:
             search = beam_search_from_hidden if self.constrained else unconstrained_from_hidden
             if self.rerank == "all":
                 items, scores = dense_rerank(self.model, hidden, None, None, k, keys=self.dense_keys)
+                return items.numpy(), scores.numpy().astype(np.float32)
+            if self.rerank == "merge":
+                candidates, _ = search(self.model, hidden, self.index, beams, k)
+                items, scores = dense_merge(self.model, hidden, candidates, self.cold_ids, k, self.cold_bias,
+                                            self.dense_keys)
                 return items.numpy(), scores.numpy().astype(np.float32)
             if self.rerank == "cold":
                 candidates, _ = search(self.model, hidden, self.index, beams, beams)
@@ -138,7 +144,7 @@ def load_recommender(cfg: JobConfig, store: Store, constrained: bool = True,
         if is_item_model_dir(folder):
             share = cfg.decode.cold_share if cold_share is None else cold_share
             cold = None
-            if share or rerank == "cold":
+            if share or rerank in ("cold", "merge"):
                 from cemg_ray.data.split import load_split
 
                 cold = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max).cold_items()

@@ -29,7 +29,7 @@ def main(run_dir: str, job: str, models: list[str]) -> None:
     for name in models:
         model, _, share = name.partition("@")
         job = cfg.model_copy(deep=True)
-        if share and model == "cemg_dense":
+        if share and model.startswith("cemg_dense"):
             job.decode.cold_bias = float(share)
         elif share:
             job.decode.cold_share = float(share)
