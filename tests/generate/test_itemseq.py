@@ -12,6 +12,7 @@ from cemg_ray.generate.dataset import dense_windows, item_tensors
 from cemg_ray.generate.decoding import build_index
 from cemg_ray.generate.item_decoding import (
     beam_search_from_hidden,
+    dense_merge,
     dense_rerank,
     reserve_cold_share,
     subset_index,
@@ -182,6 +183,33 @@ def test_dense_rerank_ranks_beam_candidates_plus_extra_items_by_the_dense_head()
     assert full[0, len(CODES):].tolist() == [-1, -1]
     with pytest.raises(ValueError, match="dense head"):
         _model().dense_logits(hidden)
+
+
+def test_dense_merge_keeps_the_beam_order_and_lets_cold_items_in_on_their_dense_score() -> None:
+    model = _model(content=True, dense_weight=1.0)
+    index = build_index(CODES, LAYOUT)
+    hidden = model.last_hidden(torch.tensor([[0, 3], [5, -1]]))
+    beams, _ = beam_search_from_hidden(model, hidden, index, 4, 4)
+    cold = torch.tensor([1, 6])
+    with torch.no_grad():
+        logits = model.dense_logits(hidden)
+    for bias in (-100.0, 0.0, 100.0):
+        items, scores = dense_merge(model, hidden, beams, cold, 5, cold_bias=bias)
+        for b in range(2):
+            row = [i for i in items[b].tolist() if i >= 0]
+            assert len(row) == len(set(row))
+            warm = [i for i in row if i in beams[b].tolist()]
+            assert warm == beams[b].tolist()[:len(warm)]  # beam items keep the beam's order
+            extra = [i for i in row if i not in beams[b].tolist()]
+            assert set(extra) <= {1, 6}
+            real = [i for i in beams[b].tolist() if i >= 0]
+            if bias == -100.0:
+                assert row[:len(real)] == real  # pushed down, cold items only fill what the beam leaves empty
+            if bias == 100.0:
+                assert row[:len(extra)] == extra and len(extra) == len({1, 6} - set(beams[b].tolist()))
+            for p, i in enumerate(row):  # every listed score is the item's dense logit (+ bias for merged cold)
+                expected = float(logits[b, i]) + (bias if i in extra else 0.0)
+                assert abs(float(scores[b, p]) - expected) < 1e-4
 
 
 def test_save_and_load_round_trip(tmp_path) -> None:
