@@ -187,7 +187,9 @@ def run(run_dir: str, model: str, replicas: list[int], concurrency: int, request
                 user_config = {"run_dir": run_dir, "model": model, "max_batch_size": 32 if batching else 1}
                 dep = Recommender.options(num_replicas=n, autoscaling_config=None, user_config=user_config,
                                           max_ongoing_requests=64, ray_actor_options={"num_cpus": replica_cpus})
-                serve.run(Ingress.bind(dep.bind()), name="bench", route_prefix="/")
+                # the ingress reserves no CPU here, so that n model replicas of replica_cpus each fit the host
+                ingress = Ingress.options(ray_actor_options={"num_cpus": 0})
+                serve.run(ingress.bind(dep.bind()), name="bench", route_prefix="/")
                 closed_loop(url, bodies[:warmup], concurrency)
                 res = closed_loop(url, bodies[warmup:], concurrency)
                 row = {"replicas": n, "batching": batching, **res}
