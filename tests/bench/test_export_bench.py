@@ -33,6 +33,8 @@ def test_bench_export_at_scale_draws_users_from_the_run_and_separates_the_fixed_
         assert histories[uid.rsplit("~", 1)[0]] == tuple(items)  # each a real user's history
     out = run_scaled(store.root_uri, [600, 1200], "popularity", k=5, batch_size=100, actors=[1], cpus_per_actor=0.5)
     assert [(r["users"], r["actors"]) for r in out["results"]] == [(600, 0), (600, 1), (1200, 0), (1200, 1)]
+    plain = {r["users"]: r["users_per_s"] for r in out["results"] if r["actors"] == 0}
     for r in out["results"]:
-        assert r["fixed_s"] > 0 and r["users_per_s"] > 0
-        assert r["vs_plain_loop"] == 1.0 if r["actors"] == 0 else r["vs_plain_loop"] > 0
+        assert r["users_per_s"] > 0 and r["fixed_s"] >= 0
+        assert r["actors"] == 0 or r["fixed_s"] > 0  # an actor pool always costs its start (the loop may round to 0)
+        assert abs(r["vs_plain_loop"] - r["users_per_s"] / plain[r["users"]]) <= 0.006  # the ratio, rounded

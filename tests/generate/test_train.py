@@ -81,8 +81,8 @@ def test_killed_worker_resumes_from_its_checkpoint(demo_run, tmp_path) -> None:
     # the worker SIGKILLs itself after epoch 1's checkpoint on the first attempt; a restart from
     # scratch would die again and fail the run, so success means it resumed from the checkpoint
     report, store = _train_report(demo_run, tmp_path, ["train.epochs=3", "train.kill_worker_after_epoch=1",
-                                                       "train.max_failures=1", "train.patience=10",
-                                                       "train.valid_users=50"])
+                                                       "train.checkpoint_every_s=0", "train.max_failures=1",
+                                                       "train.patience=10", "train.valid_users=50"])
     history = store.read_json("generate/history.json")
     assert [h["epoch"] for h in history] == [0, 1, 2]
     assert report["epochs_run"] == 3
