@@ -156,15 +156,19 @@ def test_dense_head_sees_no_later_items() -> None:
     assert torch.allclose(a, b, atol=1e-6)
 
 
-def test_dense_rerank_ranks_beam_candidates_plus_extra_items_by_the_dense_head() -> None:
+def _dense_case(beams: int) -> tuple:
+    """(model, states, beam items, cold items, dense logits) for the dense decoding tests."""
     model = _model(content=True, dense_weight=1.0)
-    index = build_index(CODES, LAYOUT)
     hidden = model.last_hidden(torch.tensor([[0, 3], [5, -1]]))
-    beams, _ = beam_search_from_hidden(model, hidden, index, 3, 3)
-    cold = torch.tensor([1, 6])
-    items, scores = dense_rerank(model, hidden, beams, cold, 4)
+    found, _ = beam_search_from_hidden(model, hidden, build_index(CODES, LAYOUT), beams, beams)
     with torch.no_grad():
         logits = model.dense_logits(hidden)
+    return model, hidden, found, torch.tensor([1, 6]), logits
+
+
+def test_dense_rerank_ranks_beam_candidates_plus_extra_items_by_the_dense_head() -> None:
+    model, hidden, beams, cold, logits = _dense_case(3)
+    items, scores = dense_rerank(model, hidden, beams, cold, 4)
     for b in range(2):
         pool = set(beams[b].tolist()) | {1, 6}
         expected = sorted(pool, key=lambda i: -float(logits[b, i]))[:4]
@@ -186,13 +190,7 @@ def test_dense_rerank_ranks_beam_candidates_plus_extra_items_by_the_dense_head()
 
 
 def test_dense_merge_keeps_the_beam_order_and_lets_cold_items_in_on_their_dense_score() -> None:
-    model = _model(content=True, dense_weight=1.0)
-    index = build_index(CODES, LAYOUT)
-    hidden = model.last_hidden(torch.tensor([[0, 3], [5, -1]]))
-    beams, _ = beam_search_from_hidden(model, hidden, index, 4, 4)
-    cold = torch.tensor([1, 6])
-    with torch.no_grad():
-        logits = model.dense_logits(hidden)
+    model, hidden, beams, cold, logits = _dense_case(4)
     for bias in (-100.0, 0.0, 100.0):
         items, scores = dense_merge(model, hidden, beams, cold, 5, cold_bias=bias)
         for b in range(2):
