@@ -58,6 +58,9 @@ EVAL_REPORT = "eval/report.md"
 EVAL_FIGURE = "eval/ndcg.png"
 # the run
 MANIFEST = "manifest.json"
+# a dataset in the ``parquet`` format (a user's input, not a run artifact): the file names inside its folder
+PARQUET_DATASET_INTERACTIONS = "interactions.parquet"
+PARQUET_DATASET_ITEMS = "items.parquet"
 STAGE_MARKERS = "_stages"
 PREVIOUS = "_previous"  # a completed stage's outputs while it re-runs, restored if the re-run fails
 

@@ -62,6 +62,11 @@ MODELS: dict[str, ModelSpec] = {
                                   description="the beam's list in its order, cold-start items merged in where the "
                                               "dense head scores them above the next beam item",
                                   version_suffix="+dense-merge"),
+    "cemg_hybrid": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender",
+                             {"cold_share": 0.0, "rerank": "hybrid"},
+                             description="the beam's candidates plus the cold-start items, ranked by the mixture of "
+                                         "the code head's and the dense head's probabilities",
+                             version_suffix="+hybrid"),
     "cemg_dense_all": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender",
                                 {"cold_share": 0.0, "rerank": "all"},
                                 description="the generator's dense head over the whole catalog (no beam search)",

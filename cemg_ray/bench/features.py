@@ -5,13 +5,12 @@ covers what a job pays: loading the encoder (in the process, or in each actor, w
 torch/transformers there) and encoding every item. Outside the clock: starting and warming up the
 local Ray cluster, and one encoder load in the driver (so the weights file is in the page cache for
 all three). The 1-minute load average is printed because other work on the machine skews the figures.
-Items come from the synthetic catalog, or from a run directory's ``data/items.parquet`` (e.g. Beauty).
+Items come from the synthetic catalog, or from a run directory's item table (``artifacts.ITEMS``, e.g. Beauty).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from cemg_ray import artifacts
+from cemg_ray.bench import emit
 
 if TYPE_CHECKING:
     from cemg_ray.features.config import FeaturesConfig
@@ -134,10 +134,7 @@ def _cmd(args: argparse.Namespace) -> int:
     actors = [int(a) for a in args.actors.split(",") if a.strip()]
     res = run(args.items, args.modality, args.model, args.batch_size, args.cpus_per_actor, args.threads_per_actor,
               actors, args.run_dir, args.plain_threads)
-    if args.json:
-        print(json.dumps(res, indent=2))
-    else:
-        _print(res)
+    emit(res, args.json, _print)
     return 0
 
 
@@ -151,6 +148,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads-per-actor", type=int, default=None, help="torch threads per actor (default: Ray's)")
     p.add_argument("--plain-threads", type=int, default=None, help="torch threads of the plain loop (default: torch's)")
     p.add_argument("--actors", default="1,2", help="actor pool sizes to measure")
-    p.add_argument("--run-dir", help="take the items from this run directory's data/items.parquet")
+    p.add_argument("--run-dir", help="take the items from this run directory's item table (the data stage's output)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd)

@@ -11,7 +11,6 @@ a random graph of the same size otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -19,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+from cemg_ray.bench import emit
 
 if TYPE_CHECKING:
     from torch_geometric.nn import LightGCN
@@ -133,10 +134,7 @@ def _cmd(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     res = run(args.data, args.dim, args.layers, args.batch_size, args.repeats)
-    if args.json:
-        print(json.dumps(res, indent=2))
-    else:
-        _print(res)
+    emit(res, args.json, _print)
     return 0
 
 

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from cemg_ray import artifacts
+from cemg_ray.bench import emit
 
 
 def _free_port() -> int:
@@ -263,10 +264,7 @@ def _cmd(args: argparse.Namespace) -> int:
         raise SystemExit(f"bench serving: --rates must be positive requests per second, got {args.rates!r}")
     out = run(args.run_dir, args.model, replicas, args.concurrency, args.requests, args.warmup, args.k,
               args.replica_cpus, args.num_cpus, rates, args.open_loop or bool(rates))
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        _print(out)
+    emit(out, args.json, _print)
     failed = any(r["errors"] for r in out["results"]) or any(
         o["errors"] for r in out["results"] for o in r.get("open_loop", []))
     return 1 if failed else 0

@@ -6,8 +6,8 @@ Formats (``dataset.format``):
   ``<Name>.item.json`` (``{item: {title, description, brand, categories}}``) (LETTER/LC-Rec).
 - ``amazon``: raw Amazon reviews (JSON lines, ``reviewerID, asin, unixReviewTime``) and metadata
   (``meta*``; JSON or Python-literal lines) in a folder, optionally gzipped, with k-core filtering.
-- ``parquet``: a folder with ``interactions.parquet`` (user_id, item_id, timestamp) and
-  ``items.parquet`` (item_id, title, description, image as bytes / local path / URI).
+- ``parquet``: a folder with an interaction table (user_id, item_id, timestamp) and
+  an item table (item_id, title, description, image as bytes / local path / URI).
 
 Malformed rows are skipped and counted in the report; structural problems (missing file, missing
 column, wrong type, duplicate ids, empty input) raise :class:`DataError` naming file and field.
@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cemg_ray import artifacts
 from cemg_ray.data.catalog import Catalog, DataError, LoadReport, build_items_table, compose_text
 
 FORMATS = ("synthetic", "sequences", "json", "amazon", "parquet", "movielens")
@@ -310,9 +311,10 @@ def _require_columns(table: pa.Table, path: Path, cols: list[str]) -> None:
 
 
 def load_parquet(path: str | Path, images_dir: str | None = None) -> Catalog:
-    """``interactions.parquet`` (user_id, item_id, timestamp) + ``items.parquet``."""
+    """An interaction table (user_id, item_id, timestamp) and an item table, named as ``artifacts`` says."""
     path = Path(path)
-    inter_path, items_path = path / "interactions.parquet", path / "items.parquet"
+    inter_path = path / artifacts.PARQUET_DATASET_INTERACTIONS
+    items_path = path / artifacts.PARQUET_DATASET_ITEMS
     _check_nonempty(inter_path)
     report = LoadReport(str(inter_path))
     try:
@@ -402,7 +404,7 @@ def detect_format(path: str | Path) -> str:
         if p.suffix == ".txt":
             return "sequences"
         raise DataError(f"{p}: cannot tell the format from this file; pass --format ({', '.join(FORMATS[1:])})")
-    if (p / "interactions.parquet").exists():
+    if (p / artifacts.PARQUET_DATASET_INTERACTIONS).exists():
         return "parquet"
     if any((q / name).is_file() for q in [p, *(d for d in p.iterdir() if d.is_dir())]
            for name in ("u.data", "ratings.dat", "ratings.csv")):

@@ -217,7 +217,7 @@ def encode_items(items: pa.Table, cfg: FeaturesConfig, images_dir: str | None = 
                  storage: dict[str, str | None] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """In-process encoding of a few items (e.g. items added after training).
 
-    ``items`` needs ``text`` and/or ``image``/``image_uri`` columns (the ``data/items.parquet`` layout).
+    ``items`` needs ``text`` and/or ``image``/``image_uri`` columns (the data stage's item table, ``artifacts.ITEMS``).
     Returns {modality: (emb [N, D] float32, missing [N] bool)} in the table's row order, for every
     enabled modality. A modality configured with precomputed Parquet vectors is looked up by
     ``item_id`` there (a ``.npy`` file is positional, so new items are flagged missing).

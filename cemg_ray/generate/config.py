@@ -93,7 +93,7 @@ class TrainConfig(Section):
 
 
 class DecodeConfig(Section):
-    HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"cold_bias"})
+    HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"cold_bias", "hybrid_weight", "hybrid_cold_bias"})
 
     num_beams: int = Field(20, ge=1)
     # share of the top-K reserved for cold-start items (<= dataset.cold_start_max training interactions),
@@ -102,4 +102,8 @@ class DecodeConfig(Section):
     # cemg_dense: added to the cold-start items' dense logits before ranking. They were rarely a training target,
     # so the dense head under-scores them; the bias (chosen on the validation split) trades overall for cold figures
     cold_bias: float = Field(0.0, ge=-100.0, le=100.0)
+    # cemg_hybrid: the code head's share w of the mixture w * p_beam + (1 - w) * p_dense that ranks the beam's
+    # candidates plus the cold-start items, and the log-factor that raises the cold items' dense term
+    hybrid_weight: float = Field(0.8, gt=0.0, lt=1.0)
+    hybrid_cold_bias: float = Field(0.0, ge=-100.0, le=100.0)
     batch_size: int = Field(256, ge=1)

@@ -14,6 +14,11 @@ slot of the list, so the share holds at every cutoff.
 Dense re-ranking (LIGER's hybrid inference): the beam's candidates plus the cold-start items are ranked by
 the generator's dense head (``ItemSeqGenerator.dense_logits``), so a cold item enters the list on its own
 score instead of a reserved slot; with every item a candidate it is plain dense retrieval.
+
+Hybrid (``dense_hybrid``): both heads estimate the probability of the next item — the code head through the
+beam's log-probabilities, the dense head through its softmax over the catalog — so the pool (beam candidates
+plus cold items) is ranked by their mixture ``w * p_beam + (1 - w) * p_dense``, the cold items' dense term
+raised by a bias (they were rarely a training target, so the dense head under-scores them).
 """
 
 from __future__ import annotations
@@ -169,6 +174,39 @@ def dense_merge(model: ItemSeqGenerator, hidden: torch.Tensor, beam_items: torch
                 break
             out_items[b, p], out_scores[b, p] = pick
     return out_items, out_scores
+
+
+@torch.inference_mode()
+def dense_hybrid(model: ItemSeqGenerator, hidden: torch.Tensor, beam_items: torch.Tensor, beam_log_probs: torch.Tensor,
+                 cold_items: torch.Tensor | None, k: int, beam_weight: float, cold_bias: float = 0.0,
+                 keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` of the beam's items [B, W] and ``cold_items`` [C] by ``log(w p_beam + (1 - w) p_dense e^bias)``.
+
+    ``p_beam`` is the item's probability under the code head (``exp`` of the beam score; 0 for an item outside
+    the beam), ``p_dense`` its dense-head softmax over the whole catalog, ``bias`` = ``cold_bias`` for cold items
+    and 0 otherwise. With ``beam_weight`` near 1 the list is the beam's; lower weights and higher biases let
+    the dense head's view in, cold items first. Returns (item_idx [B, k], log mixture [B, k]), padded with
+    ``-1`` / ``-inf``.
+    """
+    if not 0.0 < beam_weight < 1.0:
+        raise ValueError(f"beam_weight must be in (0, 1), got {beam_weight}")
+    dense_lp = torch.log_softmax(model.dense_logits(hidden, keys=keys), dim=1) + math.log1p(-beam_weight)
+    B, N = dense_lp.shape
+    if cold_items is not None and len(cold_items):
+        dense_lp[:, cold_items] += cold_bias
+    score = torch.full_like(dense_lp, float("-inf"))
+    if cold_items is not None and len(cold_items):
+        score[:, cold_items] = dense_lp[:, cold_items]
+    real = beam_items >= 0
+    rows = torch.arange(B)[:, None].expand_as(beam_items)[real]
+    cols = beam_items[real]
+    score[rows, cols] = torch.logaddexp(beam_log_probs[real] + math.log(beam_weight), dense_lp[rows, cols])
+    top, idx = score.topk(min(k, N), dim=1)
+    items = torch.where(torch.isfinite(top), idx, torch.full_like(idx, -1))
+    if k > N:
+        items = torch.cat([items, torch.full((B, k - N), -1, dtype=torch.long)], 1)
+        top = torch.cat([top, torch.full((B, k - N), float("-inf"))], 1)
+    return items, top
 
 
 @torch.inference_mode()

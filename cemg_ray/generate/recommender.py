@@ -26,14 +26,17 @@ class ItemCEMGRecommender:
     ``cold_share > 0`` reserves that share of each list for cold-start items (``cold_items``), found by
     a second beam search over their own prefix index (``item_decoding.reserve_cold_share``).
     ``rerank="cold"`` ranks the beam's candidates plus the cold-start items by the dense head instead;
-    ``rerank="all"`` ranks the whole catalog by it (``item_decoding.dense_rerank``).
+    ``rerank="all"`` ranks the whole catalog by it (``item_decoding.dense_rerank``); ``rerank="merge"`` keeps
+    the beam's order and merges cold items in (``dense_merge``); ``rerank="hybrid"`` ranks the beam's candidates
+    plus the cold items by the mixture of both heads' probabilities (``dense_hybrid``).
     """
 
     name = "cemg"
 
     def __init__(self, model: ItemSeqGenerator, codes: np.ndarray, max_items: int, num_beams: int = 20,
                  constrained: bool = True, model_version: str = "cemg", cold_items: np.ndarray | None = None,
-                 cold_share: float = 0.0, rerank: str | None = None, cold_bias: float = 0.0):
+                 cold_share: float = 0.0, rerank: str | None = None, cold_bias: float = 0.0,
+                 hybrid_weight: float = 0.8, hybrid_cold_bias: float = 0.0):
         from cemg_ray.generate.item_decoding import subset_index
 
         self.model, self.layout, self.codes = model, model.layout, codes
@@ -43,14 +46,15 @@ class ItemCEMGRecommender:
         self.cold_share = cold_share if cold_items is not None else 0.0
         self.is_cold = torch.zeros(len(codes), dtype=torch.bool)
         self.cold_index = None
-        if rerank not in (None, "cold", "all", "merge"):
-            raise ValueError(f"rerank: expected None, 'cold', 'merge' or 'all', got {rerank!r}")
+        if rerank not in (None, "cold", "all", "merge", "hybrid"):
+            raise ValueError(f"rerank: expected None, 'cold', 'merge', 'hybrid' or 'all', got {rerank!r}")
         if rerank and not model.has_dense_head:
             raise ValueError("the dense re-ranking needs a generator trained with a dense head "
                              "(train.dense_weight > 0); this run's has none")
-        if rerank in ("cold", "merge") and cold_items is None:
+        if rerank in ("cold", "merge", "hybrid") and cold_items is None:
             raise ValueError(f"rerank={rerank!r} needs the cold-start items")
         self.rerank, self.cold_bias = rerank, cold_bias
+        self.hybrid_weight, self.hybrid_cold_bias = hybrid_weight, hybrid_cold_bias
         self.dense_keys = None
         if rerank:
             with torch.inference_mode():
@@ -67,6 +71,7 @@ class ItemCEMGRecommender:
     def recommend(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         from cemg_ray.generate.item_decoding import (
             beam_search_from_hidden,
+            dense_hybrid,
             dense_merge,
             dense_rerank,
             reserve_cold_share,
@@ -87,6 +92,11 @@ class ItemCEMGRecommender:
                 candidates, _ = search(self.model, hidden, self.index, beams, k)
                 items, scores = dense_merge(self.model, hidden, candidates, self.cold_ids, k, self.cold_bias,
                                             self.dense_keys)
+                return items.numpy(), scores.numpy().astype(np.float32)
+            if self.rerank == "hybrid":
+                candidates, log_probs = search(self.model, hidden, self.index, beams, beams)
+                items, scores = dense_hybrid(self.model, hidden, candidates, log_probs, self.cold_ids, k,
+                                             self.hybrid_weight, self.hybrid_cold_bias, self.dense_keys)
                 return items.numpy(), scores.numpy().astype(np.float32)
             if self.rerank == "cold":
                 candidates, _ = search(self.model, hidden, self.index, beams, beams)
@@ -144,13 +154,14 @@ def load_recommender(cfg: JobConfig, store: Store, constrained: bool = True,
         if is_item_model_dir(folder):
             share = cfg.decode.cold_share if cold_share is None else cold_share
             cold = None
-            if share or rerank in ("cold", "merge"):
+            if share or rerank in ("cold", "merge", "hybrid"):
                 from cemg_ray.data.split import load_split
 
                 cold = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max).cold_items()
             return ItemCEMGRecommender(load_item_model(folder), load_codes(store), cfg.dataset.max_len,
                                        cfg.decode.num_beams, constrained, version, cold, share if share else 0.0,
-                                       rerank, cfg.decode.cold_bias)
+                                       rerank, cfg.decode.cold_bias, cfg.decode.hybrid_weight,
+                                       cfg.decode.hybrid_cold_bias)
         if cold_share or rerank:
             raise ValueError("cemg_cold / cemg_dense: the cold-start share and the dense head need the item-level "
                              "generator (train.history: items); this run's generator uses the token layout")

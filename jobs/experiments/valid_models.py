@@ -3,6 +3,8 @@
     .venv/bin/python jobs/experiments/valid_models.py RUN_DIR JOB.yaml cemg cemg_cold cemg_dense
     .venv/bin/python jobs/experiments/valid_models.py RUN_DIR JOB.yaml cemg_cold@0.1 cemg_cold@0.2  # decode.cold_share
     .venv/bin/python jobs/experiments/valid_models.py RUN_DIR JOB.yaml cemg_dense@0.5 cemg_dense@1  # decode.cold_bias
+    .venv/bin/python jobs/experiments/valid_models.py RUN_DIR JOB.yaml \
+        cemg_hybrid@hybrid_weight=0.8,hybrid_cold_bias=2.5  # any decode.* fields
 
 Each model is loaded through the registry that evaluation, export and serving use (``cemg_ray.recommenders``)
 and scored on every user's validation target (the second-to-last item), overall and on cold-start targets.
@@ -29,7 +31,12 @@ def main(run_dir: str, job: str, models: list[str]) -> None:
     for name in models:
         model, _, share = name.partition("@")
         job = cfg.model_copy(deep=True)
-        if share and model.startswith("cemg_dense"):
+        if "=" in share:
+            for pair in share.split(","):
+                key, _, value = pair.partition("=")
+                setattr(job.decode, key, float(value))
+            job.decode = type(job.decode).model_validate(job.decode.model_dump())  # the schema's bounds
+        elif share and model.startswith("cemg_dense"):
             job.decode.cold_bias = float(share)
         elif share:
             job.decode.cold_share = float(share)

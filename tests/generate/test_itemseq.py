@@ -12,6 +12,7 @@ from cemg_ray.generate.dataset import dense_windows, item_tensors
 from cemg_ray.generate.decoding import build_index
 from cemg_ray.generate.item_decoding import (
     beam_search_from_hidden,
+    dense_hybrid,
     dense_merge,
     dense_rerank,
     reserve_cold_share,
@@ -156,14 +157,15 @@ def test_dense_head_sees_no_later_items() -> None:
     assert torch.allclose(a, b, atol=1e-6)
 
 
-def _dense_case(beams: int) -> tuple:
-    """(model, states, beam items, cold items, dense logits) for the dense decoding tests."""
+def _dense_case(beams: int, with_log_probs: bool = False) -> tuple:
+    """(model, states, beam items, cold items, dense logits[, beam log-probs]) for the dense decoding tests."""
     model = _model(content=True, dense_weight=1.0)
     hidden = model.last_hidden(torch.tensor([[0, 3], [5, -1]]))
-    found, _ = beam_search_from_hidden(model, hidden, build_index(CODES, LAYOUT), beams, beams)
+    found, log_probs = beam_search_from_hidden(model, hidden, build_index(CODES, LAYOUT), beams, beams)
     with torch.no_grad():
         logits = model.dense_logits(hidden)
-    return model, hidden, found, torch.tensor([1, 6]), logits
+    case = (model, hidden, found, torch.tensor([1, 6]), logits)
+    return (*case, log_probs) if with_log_probs else case
 
 
 def test_dense_rerank_ranks_beam_candidates_plus_extra_items_by_the_dense_head() -> None:
@@ -208,6 +210,28 @@ def test_dense_merge_keeps_the_beam_order_and_lets_cold_items_in_on_their_dense_
             for p, i in enumerate(row):  # every listed score is the item's dense logit (+ bias for merged cold)
                 expected = float(logits[b, i]) + (bias if i in extra else 0.0)
                 assert abs(float(scores[b, p]) - expected) < 1e-4
+
+
+def test_dense_hybrid_ranks_the_pool_by_the_mixture_of_both_heads_probabilities() -> None:
+    model, hidden, beams, cold, logits, log_probs = _dense_case(3, with_log_probs=True)
+    p_dense = torch.softmax(logits, dim=1)
+    for w, bias in ((0.8, 0.0), (0.5, 2.0), (0.3, -1.0)):
+        items, scores = dense_hybrid(model, hidden, beams, log_probs, cold, 4, w, bias)
+        for b in range(2):
+            mix = {}  # the mixture written out in probabilities, item by item
+            for i in set(beams[b].tolist()) | {1, 6}:
+                in_beam = i in beams[b].tolist()
+                p_beam = float(log_probs[b, beams[b].tolist().index(i)].exp()) if in_beam else 0.0
+                mix[i] = w * p_beam + (1 - w) * float(p_dense[b, i]) * (np.exp(bias) if i in (1, 6) else 1.0)
+            expected = sorted(mix, key=lambda i: -mix[i])[:4]
+            assert items[b].tolist() == expected
+            assert np.allclose(scores[b].exp().numpy(), [mix[i] for i in expected], rtol=1e-4)
+    near_beam, _ = dense_hybrid(model, hidden, beams, log_probs, cold, 3, 1 - 1e-12)
+    assert torch.equal(near_beam, beams)  # the code head's weight near 1: the beam's own list
+    cold_first, _ = dense_hybrid(model, hidden, beams, log_probs, cold, 3, 0.5, cold_bias=100.0)
+    assert set(cold_first[:, :2].flatten().tolist()) == {1, 6}  # raised far enough, cold items lead
+    with pytest.raises(ValueError, match="beam_weight"):
+        dense_hybrid(model, hidden, beams, log_probs, cold, 3, 1.0)
 
 
 def test_save_and_load_round_trip(tmp_path) -> None:
