@@ -176,6 +176,17 @@ def dense_merge(model: ItemSeqGenerator, hidden: torch.Tensor, beam_items: torch
     return out_items, out_scores
 
 
+def _top_k_items(score: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best-scored items of each row of ``score`` [B, N]; ``-1`` / ``-inf`` where fewer are finite."""
+    B, N = score.shape
+    top, idx = score.topk(min(k, N), dim=1)
+    items = torch.where(torch.isfinite(top), idx, torch.full_like(idx, -1))
+    if k > N:
+        items = torch.cat([items, torch.full((B, k - N), -1, dtype=torch.long)], 1)
+        top = torch.cat([top, torch.full((B, k - N), float("-inf"))], 1)
+    return items, top
+
+
 @torch.inference_mode()
 def dense_hybrid(model: ItemSeqGenerator, hidden: torch.Tensor, beam_items: torch.Tensor, beam_log_probs: torch.Tensor,
                  cold_items: torch.Tensor | None, k: int, beam_weight: float, cold_bias: float = 0.0,
@@ -201,12 +212,7 @@ def dense_hybrid(model: ItemSeqGenerator, hidden: torch.Tensor, beam_items: torc
     rows = torch.arange(B)[:, None].expand_as(beam_items)[real]
     cols = beam_items[real]
     score[rows, cols] = torch.logaddexp(beam_log_probs[real] + math.log(beam_weight), dense_lp[rows, cols])
-    top, idx = score.topk(min(k, N), dim=1)
-    items = torch.where(torch.isfinite(top), idx, torch.full_like(idx, -1))
-    if k > N:
-        items = torch.cat([items, torch.full((B, k - N), -1, dtype=torch.long)], 1)
-        top = torch.cat([top, torch.full((B, k - N), float("-inf"))], 1)
-    return items, top
+    return _top_k_items(score, k)
 
 
 @torch.inference_mode()
@@ -232,9 +238,4 @@ def dense_rerank(model: ItemSeqGenerator, hidden: torch.Tensor, candidates: torc
             if extra_bias:
                 logits[:, extra_items] += extra_bias
         logits = logits.masked_fill(~allowed, float("-inf"))
-    top, idx = logits.topk(min(k, N), dim=1)
-    items = torch.where(torch.isfinite(top), idx, torch.full_like(idx, -1))
-    if k > N:
-        items = torch.cat([items, torch.full((B, k - N), -1, dtype=torch.long)], 1)
-        top = torch.cat([top, torch.full((B, k - N), float("-inf"))], 1)
-    return items, top
+    return _top_k_items(logits, k)
