@@ -13,7 +13,7 @@ from cemg_ray import artifacts
 # Modules that add their own subcommands: each exposes ``add_parser(subparsers)``.
 COMMAND_MODULES = ["cemg_ray.tokenize.cli", "cemg_ray.export.cli", "cemg_ray.ablate"]
 BENCH_MODULES = ["cemg_ray.bench.features", "cemg_ray.bench.decode", "cemg_ray.bench.serving",
-                 "cemg_ray.bench.export", "cemg_ray.bench.lightgcn", "cemg_ray.bench.train"]
+                 "cemg_ray.bench.export", "cemg_ray.bench.lightgcn", "cemg_ray.bench.train", "cemg_ray.bench.growth"]
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

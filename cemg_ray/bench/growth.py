@@ -1,0 +1,135 @@
+"""``cemg-ray bench growth``: how each stage's wall time grows with the catalog, measured by running it.
+
+For each catalog size the real pipeline (``run_pipeline``: Ray Data features, Ray Train LightGCN and
+generator, the tokenizer, evaluation, the Ray Data export) runs on the synthetic catalog with that many
+items and ``--users-per-item`` times as many users, every trained stage for ``--epochs`` epochs. The stage
+wall times come from the run's manifest, as a user's run records them, so they include each stage's fixed
+cost (cluster and worker start, model loading); the smallest size shows what that fixed part is.
+
+Growth per 10x is ``(t_large / t_small) ** (1 / log10(n_large / n_small))`` between consecutive sizes:
+10 is linear, 100 quadratic, below 10 a fixed cost still dominating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from cemg_ray.bench import emit
+
+STAGES = ["data", "popularity", "features", "pca", "lightgcn", "tokenize", "train", "evaluate", "export"]
+# what a stage's time scales with, for the table (per item, per user, per interaction)
+SCALES_WITH = {
+    "data": "interactions", "popularity": "interactions", "features": "items", "pca": "items",
+    "lightgcn": "interactions x graph", "tokenize": "items", "train": "interactions", "evaluate": "users",
+    "export": "users",
+}
+
+
+def size_overrides(items: int, users_per_item: float, epochs: int, run_dir: str) -> list[str]:
+    """``--set`` overrides that scale the job to ``items`` items, one epoch budget for every trained stage."""
+    users = max(1, round(items * users_per_item))
+    # codes enough for the catalog: codebook^levels >= 4 x items keeps the disambiguation level short
+    levels = 3
+    codebook = max(16, 2 ** math.ceil(math.log2(round((4 * items) ** (1 / levels)))))
+    return [
+        f"run_dir={run_dir}",
+        f"dataset.synthetic.num_items={items}",
+        f"dataset.synthetic.num_users={users}",
+        f"lightgcn.epochs={epochs}",
+        f"tokenize.epochs={epochs}",
+        f"tokenize.num_levels={levels}",
+        f"tokenize.codebook_size={codebook}",
+        f"train.epochs={epochs}",
+        "train.valid_users=200",
+        "evaluate.models=[cemg]",
+        "export.model=cemg",
+        "export.cpus_per_actor=0.5",
+        "export.date=2026-01-01",
+        f"export.output={run_dir}/export",
+    ]
+
+
+def growth_per_10x(t_small: float, t_large: float, n_small: int, n_large: int) -> float | None:
+    """The factor by which time grows per 10x size between two measurements (None if not measurable)."""
+    if t_small <= 0 or t_large <= 0 or n_large <= n_small:
+        return None
+    return (t_large / t_small) ** (1.0 / math.log10(n_large / n_small))
+
+
+def run(job: str, sizes: list[int], users_per_item: float, epochs: int, stages: list[str],
+        extra: list[str], keep: str | None = None) -> dict[str, Any]:
+    from cemg_ray.config import load_config
+    from cemg_ray.pipeline import run_pipeline
+
+    rows: list[dict[str, Any]] = []
+    base = keep or tempfile.mkdtemp(prefix="cemg-growth-")
+    for n in sizes:
+        run_dir = os.path.join(base, f"items-{n}")
+        cfg = load_config(job, size_overrides(n, users_per_item, epochs, run_dir) + extra)
+        t0 = time.perf_counter()
+        manifest = run_pipeline(cfg, stages, force=True)
+        total = time.perf_counter() - t0
+        data = manifest["stages"].get("data", {}).get("report", {}).get("stats", {})
+        rows.append({
+            "items": n,
+            "users": cfg.dataset.synthetic.num_users,
+            "interactions": data.get("interactions"),
+            "wall_s": {s: manifest["stages"][s]["wall_s"] for s in stages if s in manifest["stages"]},
+            "total_s": round(total, 2),
+        })
+    growth = {}
+    for s in stages:
+        growth[s] = [growth_per_10x(a["wall_s"].get(s, 0), b["wall_s"].get(s, 0), a["items"], b["items"])
+                     for a, b in zip(rows, rows[1:])]
+    return {
+        "job": job, "epochs": epochs, "users_per_item": users_per_item, "stages": stages, "rows": rows,
+        "growth_per_10x": growth, "scales_with": {s: SCALES_WITH.get(s, "") for s in stages},
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": datetime.now(UTC).date().isoformat(),
+        "load_average_1m": round(os.getloadavg()[0], 2), "run_dirs": base if keep else None,
+    }
+
+
+def _print(res: dict[str, Any]) -> None:
+    sizes = [r["items"] for r in res["rows"]]
+    print(f"stage wall time (s) by catalog size, synthetic catalog, {res['users_per_item']} users per item, "
+          f"{res['epochs']} epoch(s) per trained stage ({res['machine']}; 1-min load {res['load_average_1m']}, "
+          f"{res['date']})")
+    head = f"  {'stage':<11}" + "".join(f"{n:>12,}" for n in sizes)
+    steps = [f"x{b // a} growth" if b % a == 0 else "growth" for a, b in zip(sizes, sizes[1:])]
+    print(head + "".join(f"{h:>14}" for h in steps) + "   scales with")
+    users = "".join(f"{r['users']:>12,}" for r in res["rows"])
+    print(f"  {'(users)':<11}{users}")
+    for s in res["stages"]:
+        cells = "".join(f"{r['wall_s'].get(s, float('nan')):>12.2f}" for r in res["rows"])
+        grow = "".join(f"{'-' if g is None else f'{g:.2f} / 10x':>14}" for g in res["growth_per_10x"][s])
+        print(f"  {s:<11}{cells}{grow}   {res['scales_with'][s]}")
+    print(f"  {'total':<11}" + "".join(f"{r['total_s']:>12.2f}" for r in res["rows"]))
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    sizes = sorted(int(s) for s in args.items.split(",") if s.strip())
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        raise SystemExit(f"bench growth: --stages: unknown {', '.join(unknown)}; known: {', '.join(STAGES)}")
+    emit(run(args.job, sizes, args.users_per_item, args.epochs, stages, args.set or [], args.keep), args.json, _print)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("growth", help="each stage's wall time on synthetic catalogs of growing size (the pipeline run)")
+    p.add_argument("--job", default="jobs/demo.yaml", help="the job whose settings are scaled (default: the demo)")
+    p.add_argument("--items", default="1000,10000,100000", help="catalog sizes (comma-separated)")
+    p.add_argument("--users-per-item", type=float, default=1.85, help="users per item (Beauty: 22,363 / 12,101)")
+    p.add_argument("--epochs", type=int, default=1, help="epochs of every trained stage (lightgcn, tokenize, train)")
+    p.add_argument("--stages", default=",".join(STAGES), help="stages to time, in pipeline order")
+    p.add_argument("--set", action="append", help="extra KEY=VALUE overrides of the job (repeatable)")
+    p.add_argument("--keep", help="keep the run directories under this folder (default: a temporary folder)")
+    p.add_argument("--json", action="store_true")

@@ -1,0 +1,45 @@
+"""``cemg-ray bench growth``: the real pipeline at two catalog sizes, stage times from the run's manifest."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from cemg_ray.bench.growth import growth_per_10x, run, size_overrides
+from cemg_ray.config import load_config
+
+
+def test_growth_per_10x_is_10_for_linear_and_100_for_quadratic_time() -> None:
+    assert growth_per_10x(2.0, 20.0, 1000, 10000) == pytest.approx(10.0)
+    assert growth_per_10x(2.0, 200.0, 1000, 10000) == pytest.approx(100.0)
+    assert growth_per_10x(1.0, 2.0, 1000, 100000) == pytest.approx(math.sqrt(2.0))
+    assert growth_per_10x(0.0, 2.0, 1000, 10000) is None
+
+
+@pytest.mark.parametrize("items", [1000, 100000, 1000000])
+def test_size_overrides_make_a_valid_job_with_codes_enough_for_the_catalog(items: int) -> None:
+    cfg = load_config("jobs/demo.yaml", size_overrides(items, 1.85, 1, "/tmp/growth"))
+    assert cfg.dataset.synthetic.num_items == items
+    assert cfg.dataset.synthetic.num_users == round(items * 1.85)
+    assert cfg.lightgcn.epochs == cfg.tokenize.epochs == cfg.train.epochs == 1
+    assert cfg.tokenize.codebook_size ** cfg.tokenize.num_levels >= 4 * items
+
+
+def test_bench_growth_runs_the_pipeline_per_size_and_reads_each_stage_time(tmp_path, capsys) -> None:
+    from cemg_ray.bench.growth import _print
+
+    stages = ["data", "popularity", "features", "pca"]
+    out = run("jobs/demo.yaml", [120, 240], 2.0, 1, stages, ["features.image.image_size=32"], keep=str(tmp_path))
+    assert [r["items"] for r in out["rows"]] == [120, 240]
+    assert [r["users"] for r in out["rows"]] == [240, 480]
+    for row in out["rows"]:
+        assert set(row["wall_s"]) == set(stages) and min(row["wall_s"].values()) > 0
+        assert row["interactions"] > row["users"]  # every synthetic user has several items
+        manifest = json.loads((tmp_path / f"items-{row['items']}" / "manifest.json").read_text())
+        assert {s: manifest["stages"][s]["wall_s"] for s in stages} == row["wall_s"]
+    assert set(out["growth_per_10x"]) == set(stages) and all(len(g) == 1 for g in out["growth_per_10x"].values())
+    _print(out)
+    text = capsys.readouterr().out
+    assert "features" in text and "/ 10x" in text and "240" in text
