@@ -62,7 +62,9 @@ MANIFEST = "manifest.json"
 PARQUET_DATASET_INTERACTIONS = "interactions.parquet"
 PARQUET_DATASET_ITEMS = "items.parquet"
 STAGE_MARKERS = "_stages"
-PREVIOUS = "_previous"  # a completed stage's outputs while it re-runs, restored if the re-run fails
+PREVIOUS = "_previous"  # the last good outputs of a stage for the moment its new ones are swapped in
+STAGING = "_staging"  # a running stage's outputs (``_staging/<stage>/<output>``) until they commit
+STAGING_HASH = "config_hash"  # the config hash of the attempt that owns a staging area
 
 
 def features_file(modality: str) -> str:

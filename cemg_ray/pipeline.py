@@ -3,8 +3,9 @@
 A stage is a plain function ``run(ctx) -> report`` registered with :func:`stage`. Its identity
 is a hash of the dataset section, its own config sections and the hashes of the stages it
 reads from; when ``_stages/<name>.json`` in the run directory carries the same hash and status
-``ok``, the stage is skipped, so an interrupted job resumes where it stopped. That marker is
-written last, after every artifact of the stage, which makes it the commit point.
+``ok``, the stage is skipped, so an interrupted job resumes where it stopped. A stage writes its
+outputs under ``_staging/<stage>/`` while it runs (the last good ones stay readable); they are swapped in
+and the marker is written last, which makes it the commit point.
 """
 
 from __future__ import annotations
@@ -163,32 +164,37 @@ def resolve_stages(cfg: JobConfig, requested: list[str] | None) -> list[str]:
 MAX_PREVIOUS_CONFIGS = 10
 
 
-def set_aside(store: Store, name: str) -> bool:
-    """Keep a completed stage's outputs and marker under ``_previous/<stage>/`` while it re-runs.
+def staging_store(store: Store, name: str, config_hash: str) -> Store:
+    """The view a stage runs against: its outputs written under ``_staging/<stage>/`` until they commit.
 
-    The marker moves first, so a crash part-way never leaves a marker beside missing outputs. A kept copy
-    from a re-run that crashed before it could restore is left as it is: it still holds the last good
-    outputs. Returns whether there is a copy to restore.
+    A staging area left by an attempt with the same config is kept, so a killed run resumes from its
+    checkpoints there; one left by another config is cleared first.
     """
-    kept = f"{artifacts.PREVIOUS}/{name}"
+    staging = f"{artifacts.STAGING}/{name}"
+    stamp = f"{staging}/{artifacts.STAGING_HASH}"
+    if store.exists(staging) and (not store.exists(stamp) or store.read_text(stamp) != config_hash):
+        store.delete(staging)
+    store.write_text(stamp, config_hash)
+    return store.staged(artifacts.STAGE_OUTPUTS[name], staging)
+
+
+def commit_staged(store: Store, name: str, marker_entry: dict[str, Any]) -> None:
+    """Swap a stage's staged outputs in for the last good ones, then write its marker (the commit point).
+
+    The old marker goes first, so no marker ever stands beside outputs it did not describe; the old outputs
+    move to ``_previous/<stage>/`` and are deleted once the new marker is written. Locally each step is one
+    rename (readers wait milliseconds, not the stage's run); on S3 a move is a copy then a delete.
+    """
+    staging, kept = f"{artifacts.STAGING}/{name}", f"{artifacts.PREVIOUS}/{name}"
     marker = artifacts.stage_marker(name)
-    if (artifacts.read_marker(store, name) or {}).get("status") == "ok":
-        store.delete(kept)
-        for rel in (marker, *artifacts.STAGE_OUTPUTS[name]):
-            store.move(rel, f"{kept}/{rel}")
-        return True
-    store.delete(marker)
-    return store.exists(f"{kept}/{marker}")
-
-
-def restore(store: Store, name: str) -> None:
-    """Put the kept outputs of a stage back after a failed re-run (its partial outputs removed), marker last."""
-    kept = f"{artifacts.PREVIOUS}/{name}"
-    for rel in artifacts.STAGE_OUTPUTS[name]:
-        store.delete(rel)
-        store.move(f"{kept}/{rel}", rel)
-    store.move(f"{kept}/{artifacts.stage_marker(name)}", artifacts.stage_marker(name))
     store.delete(kept)
+    store.move(marker, f"{kept}/{marker}")
+    for rel in artifacts.STAGE_OUTPUTS[name]:
+        store.move(rel, f"{kept}/{rel}")
+        store.move(f"{staging}/{rel}", rel)
+    store.write_json(marker, marker_entry)
+    store.delete(kept)
+    store.delete(staging)
 
 
 def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = False) -> dict[str, Any]:
@@ -232,13 +238,11 @@ def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = 
             require(store, cfg, dep)
         log.info("stage %s: running (config %s)", name, h)
         t0 = time.perf_counter()
-        kept = set_aside(store, name)
         try:
-            report = st.run(StageContext(cfg=cfg, store=store, name=name)) or {}
+            report = st.run(StageContext(cfg=cfg, store=staging_store(store, name, h), name=name)) or {}
         except BaseException as exc:
-            if kept:
-                restore(store, name)
-                log.warning("stage %s failed; its last good outputs are back in place", name)
+            if artifacts.read_marker(store, name):
+                log.warning("stage %s failed; the outputs of its last good run are untouched", name)
             wall = time.perf_counter() - t0
             manifest["stages"][name] = {"status": "failed", "hash": h, "wall_s": round(wall, 3),
                                         "error": f"{type(exc).__name__}: {exc}"}
@@ -247,8 +251,7 @@ def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = 
         wall = time.perf_counter() - t0
         entry = {"status": "ok", "hash": h, "wall_s": round(wall, 3), "report": report,
                  "finished": datetime.now(UTC).isoformat(), "config": stage_config(cfg, name)}
-        store.write_json(artifacts.stage_marker(name), entry)
-        store.delete(f"{artifacts.PREVIOUS}/{name}")
+        commit_staged(store, name, entry)
         manifest["stages"][name] = entry
         log.info("stage %s: ok in %.1fs", name, wall)
         artifacts.write_manifest(store, manifest)

@@ -63,10 +63,13 @@ def resolve_filesystem(uri: str, endpoint_url: str | None = None,
 class Store:
     """A run directory. Paths passed to methods are relative to its root (``"eval/metrics.json"``)."""
 
-    def __init__(self, root: str, endpoint_url: str | None = None, region: str | None = None):
+    def __init__(self, root: str, endpoint_url: str | None = None, region: str | None = None,
+                 redirect: dict[str, str] | None = None):
         self.root_uri = root.rstrip("/")
         self.endpoint_url = endpoint_url
         self.region = region
+        # relative path prefix -> where it really lives (a stage's outputs while it runs: ``staged``)
+        self.redirect = {k.strip("/"): v.strip("/") for k, v in (redirect or {}).items()}
         self.fs, self._base = resolve_filesystem(root, endpoint_url, region)
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
         if self.is_local:
@@ -77,15 +80,44 @@ class Store:
         """The run directory of a job: ``run_dir`` with the job's storage endpoint and region."""
         return cls(cfg.run_dir, cfg.storage.endpoint_url, cfg.storage.region)
 
+    def staged(self, outputs: tuple[str, ...], prefix: str) -> Store:
+        """The same run directory with ``outputs`` (folders or files) read and written under ``prefix`` instead.
+
+        A stage runs against such a view, so the outputs of its last good run stay in place, and readable,
+        until the pipeline commits the new ones (``pipeline.commit_staged``).
+        """
+        return Store(self.root_uri, self.endpoint_url, self.region,
+                     {**self.redirect, **{o.strip("/"): f"{prefix.strip('/')}/{o.strip('/')}" for o in outputs}})
+
+    def _real(self, rel: str) -> str:
+        for src, dst in self.redirect.items():
+            if rel == src or rel.startswith(src + "/"):
+                return dst + rel[len(src):]
+        return rel
+
+    def _apparent(self, real: str) -> str | None:
+        """The path a redirected view shows for a real path (None: hidden behind a redirect)."""
+        for src, dst in self.redirect.items():
+            if real == dst or real.startswith(dst + "/"):
+                return src + real[len(dst):]
+        for src in self.redirect:
+            if real == src or real.startswith(src + "/"):
+                return None
+        return real
+
     # -- paths -------------------------------------------------------------------------------
     def path(self, rel: str = "") -> str:
         """The path of ``rel`` inside :attr:`fs` (no scheme)."""
-        rel = rel.strip("/")
+        rel = self._real(rel.strip("/"))
         return f"{self._base}/{rel}" if rel else self._base
 
     def uri(self, rel: str = "") -> str:
         """A full URI for tools that take one (Ray Data, HF): ``s3://...`` or an absolute path."""
         return f"s3://{self.path(rel)}" if not self.is_local else self.path(rel)
+
+    def committed_uri(self, rel: str = "") -> str:
+        """The URI ``rel`` has once a staged stage commits (what reports and logs should name)."""
+        return Store(self.root_uri, self.endpoint_url, self.region).uri(rel) if self.redirect else self.uri(rel)
 
     def exists(self, rel: str) -> bool:
         info = self.fs.get_file_info(self.path(rel))
@@ -98,8 +130,9 @@ class Store:
         """Relative paths of the files under ``rel`` (empty when it does not exist)."""
         selector = pafs.FileSelector(self.path(rel), allow_not_found=True, recursive=recursive)
         base = self.path() + "/"
-        return sorted(i.path[len(base):] for i in self.fs.get_file_info(selector)
-                      if i.type == pafs.FileType.File)
+        found = (self._apparent(i.path[len(base):]) for i in self.fs.get_file_info(selector)
+                 if i.type == pafs.FileType.File)
+        return sorted(p for p in found if p is not None)
 
     def delete(self, rel: str) -> None:
         """Remove a file or a directory tree; a missing path is not an error."""

@@ -1,6 +1,6 @@
 import pytest
 
-from cemg_ray.config import load_config
+from cemg_ray.config import JobConfig, load_config
 from cemg_ray.pipeline import is_done, resolve_stages, run_pipeline, stage_hash
 from cemg_ray.store import Store
 
@@ -81,17 +81,41 @@ def test_interrupted_stage_is_not_trusted_and_reruns(small_job, monkeypatch):
     assert pop.PopularityRecommender.from_store(store).counts.sum() > 0
 
 
-def test_a_failed_rerun_puts_the_last_good_outputs_and_marker_back(small_job, monkeypatch):
+def _completed_popularity(job: JobConfig) -> tuple:
+    """(store, its popularity output, its marker, the stage) after a first good run."""
     from cemg_ray.pipeline import get_stage
 
-    run_pipeline(small_job, ["data", "popularity"])
-    store = Store(small_job.run_dir)
-    good = store.read_json("baselines/popularity.json")
-    marker = store.read_json("_stages/popularity.json")
-    st = get_stage("popularity")
+    run_pipeline(job, ["data", "popularity"])
+    store = Store(job.run_dir)
+    return store, store.read_json("baselines/popularity.json"), store.read_json("_stages/popularity.json"), \
+        get_stage("popularity")
+
+
+def test_a_rerun_leaves_the_last_good_outputs_and_marker_readable_until_it_commits(small_job, monkeypatch):
+    store, good, marker, st = _completed_popularity(small_job)
+    original = st.run
+    seen = {}
+
+    def rerun(ctx):
+        ctx.store.write_json("baselines/popularity.json", {"partial": True})
+        # half-way through, a reader of the run directory still sees the last good output and its marker
+        seen["output"] = store.read_json("baselines/popularity.json")
+        seen["done"] = is_done(store, small_job, "popularity")
+        seen["own"] = ctx.store.read_json("baselines/popularity.json")  # the stage reads what it wrote
+        return original(ctx)
+
+    monkeypatch.setattr(st, "run", rerun)
+    run_pipeline(small_job, ["popularity"], force=True)
+    assert seen == {"output": good, "done": True, "own": {"partial": True}}
+    assert store.read_json("baselines/popularity.json") == good  # the committed re-run (same counts)
+    assert store.read_json("_stages/popularity.json")["finished"] > marker["finished"]
+    assert not store.exists("_staging/popularity") and not store.exists("_previous/popularity")
+
+
+def test_a_failed_rerun_never_touches_the_last_good_outputs_or_marker(small_job, monkeypatch):
+    store, good, marker, st = _completed_popularity(small_job)
 
     def fail(ctx):
-        assert not store.exists("_stages/popularity.json")  # not trusted while it re-runs
         ctx.store.write_json("baselines/popularity.json", {"partial": True})
         raise RuntimeError("bad config")
 
@@ -100,24 +124,37 @@ def test_a_failed_rerun_puts_the_last_good_outputs_and_marker_back(small_job, mo
         run_pipeline(small_job, ["popularity"], force=True)
     assert store.read_json("baselines/popularity.json") == good
     assert store.read_json("_stages/popularity.json") == marker and is_done(store, small_job, "popularity")
-    assert not store.exists("_previous/popularity")
 
 
-def test_a_rerun_killed_before_it_could_restore_keeps_the_last_good_copy_for_the_next_attempt(small_job):
-    from cemg_ray.pipeline import restore, set_aside
+def test_a_killed_attempt_leaves_its_staging_for_the_same_config_and_not_for_another(small_job):
+    from cemg_ray.pipeline import staging_store
 
-    run_pipeline(small_job, ["data", "popularity"])
+    run_pipeline(small_job, ["data"])
     store = Store(small_job.run_dir)
-    good = store.read_json("baselines/popularity.json")
-    assert set_aside(store, "popularity")  # a re-run starts ...
-    store.write_json("baselines/popularity.json", {"partial": True})  # ... and is SIGKILLed: no restore ran
-    assert not is_done(store, small_job, "popularity")
-    assert set_aside(store, "popularity")  # the next attempt still has the last good copy to fall back on
-    assert store.read_json("_previous/popularity/baselines/popularity.json") == good
-    restore(store, "popularity")  # (what a failure of that attempt does)
-    assert store.read_json("baselines/popularity.json") == good and is_done(store, small_job, "popularity")
-    m = run_pipeline(small_job, ["popularity"], force=True)  # a successful re-run drops the copy
-    assert m["stages"]["popularity"]["status"] == "ok" and not store.exists("_previous/popularity")
+    first = staging_store(store, "popularity", "hash-a")
+    first.write_json("baselines/popularity.json", {"checkpoint": 1})  # ... and the attempt is SIGKILLed
+    assert store.read_json("_staging/popularity/baselines/popularity.json") == {"checkpoint": 1}
+    assert not store.exists("baselines/popularity.json")  # nothing half-written where readers look
+    again = staging_store(store, "popularity", "hash-a")  # the same config resumes from what it left
+    assert again.read_json("baselines/popularity.json") == {"checkpoint": 1}
+    other = staging_store(store, "popularity", "hash-b")  # another config starts clean
+    assert not other.exists("baselines/popularity.json")
+
+
+def test_a_staged_view_redirects_reads_writes_and_listings_of_the_stage_outputs_only(tmp_path, s3_bucket):
+    for root in (str(tmp_path / "local"), f"{s3_bucket}/staged"):
+        store = Store(root)
+        store.write_json("data/old.json", {"v": 0})
+        store.write_json("eval/metrics.json", {"v": 0})
+        view = store.staged(("eval",), "_staging/evaluate")
+        view.write_json("eval/metrics.json", {"v": 1})
+        view.write_json("eval/new.json", {"v": 1})
+        assert view.read_json("data/old.json") == {"v": 0}  # upstream reads go to the run directory
+        assert view.read_json("eval/metrics.json") == {"v": 1} and store.read_json("eval/metrics.json") == {"v": 0}
+        assert view.list("eval") == ["eval/metrics.json", "eval/new.json"]
+        assert "eval/new.json" not in store.list("eval")
+        assert view.committed_uri("eval/metrics.json") == store.uri("eval/metrics.json")
+        assert store.read_json("_staging/evaluate/eval/new.json") == {"v": 1}
 
 
 def test_store_move_replaces_the_target_locally_and_on_s3(tmp_path, s3_bucket):

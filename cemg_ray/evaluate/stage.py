@@ -43,7 +43,7 @@ def run(ctx: StageContext) -> dict:
         log.info("evaluate %s: %s", name, {k: round(v, 4) for k, v in result["overall"].items()})
     ctx.store.write_json(METRICS, metrics)
     write_report(ctx.store, metrics, cfg.evaluate.ks)
-    return {"metrics": ctx.store.uri(METRICS), "models": list(metrics)}
+    return {"metrics": ctx.store.committed_uri(METRICS), "models": list(metrics)}
 
 
 @stage("popularity", sections=(), after=("data",))

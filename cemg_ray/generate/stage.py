@@ -79,7 +79,7 @@ def run(ctx: StageContext) -> dict:
     result = fit(tcfg, layout, root, cfg.storage.endpoint_url, cfg.storage.region, len(sample),
                  run_config(store, artifacts.GENERATOR_CHECKPOINTS, name, max_failures=tcfg.max_failures,
                             num_to_keep=2),
-                 max_items)
+                 max_items, store.redirect)
     if result.checkpoint is None:
         raise RuntimeError(f"train: no checkpoint was reported ({result.error})")
     import json

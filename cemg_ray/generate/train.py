@@ -170,7 +170,7 @@ def train_loop(config: dict) -> None:
         torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    store = Store(config["run_dir"], config.get("endpoint_url"), config.get("region"))
+    store = Store(config["run_dir"], config.get("endpoint_url"), config.get("region"), config.get("redirect"))
     train = store.read_tensors(artifacts.GENERATOR_TRAIN_DATA)
     valid = store.read_tensors(artifacts.GENERATOR_VALID_DATA)
     codes = load_codes(store)
@@ -263,7 +263,9 @@ def train_loop(config: dict) -> None:
 
 
 def fit(cfg: TrainConfig, layout: TokenLayout, run_dir: str, endpoint_url: str | None, region: str | None,
-        valid_users: int, run_config: RunConfig, max_items: int = 20) -> Result:
+        valid_users: int, run_config: RunConfig, max_items: int = 20,
+        redirect: dict[str, str] | None = None) -> Result:
+    """Train the generator on Ray Train; ``redirect`` is the stage's staging view of the run directory."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -274,8 +276,8 @@ def fit(cfg: TrainConfig, layout: TokenLayout, run_dir: str, endpoint_url: str |
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"cfg": cfg.model_dump(), "layout": layout.to_json(), "run_dir": run_dir,
-                           "endpoint_url": endpoint_url, "region": region, "valid_users": valid_users,
-                           "max_items": max_items},
+                           "redirect": redirect or {}, "endpoint_url": endpoint_url, "region": region,
+                           "valid_users": valid_users, "max_items": max_items},
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cfg.cpus_per_worker}),
