@@ -195,6 +195,9 @@ def commit_staged(store: Store, name: str, marker_entry: dict[str, Any]) -> None
     store.write_json(marker, marker_entry)
     store.delete(kept)
     store.delete(staging)
+    for area in (artifacts.PREVIOUS, artifacts.STAGING):  # no empty folders left behind in the run directory
+        if store.is_dir(area) and not store.list(area, recursive=True):
+            store.delete(area)
 
 
 def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = False) -> dict[str, Any]:

@@ -56,3 +56,43 @@ def test_documented_command_parses_and_its_job_and_overrides_are_valid(where: st
     sets = list(getattr(args, "set", None) or [])
     if jobs and jobs[0].startswith("jobs/") and argv[0] in ("run", "validate", "ablate", "export"):
         load_config(REPO / jobs[0], sets)  # a wrong key or value raises ConfigError naming it
+
+
+SHARED = REPO.parent / "shared" / "data"
+# Documented lines that run in seconds on the built-in catalog or the shared data: each is executed exactly as
+# written (from a folder whose ``jobs`` and ``../shared`` are the repository's), and must still be documented.
+VERBATIM = {
+    "cemg-ray validate --schema-only jobs/pipeline.yaml": ("README.md", None),
+    "cemg-ray validate jobs/beauty.yaml": ("README.md", SHARED / "beauty"),
+    "cemg-ray data stats ../shared/data/movielens-posters --format movielens": ("docs/MULTIMODAL.md",
+                                                                               SHARED / "movielens-posters"),
+    "cemg-ray run jobs/demo.yaml --stages data,features,pca --set features.use_ray=false": ("docs/FEATURES.md", None),
+}
+
+
+@pytest.mark.parametrize("line", list(VERBATIM))
+def test_cheap_documented_commands_run_verbatim(line: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    doc, needs = VERBATIM[line]
+    assert line in (REPO / doc).read_text(), f"{doc} no longer documents {line!r}: update VERBATIM"
+    if needs is not None and not needs.exists():
+        pytest.skip(f"{needs} is not on this machine")
+    work = tmp_path / "repo"
+    work.mkdir()
+    (work / "jobs").symlink_to(REPO / "jobs")
+    if (REPO.parent / "shared").exists():
+        (tmp_path / "shared").symlink_to(REPO.parent / "shared")
+    cli = Path(sys.executable).with_name("cemg-ray")
+    argv = [str(cli), *shlex.split(line)[1:]]
+    done = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=600)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, f"{line}: exit {done.returncode}\n{out[-3000:]}"
+    assert "Traceback" not in out
+    if "data stats" in line:
+        for figure in ("943", "1,682", "100,000", "1,663"):
+            assert figure in out
+    if line.startswith("cemg-ray run"):
+        assert (work / "runs" / "demo" / "_stages" / "pca.json").exists()
+        assert not (work / "runs" / "demo" / "_staging").exists()
