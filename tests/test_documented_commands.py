@@ -67,6 +67,8 @@ VERBATIM = {
     "cemg-ray data stats ../shared/data/movielens-posters --format movielens": ("docs/MULTIMODAL.md",
                                                                                SHARED / "movielens-posters"),
     "cemg-ray run jobs/demo.yaml --stages data,features,pca --set features.use_ray=false": ("docs/FEATURES.md", None),
+    'cemg-ray run jobs/beauty.yaml --stages data,popularity,evaluate --set "evaluate.models=[popularity]"':
+        ("README.md", SHARED / "beauty"),
 }
 
 
@@ -94,5 +96,7 @@ def test_cheap_documented_commands_run_verbatim(line: str, tmp_path: Path) -> No
         for figure in ("943", "1,682", "100,000", "1,663"):
             assert figure in out
     if line.startswith("cemg-ray run"):
-        assert (work / "runs" / "demo" / "_stages" / "pca.json").exists()
-        assert not (work / "runs" / "demo" / "_staging").exists()
+        run = work / "runs" / ("demo" if "demo.yaml" in line else "beauty")
+        last = shlex.split(line)[shlex.split(line).index("--stages") + 1].split(",")[-1]
+        assert (run / "_stages" / f"{last}.json").exists()
+        assert not (run / "_staging").exists()
