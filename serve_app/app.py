@@ -229,7 +229,7 @@ class Ingress:
                 log.warning("serve: could not refresh limits from the model deployment: %s", exc)
         return self._limits
 
-    async def _call(self, method: str, *args: Any) -> JSONResponse:  # noqa: ANN401 - JSON-able arguments
+    async def _call(self, method: str, *args: Any) -> JSONResponse:
         """Call a model method; a replica that dies or is unreachable is retried on another one."""
         for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
             response = getattr(self.model, method).remote(*args)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from cemg_ray.cli import main
 
+if TYPE_CHECKING:
+    from pathlib import Path
 
-def _cases(tmp_path):  # noqa: ANN202
+
+def _cases(tmp_path: Path) -> list[tuple[list[str], str]]:
     empty = tmp_path / "empty.yaml"
     empty.write_text("# nothing\n")
     child = tmp_path / "child.yaml"

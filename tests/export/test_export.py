@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 import numpy as np
@@ -17,10 +18,16 @@ import pyarrow.fs as pafs
 import pytest
 
 from cemg_ray.export.stage import run_export
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from cemg_ray.config import JobConfig
+    from cemg_ray.store import Store
 from tests.conftest import REPO
 
 
-def _job(demo_run, output: str, **export):  # noqa: ANN202
+def _job(demo_run: str, output: str, **export: object) -> tuple[JobConfig, Store]:
     """The demo run's own config with an export section pointing at ``output``."""
     from cemg_ray.config import JobConfig
 
@@ -41,7 +48,7 @@ def ray_sees_s3(s3_server):
     yield s3_server
 
 
-def _read_partition(uri: str, endpoint: str):  # noqa: ANN202
+def _read_partition(uri: str, endpoint: str) -> pa.Table:
     fs = pafs.S3FileSystem(endpoint_override=endpoint, region="us-east-1", scheme="http")
     return pads.dataset(uri.removeprefix("s3://"), filesystem=fs, format="parquet").to_table()
 

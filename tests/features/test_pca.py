@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -12,6 +13,13 @@ from PIL import Image
 
 from cemg_ray.features.extract import embeddings
 from cemg_ray.features.pca import fit_pca, project, project_new_items, transform_new_items
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from cemg_ray.config import JobConfig
+    from cemg_ray.store import Store
 
 HELD_OUT = ["z1", "z2"]  # only ever a user's last item: test targets, never in the training split
 TINY = ["features.text.model=tiny-random-bert", "features.image.model=tiny-random-vit",
@@ -48,7 +56,7 @@ def dataset(tmp_path_factory) -> str:
     return str(root)
 
 
-def _run(dataset: str, run_dir, extra: list[str] = ()):  # noqa: ANN202
+def _run(dataset: str, run_dir: Path, extra: Sequence[str] = ()) -> tuple[JobConfig, Store]:
     from cemg_ray.config import load_config
     from cemg_ray.pipeline import run_pipeline
     from cemg_ray.store import Store
@@ -61,7 +69,7 @@ def _run(dataset: str, run_dir, extra: list[str] = ()):  # noqa: ANN202
 
 
 @pytest.fixture(scope="module")
-def run(dataset: str, tmp_path_factory):  # noqa: ANN201
+def run(dataset: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[JobConfig, Store]:
     return _run(dataset, tmp_path_factory.mktemp("run") / "run")
 
 

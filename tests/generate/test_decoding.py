@@ -28,7 +28,8 @@ def tiny(backbone: str, layout: TokenLayout) -> torch.nn.Module:
     return model
 
 
-def exhaustive(model, ids, mask, codes, layout, k):  # noqa: ANN001, ANN201
+def exhaustive(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, codes: np.ndarray,
+               layout: TokenLayout, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Score every item with teacher forcing (full-vocabulary log-softmax) and take the top k."""
     tokens = torch.as_tensor(layout.encode_items(codes))
     n, L = tokens.shape

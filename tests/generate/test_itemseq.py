@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 import torch
@@ -22,6 +24,9 @@ from cemg_ray.generate.item_decoding import (
 from cemg_ray.generate.itemseq import build_item_model, load_item_model, right_padded, save_item_model
 from cemg_ray.generate.tokens import TokenLayout
 
+if TYPE_CHECKING:
+    from cemg_ray.generate.itemseq import ItemSeqGenerator
+
 LAYOUT = TokenLayout((4, 3, 2))
 CODES = np.array([[0, 0, 0], [0, 0, 1], [0, 2, 0], [1, 1, 0], [2, 0, 0], [2, 1, 0], [3, 2, 0], [3, 2, 1]])
 
@@ -32,7 +37,7 @@ def _cfg(**kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
-def _model(content: bool = False, **kw):  # noqa: ANN202
+def _model(content: bool = False, **kw: object) -> ItemSeqGenerator:
     feats = np.random.default_rng(0).normal(size=(len(CODES), 6)).astype(np.float32) if content else None
     return build_item_model(_cfg(content_input=content, **kw), LAYOUT, CODES, 5, feats).eval()
 

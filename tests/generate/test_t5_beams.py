@@ -28,7 +28,8 @@ def tiny_t5(feed_forward: str = "relu", lora: bool = False) -> torch.nn.Module:
     return model.eval()
 
 
-def hf_last_hidden(model, sequences, enc, mask) -> torch.Tensor:  # noqa: ANN001
+def hf_last_hidden(model: torch.nn.Module, sequences: torch.Tensor, enc: torch.Tensor,
+                   mask: torch.Tensor) -> torch.Tensor:
     out = model.get_decoder()(input_ids=sequences, encoder_hidden_states=enc, encoder_attention_mask=mask)
     return out.last_hidden_state[:, -1]
 

@@ -13,8 +13,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -68,7 +72,7 @@ def cluster():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def client(url: str, token: str | None, wait_s: float = 90.0):  # noqa: ANN201 - JobSubmissionClient
+def client(url: str, token: str | None, wait_s: float = 90.0) -> JobSubmissionClient:
     """A Jobs API client sending ``Authorization: Bearer <token>``; waits for the dashboard to come up."""
     from ray.job_submission import JobSubmissionClient
 

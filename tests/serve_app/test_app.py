@@ -5,12 +5,16 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import time
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
 import yaml
 
 from tests.serve_app.conftest import REPO, free_port
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CONFIG = REPO / "serve_app" / "config.yaml"
 
@@ -46,7 +50,7 @@ def served(trained_run):
     url = f"http://127.0.0.1:{port}"
     base = {"run_dir": str(run_dir), "model": "sasrec", "max_k": 50}
 
-    def deploy(user_config: dict, applied, replicas: int = 1) -> None:  # noqa: ANN001 - (metadata JSON) -> bool
+    def deploy(user_config: dict, applied: Callable[[dict], bool], replicas: int = 1) -> None:
         """PUT the config (a user_config change reconfigures the running replica) and wait until ``applied``."""
         client.deploy_applications(serve_config(port, user_config, replicas))
         deadline = time.time() + 120
@@ -78,7 +82,7 @@ def catalog(trained_run) -> tuple[list[str], dict[str, list[str]]]:
     return [ids[i] for i in sorted(ids)], {r["user_id"]: [ids[i] for i in r["items"]] for r in seqs}
 
 
-def post(url: str, body, **kw) -> requests.Response:  # noqa: ANN001 - JSON-able, str or bytes
+def post(url: str, body: object, **kw: object) -> requests.Response:
     data = body if isinstance(body, str | bytes) else json.dumps(body)
     return requests.post(url, data=data, headers={"content-type": "application/json"}, timeout=60, **kw)
 

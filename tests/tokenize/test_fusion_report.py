@@ -11,7 +11,7 @@ from cemg_ray.tokenize.fusion_report import MIN_GENRE_ITEMS, fusion_breakdown, f
 from tests.conftest import FAST_DEMO, REPO
 
 
-def _planted(n: int = 200):  # noqa: ANN202
+def _planted(n: int = 200) -> tuple:
     """alpha_visual rises with the item's training count; Animation items lean on the image."""
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 300, n)
