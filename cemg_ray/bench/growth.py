@@ -113,13 +113,37 @@ def _print(res: dict[str, Any]) -> None:
     print(f"  {'total':<11}" + "".join(f"{r['total_s']:>12.2f}" for r in res["rows"]))
 
 
+def plot(res: dict[str, Any], path: str) -> None:
+    """Stage wall time against catalog size on log-log axes, with a linear-growth guide from the smallest size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [r["items"] for r in res["rows"]]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for s in res["stages"]:
+        ax.plot(sizes, [r["wall_s"].get(s, float("nan")) for r in res["rows"]], marker="o", label=s)
+    total = [r["total_s"] for r in res["rows"]]
+    ax.plot(sizes, total, marker="s", c="black", label="whole job")
+    ax.plot(sizes, [total[0] * n / sizes[0] for n in sizes], ls="--", c="grey", label="whole job if it grew linearly")
+    ax.set(xscale="log", yscale="log", xlabel=f"catalog items (users = items x {res['users_per_item']:g})",
+           ylabel="stage wall time (s)", title=f"stage time by catalog size ({res['epochs']} epoch per trained stage)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
 def _cmd(args: argparse.Namespace) -> int:
     sizes = sorted(int(s) for s in args.items.split(",") if s.strip())
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
         raise SystemExit(f"bench growth: --stages: unknown {', '.join(unknown)}; known: {', '.join(STAGES)}")
-    emit(run(args.job, sizes, args.users_per_item, args.epochs, stages, args.set or [], args.keep), args.json, _print)
+    res = run(args.job, sizes, args.users_per_item, args.epochs, stages, args.set or [], args.keep)
+    emit(res, args.json, _print)
+    if args.plot:
+        plot(res, args.plot)
     return 0
 
 
@@ -132,4 +156,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stages", default=",".join(STAGES), help="stages to time, in pipeline order")
     p.add_argument("--set", action="append", help="extra KEY=VALUE overrides of the job (repeatable)")
     p.add_argument("--keep", help="keep the run directories under this folder (default: a temporary folder)")
+    p.add_argument("--plot", help="also write a log-log plot of the stage times here (PNG)")
     p.add_argument("--json", action="store_true")

@@ -28,7 +28,7 @@ def test_size_overrides_make_a_valid_job_with_codes_enough_for_the_catalog(items
 
 
 def test_bench_growth_runs_the_pipeline_per_size_and_reads_each_stage_time(tmp_path, capsys) -> None:
-    from cemg_ray.bench.growth import _print
+    from cemg_ray.bench.growth import _print, plot
 
     stages = ["data", "popularity", "features", "pca"]
     out = run("jobs/demo.yaml", [120, 240], 2.0, 1, stages, ["features.image.image_size=32"], keep=str(tmp_path))
@@ -43,3 +43,5 @@ def test_bench_growth_runs_the_pipeline_per_size_and_reads_each_stage_time(tmp_p
     _print(out)
     text = capsys.readouterr().out
     assert "features" in text and "/ 10x" in text and "240" in text
+    plot(out, str(tmp_path / "growth.png"))
+    assert (tmp_path / "growth.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
