@@ -248,6 +248,30 @@ def load_amazon(path: str | Path, k: int = 5) -> Catalog:
     if not review_files:
         raise DataError(f"{path}: no review file (*.json, *.json.gz, *.jsonl) in this folder")
     report = LoadReport(str(review_files[0]))
+    rows = _amazon_reviews(review_files, report)
+    before = len(rows)
+    rows = kcore(rows, k)
+    report.skipped[f"removed_by_{k}core"] += before - len(rows)
+    if not rows:
+        raise DataError(f"{path}: nothing left after {k}-core filtering of {before} reviews")
+    by_user: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
+    for n, (u, i, ts) in enumerate(rows):
+        by_user[u].append((ts, n, i))
+    raw = {u: [i for _, _, i in sorted(v)] for u, v in by_user.items()}
+    meta = _amazon_meta(meta_files, report)
+    users, seqs, item_ids = _index_sequences(raw, sorted({i for _, i, _ in rows}), report)
+    titles, texts, uris = [], [], []
+    for iid in item_ids:
+        m = meta.get(iid, {})
+        title, text = _meta_text(m, report, f"meta of item {iid}")
+        titles.append(title)
+        texts.append(text)
+        uris.append(_amazon_image(m, iid, report))
+    return Catalog(build_items_table(item_ids, titles, texts, image_uris=uris), users, seqs, report)
+
+
+def _amazon_reviews(review_files: list[Path], report: LoadReport) -> list[tuple[str, str, float]]:
+    """(user, item, time) of every valid review, the first of duplicated (user, item) pairs kept."""
     rows: list[tuple[str, str, float]] = []
     seen: set[tuple[str, str]] = set()
     for rf in review_files:
@@ -270,15 +294,11 @@ def load_amazon(path: str | Path, k: int = 5) -> Catalog:
             rows.append((key[0], key[1], ts))
     if not rows:
         raise DataError(f"{review_files[0]}: no valid reviews")
-    before = len(rows)
-    rows = kcore(rows, k)
-    report.skipped[f"removed_by_{k}core"] += before - len(rows)
-    if not rows:
-        raise DataError(f"{path}: nothing left after {k}-core filtering of {before} reviews")
-    by_user: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
-    for n, (u, i, ts) in enumerate(rows):
-        by_user[u].append((ts, n, i))
-    raw = {u: [i for _, _, i in sorted(v)] for u, v in by_user.items()}
+    return rows
+
+
+def _amazon_meta(meta_files: list[Path], report: LoadReport) -> dict[str, dict]:
+    """Metadata records by asin (records without one are counted and skipped)."""
     meta: dict[str, dict] = {}
     for mf in meta_files:
         for lineno, m in enumerate(_json_lines(mf, report), 1):
@@ -286,22 +306,18 @@ def load_amazon(path: str | Path, k: int = 5) -> Catalog:
                 report.skip("meta_missing_field_asin", f"{mf}: record {lineno}")
                 continue
             meta[str(m["asin"])] = m
-    item_ids = sorted({i for _, i, _ in rows})
-    users, seqs, item_ids = _index_sequences(raw, item_ids, report)
-    titles, texts, uris = [], [], []
-    for iid in item_ids:
-        m = meta.get(iid, {})
-        title, text = _meta_text(m, report, f"meta of item {iid}")
-        titles.append(title)
-        texts.append(text)
-        image = m.get("imUrl") or m.get("imageURLHighRes") or m.get("imageURL") or m.get("image")
-        if isinstance(image, list):
-            image = image[0] if image else None
-        if image is not None and not isinstance(image, str):
-            report.skip("image_wrong_type", f"meta of item {iid}: image is {type(image).__name__}")
-            image = None
-        uris.append(image or None)
-    return Catalog(build_items_table(item_ids, titles, texts, image_uris=uris), users, seqs, report)
+    return meta
+
+
+def _amazon_image(meta: dict, item_id: str, report: LoadReport) -> str | None:
+    """The item's image URL from whichever field the edition uses (a list: its first entry)."""
+    image = meta.get("imUrl") or meta.get("imageURLHighRes") or meta.get("imageURL") or meta.get("image")
+    if isinstance(image, list):
+        image = image[0] if image else None
+    if image is not None and not isinstance(image, str):
+        report.skip("image_wrong_type", f"meta of item {item_id}: image is {type(image).__name__}")
+        image = None
+    return image or None
 
 
 def _require_columns(table: pa.Table, path: Path, cols: list[str]) -> None:
@@ -317,10 +333,33 @@ def load_parquet(path: str | Path, images_dir: str | None = None) -> Catalog:
     items_path = path / artifacts.PARQUET_DATASET_ITEMS
     _check_nonempty(inter_path)
     report = LoadReport(str(inter_path))
+    raw = _parquet_sequences(inter_path, report)
+    item_meta = _parquet_items(items_path, report) if items_path.exists() else {}
+    item_ids = sorted(item_meta, key=_natural_key) if item_meta else None
+    user_ids, seqs, item_ids = _index_sequences(raw, item_ids, report)
+    titles, texts, images, uris = [], [], [], []
+    base = Path(images_dir) if images_dir else path
+    for iid in item_ids:
+        m = item_meta.get(iid, {})
+        title, text = _meta_text(m, report, f"{items_path}: item {iid}")
+        titles.append(title)
+        texts.append(text)
+        image, uri = _parquet_image(m.get("image"), base, f"{items_path}: item {iid}", report)
+        images.append(image)
+        uris.append(uri)
+    return Catalog(build_items_table(item_ids, titles, texts, images, uris), user_ids, seqs, report)
+
+
+def _read_parquet_table(path: Path) -> pa.Table:
     try:
-        inter = pq.read_table(inter_path)
+        return pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{inter_path}: not a readable Parquet file ({exc})") from exc
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
+
+
+def _parquet_sequences(inter_path: Path, report: LoadReport) -> dict[str, list[str]]:
+    """Each user's items in time order (ties by row order); rows with a null id or time counted and skipped."""
+    inter = _read_parquet_table(inter_path)
     _require_columns(inter, inter_path, ["user_id", "item_id", "timestamp"])
     ts_type = inter.schema.field("timestamp").type
     if not (pa.types.is_integer(ts_type) or pa.types.is_floating(ts_type) or pa.types.is_timestamp(ts_type)):
@@ -332,26 +371,8 @@ def load_parquet(path: str | Path, images_dir: str | None = None) -> Catalog:
     tcol = inter.column("timestamp")
     if pa.types.is_timestamp(ts_type):
         tcol = tcol.cast(pa.int64())
-    times = tcol.to_pylist()
-    item_meta: dict[str, dict] = {}
-    if items_path.exists():
-        _check_nonempty(items_path)
-        try:
-            it = pq.read_table(items_path)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise DataError(f"{items_path}: not a readable Parquet file ({exc})") from exc
-        _require_columns(it, items_path, ["item_id"])
-        ids = _id_column(it, "item_id", items_path)
-        dup = [i for i, c in Counter(i for i in ids if i is not None).items() if c > 1]
-        if dup:
-            raise DataError(f"{items_path}: duplicate item_id {dup[0]!r} ({len(dup)} duplicated ids)")
-        for n, (iid, row) in enumerate(zip(ids, it.to_pylist())):
-            if iid is None:
-                report.skip("null_item_id", f"{items_path}: row {n}")
-                continue
-            item_meta[iid] = row
     by_user: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
-    for n, (u, i, t) in enumerate(zip(users, items, times)):
+    for n, (u, i, t) in enumerate(zip(users, items, tcol.to_pylist())):
         if u is None or i is None:
             report.skip("null_user_or_item", f"{inter_path}: row {n}")
             continue
@@ -359,29 +380,36 @@ def load_parquet(path: str | Path, images_dir: str | None = None) -> Catalog:
             report.skip("null_timestamp", f"{inter_path}: row {n}")
             continue
         by_user[u].append((float(t), n, i))
-    raw = {u: [i for _, _, i in sorted(v)] for u, v in by_user.items()}
-    item_ids = sorted(item_meta, key=_natural_key) if item_meta else None
-    user_ids, seqs, item_ids = _index_sequences(raw, item_ids, report)
-    titles, texts, images, uris = [], [], [], []
-    base = Path(images_dir) if images_dir else path
-    for iid in item_ids:
-        m = item_meta.get(iid, {})
-        title, text = _meta_text(m, report, f"{items_path}: item {iid}")
-        titles.append(title)
-        texts.append(text)
-        img = m.get("image")
-        if isinstance(img, bytes | bytearray):
-            images.append(bytes(img))
-            uris.append(None)
-        elif isinstance(img, str) and img:
-            images.append(None)
-            uris.append(img if "://" in img or img.startswith("/") else str(base / img))
-        else:
-            if img is not None and img != "":
-                report.skip("image_wrong_type", f"{items_path}: item {iid}: image is {type(img).__name__}")
-            images.append(None)
-            uris.append(None)
-    return Catalog(build_items_table(item_ids, titles, texts, images, uris), user_ids, seqs, report)
+    return {u: [i for _, _, i in sorted(v)] for u, v in by_user.items()}
+
+
+def _parquet_items(items_path: Path, report: LoadReport) -> dict[str, dict]:
+    """Item rows by id; a duplicated id is an error (which row would win is a guess), a null id a skip."""
+    _check_nonempty(items_path)
+    it = _read_parquet_table(items_path)
+    _require_columns(it, items_path, ["item_id"])
+    ids = _id_column(it, "item_id", items_path)
+    dup = [i for i, c in Counter(i for i in ids if i is not None).items() if c > 1]
+    if dup:
+        raise DataError(f"{items_path}: duplicate item_id {dup[0]!r} ({len(dup)} duplicated ids)")
+    item_meta: dict[str, dict] = {}
+    for n, (iid, row) in enumerate(zip(ids, it.to_pylist())):
+        if iid is None:
+            report.skip("null_item_id", f"{items_path}: row {n}")
+            continue
+        item_meta[iid] = row
+    return item_meta
+
+
+def _parquet_image(value: object, base: Path, where: str, report: LoadReport) -> tuple[bytes | None, str | None]:
+    """(image bytes, image URI) from an ``image`` cell: bytes, a path (relative to ``base``) or a URI."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value), None
+    if isinstance(value, str) and value:
+        return None, value if "://" in value or value.startswith("/") else str(base / value)
+    if value is not None and value != "":
+        report.skip("image_wrong_type", f"{where}: image is {type(value).__name__}")
+    return None, None
 
 
 def _id_column(table: pa.Table, name: str, path: Path) -> list[str | None]:
