@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ray.train import Checkpoint, Result, RunConfig
 
     from cemg_ray.generate.prefix_index import PrefixIndex
+    from cemg_ray.store import Store
 
 log = logging.getLogger("cemg_ray")
 
@@ -153,15 +154,57 @@ def _report(engine: Engine, state: dict, best_state: dict | None, metrics: dict,
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if write else None)
 
 
+def _build_model(cfg: TrainConfig, layout: TokenLayout, codes: np.ndarray, store: Store,
+                 max_items: int) -> tuple[torch.nn.Module, bool, tuple[str, ...], Callable]:
+    """(model, encoder-decoder?, the batch tensors it reads, the padding trim) for the configured layout."""
+    from cemg_ray.generate.dataset import trim_left_padding
+    from cemg_ray.generate.itemseq import build_item_model, trim_right_padding
+    from cemg_ray.generate.model import build_model, is_encoder_decoder
+
+    if cfg.history == "items":
+        content = store.read_tensors(artifacts.FUSED)["fused"] if cfg.content_input else None
+        return build_item_model(cfg, layout, codes, max_items, content), False, ("items", "labels"), trim_right_padding
+    model = build_model(cfg, layout)
+    return model, is_encoder_decoder(model), ("input_ids", "attention_mask", "labels"), trim_left_padding
+
+
+def _train_epoch(engine: Engine, cfg: TrainConfig, state: dict, clock: dict, batches: Callable[[torch.Tensor], dict],
+                 perm: torch.Tensor, total_steps: int, epoch: int, rank: int) -> tuple[float, int, float]:
+    """One epoch's steps over ``perm`` until the step or wall-clock budget ends: (loss sum, steps, seconds)."""
+    t0 = time.perf_counter()
+    loss_sum, count = 0.0, 0
+    clock["train_s"] = state.get("train_s", 0.0)
+    for s in range(0, len(perm), cfg.batch_size):
+        if state["step"] >= total_steps:
+            break
+        if cfg.max_train_s is not None:
+            clock["train_s"] = state.get("train_s", 0.0) + time.perf_counter() - t0
+            if clock["train_s"] >= cfg.max_train_s:
+                break  # the budget ends inside this epoch: validate and checkpoint what was reached
+        loss = engine.forward(**batches(perm[s:s + cfg.batch_size])).loss
+        engine.step(loss)
+        loss_sum += loss.item()
+        count += 1
+        state["step"] += 1
+        if rank == 0 and cfg.log_every and count % cfg.log_every == 0:  # progress inside a long epoch
+            rate, steps = count / (time.perf_counter() - t0), math.ceil(len(perm) / cfg.batch_size)
+            print(f"[cemg-ray] epoch {epoch} step {count}/{steps} loss {loss_sum / count:.4f} "
+                  f"{rate:.2f} steps/s, epoch ends in {(steps - count) / rate / 60:.1f} min")
+    return loss_sum, count, time.perf_counter() - t0
+
+
+def _budget_spent(cfg: TrainConfig, state: dict, total_steps: int) -> bool:
+    return (state["step"] >= total_steps or state["bad_epochs"] >= cfg.patience
+            or (cfg.max_train_s is not None and state.get("train_s", 0.0) >= cfg.max_train_s))
+
+
 def train_loop(config: dict) -> None:
     """Ray Train worker: ``config`` holds the TrainConfig, run-dir coordinates and the layout."""
     import ray.train
     import ray.train.torch
 
-    from cemg_ray.generate.dataset import length_grouped_order, trim_left_padding
+    from cemg_ray.generate.dataset import length_grouped_order
     from cemg_ray.generate.decoding import build_index
-    from cemg_ray.generate.itemseq import build_item_model, trim_right_padding
-    from cemg_ray.generate.model import build_model, is_encoder_decoder
     from cemg_ray.store import Store
 
     cfg = TrainConfig(**config["cfg"])
@@ -178,13 +221,7 @@ def train_loop(config: dict) -> None:
     valid = {k: v[rank::world] for k, v in valid.items()}
 
     item_level = cfg.history == "items"
-    if item_level:
-        content = store.read_tensors(artifacts.FUSED)["fused"] if cfg.content_input else None
-        model = build_item_model(cfg, layout, codes, config["max_items"], content)
-        enc_dec, keys, trim = False, ("items", "labels"), trim_right_padding
-    else:
-        model = build_model(cfg, layout)
-        enc_dec, keys, trim = is_encoder_decoder(model), ("input_ids", "attention_mask", "labels"), trim_left_padding
+    model, enc_dec, keys, trim = _build_model(cfg, layout, codes, store, config["max_items"])
     n = len(train[keys[0]])
     total_steps = cfg.max_steps or math.ceil(math.ceil(n / world) / cfg.batch_size) * cfg.epochs
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
@@ -199,43 +236,24 @@ def train_loop(config: dict) -> None:
     if resumed:
         state, best_state = _resume(engine, resumed, rank)
 
-    last_checkpoint = time.perf_counter()
     tensors = {k: torch.as_tensor(train[k]) for k in keys}
     lengths = (tensors["items"] >= 0).sum(1) if item_level else tensors["attention_mask"].sum(1)
+
+    def batches(rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        batch = trim({k: v[rows] for k, v in tensors.items()})
+        batch = {k: v.long() for k, v in batch.items()} if item_level else lm_batch(batch, enc_dec)
+        return {k: v.to(ray.train.torch.get_device()) for k, v in batch.items()} if cfg.use_gpu else batch
+
+    last_checkpoint = time.perf_counter()
     engine.train()
     for epoch in range(state["epoch"] + 1, cfg.epochs):
-        if state["step"] >= total_steps or state["bad_epochs"] >= cfg.patience:
-            break
-        if cfg.max_train_s is not None and state.get("train_s", 0.0) >= cfg.max_train_s:
-            break  # the wall-clock budget is spent (checked between epochs)
-        t0 = time.perf_counter()
+        if _budget_spent(cfg, state, total_steps):
+            break  # steps, patience or the wall-clock budget (checked between epochs)
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         perm = torch.randperm(n, generator=gen)[rank::world]
         if cfg.group_by_length:
             perm = perm[length_grouped_order(lengths[perm], cfg.batch_size, gen)]
-        loss_sum, count = 0.0, 0
-        clock["train_s"] = state.get("train_s", 0.0)
-        for s in range(0, len(perm), cfg.batch_size):
-            if state["step"] >= total_steps:
-                break
-            if cfg.max_train_s is not None:
-                clock["train_s"] = state.get("train_s", 0.0) + time.perf_counter() - t0
-                if clock["train_s"] >= cfg.max_train_s:
-                    break  # the budget ends inside this epoch: validate and checkpoint what was reached
-            batch = trim({k: v[perm[s:s + cfg.batch_size]] for k, v in tensors.items()})
-            batch = {k: v.long() for k, v in batch.items()} if item_level else lm_batch(batch, enc_dec)
-            if cfg.use_gpu:
-                batch = {k: v.to(ray.train.torch.get_device()) for k, v in batch.items()}
-            loss = engine.forward(**batch).loss
-            engine.step(loss)
-            loss_sum += loss.item()
-            count += 1
-            state["step"] += 1
-            if rank == 0 and cfg.log_every and count % cfg.log_every == 0:  # progress inside a long epoch
-                rate, steps = count / (time.perf_counter() - t0), math.ceil(len(perm) / cfg.batch_size)
-                print(f"[cemg-ray] epoch {epoch} step {count}/{steps} loss {loss_sum / count:.4f} "
-                      f"{rate:.2f} steps/s, epoch ends in {(steps - count) / rate / 60:.1f} min")
-        train_s = time.perf_counter() - t0
+        loss_sum, count, train_s = _train_epoch(engine, cfg, state, clock, batches, perm, total_steps, epoch, rank)
         state["train_s"] = state.get("train_s", 0.0) + train_s
         nd, hr = validate(core, valid, index, cfg.valid_beams)
         loss_tot, cnt_tot, nd, hr = _all_sum([loss_sum, count, nd, hr])
@@ -250,8 +268,7 @@ def train_loop(config: dict) -> None:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
         state["history"].append(metrics)
-        last = (epoch + 1 >= cfg.epochs or state["step"] >= total_steps or state["bad_epochs"] >= cfg.patience
-                or (cfg.max_train_s is not None and state["train_s"] >= cfg.max_train_s))
+        last = epoch + 1 >= cfg.epochs or _budget_spent(cfg, state, total_steps)
         due = (last or cfg.kill_worker_after_epoch == epoch
                or time.perf_counter() - last_checkpoint >= cfg.checkpoint_every_s)
         due = _all_sum([float(due)])[0] > 0  # one decision for every rank: saving a checkpoint is collective
