@@ -69,6 +69,17 @@ class ItemCEMGRecommender:
         return len(self.codes)
 
     def recommend(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        from cemg_ray.generate.itemseq import right_padded
+
+        if not len(histories):
+            return np.full((0, k), -1, dtype=np.int64), np.full((0, k), -np.inf, dtype=np.float32)
+        with torch.inference_mode():
+            hidden = self.model.last_hidden(torch.as_tensor(right_padded(histories, self.max_items)))
+            items, scores = self._decode(hidden, k, max(self.num_beams, k))
+        return items.numpy(), scores.numpy().astype(np.float32)
+
+    def _decode(self, hidden: torch.Tensor, k: int, beams: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The configured decoding from the backbone's last states [B, d]: (item_idx [B, k], scores [B, k])."""
         from cemg_ray.generate.item_decoding import (
             beam_search_from_hidden,
             dense_hybrid,
@@ -77,38 +88,26 @@ class ItemCEMGRecommender:
             reserve_cold_share,
             unconstrained_from_hidden,
         )
-        from cemg_ray.generate.itemseq import right_padded
 
-        if not len(histories):
-            return np.full((0, k), -1, dtype=np.int64), np.full((0, k), -np.inf, dtype=np.float32)
-        beams = max(self.num_beams, k)
-        with torch.inference_mode():
-            hidden = self.model.last_hidden(torch.as_tensor(right_padded(histories, self.max_items)))
-            search = beam_search_from_hidden if self.constrained else unconstrained_from_hidden
-            if self.rerank == "all":
-                items, scores = dense_rerank(self.model, hidden, None, None, k, keys=self.dense_keys)
-                return items.numpy(), scores.numpy().astype(np.float32)
-            if self.rerank == "merge":
-                candidates, _ = search(self.model, hidden, self.index, beams, k)
-                items, scores = dense_merge(self.model, hidden, candidates, self.cold_ids, k, self.cold_bias,
-                                            self.dense_keys)
-                return items.numpy(), scores.numpy().astype(np.float32)
+        model, keys = self.model, self.dense_keys
+        search = beam_search_from_hidden if self.constrained else unconstrained_from_hidden
+        if self.rerank == "all":
+            return dense_rerank(model, hidden, None, None, k, keys=keys)
+        if self.rerank == "merge":
+            candidates, _ = search(model, hidden, self.index, beams, k)
+            return dense_merge(model, hidden, candidates, self.cold_ids, k, self.cold_bias, keys)
+        if self.rerank in ("hybrid", "cold"):
+            candidates, log_probs = search(model, hidden, self.index, beams, beams)
             if self.rerank == "hybrid":
-                candidates, log_probs = search(self.model, hidden, self.index, beams, beams)
-                items, scores = dense_hybrid(self.model, hidden, candidates, log_probs, self.cold_ids, k,
-                                             self.hybrid_weight, self.hybrid_cold_bias, self.dense_keys)
-                return items.numpy(), scores.numpy().astype(np.float32)
-            if self.rerank == "cold":
-                candidates, _ = search(self.model, hidden, self.index, beams, beams)
-                items, scores = dense_rerank(self.model, hidden, candidates, self.cold_ids, k, self.cold_bias,
-                                             self.dense_keys)
-                return items.numpy(), scores.numpy().astype(np.float32)
-            items, scores = search(self.model, hidden, self.index, beams, k)
-            if self.cold_index is not None:
-                cold_k = min(k, self.cold_index.num_items, beams)
-                c_items, c_scores = beam_search_from_hidden(self.model, hidden, self.cold_index, beams, cold_k)
-                items, scores = reserve_cold_share(items, scores, c_items, c_scores, self.is_cold, self.cold_share)
-        return items.numpy(), scores.numpy().astype(np.float32)
+                return dense_hybrid(model, hidden, candidates, log_probs, self.cold_ids, k, self.hybrid_weight,
+                                    self.hybrid_cold_bias, keys)
+            return dense_rerank(model, hidden, candidates, self.cold_ids, k, self.cold_bias, keys)
+        items, scores = search(model, hidden, self.index, beams, k)
+        if self.cold_index is not None:
+            cold_k = min(k, self.cold_index.num_items, beams)
+            c_items, c_scores = beam_search_from_hidden(model, hidden, self.cold_index, beams, cold_k)
+            items, scores = reserve_cold_share(items, scores, c_items, c_scores, self.is_cold, self.cold_share)
+        return items, scores
 
 
 class CEMGRecommender:
