@@ -10,13 +10,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cemg_ray.data.split import Split
-from cemg_ray.evaluate.metrics import hr_ndcg, target_ranks
+from cemg_ray.evaluate.metrics import hr_ndcg, standard_errors, target_ranks
 
 if TYPE_CHECKING:
     from cemg_ray.recommenders import Recommender
 
 log = logging.getLogger("cemg_ray")
-
 
 
 def evaluate(rec: Recommender, split: Split, which: str = "test", ks: list[int] | None = None,
@@ -42,6 +41,8 @@ def evaluate(rec: Recommender, split: Split, which: str = "test", ks: list[int] 
     return {
         "overall": hr_ndcg(ranks, ks),
         "cold_start": hr_ndcg(ranks[cold], ks),
+        "overall_se": standard_errors(ranks, ks),
+        "cold_start_se": standard_errors(ranks[cold], ks),
         "users": int(len(targets)),
         "cold_start_users": int(cold.sum()),
         "split": which,

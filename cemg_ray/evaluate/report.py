@@ -19,6 +19,14 @@ def metrics_markdown(metrics: dict, ks: list[int]) -> str:
             vals = " | ".join(f"{m[part].get(c, float('nan')):.4f}" for c in cols)
             lines.append(f"| {name} | {users} | {vals} |")
         lines.append("")
+    lines += ["Standard errors over the users (a gap of a few of these is more than noise):", ""]
+    for name, m in metrics.items():
+        ses = [f"{part.replace('_', '-')} " + ", ".join(f"{c} {m[part + '_se'][c]:.4f}" for c in cols
+                                                      if c in m.get(part + "_se", {}))
+               for part in ("overall", "cold_start") if m.get(part + "_se")]
+        if ses:
+            lines.append(f"- {name}: " + "; ".join(ses))
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -39,6 +39,8 @@ def test_oracle_at_rank_3_gives_exact_metrics():
     assert res["overall"]["HR@1"] == 0 and res["overall"]["HR@5"] == 1.0
     assert res["overall"]["NDCG@5"] == pytest.approx(1 / np.log2(5))
     assert res["users"] == 40
+    # every user's target at the same rank: no spread, so no standard error
+    assert res["overall_se"]["NDCG@5"] == 0.0 and res["overall_se"]["HR@20"] == 0.0
 
 
 def test_cold_start_subset_is_targets_with_few_training_interactions():

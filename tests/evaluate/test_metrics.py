@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cemg_ray.evaluate.metrics import hr_ndcg, target_ranks
+from cemg_ray.evaluate.metrics import hr_ndcg, standard_errors, target_ranks
 
 
 def test_target_ranks():
@@ -23,3 +23,14 @@ def test_hand_computed_hr_and_ndcg():
 
 def test_empty_ranks_give_zero():
     assert hr_ndcg(np.array([], dtype=int), [10]) == {"HR@10": 0.0, "NDCG@10": 0.0}
+
+
+def test_standard_errors_are_the_per_user_sample_std_over_root_n():
+    ranks = np.array([0, 2, -1, 6])
+    se = standard_errors(ranks, [3])
+    hits = np.array([1.0, 1.0, 0.0, 0.0])
+    gains = np.array([1.0, 1 / np.log2(4), 0.0, 0.0])
+    assert se["HR@3"] == pytest.approx(hits.std(ddof=1) / 2)
+    assert se["NDCG@3"] == pytest.approx(gains.std(ddof=1) / 2)
+    # one user: no spread to measure
+    assert standard_errors(np.array([0]), [1]) == {"HR@1": 0.0, "NDCG@1": 0.0}
