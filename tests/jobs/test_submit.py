@@ -142,3 +142,28 @@ def test_pipeline_job_submitted_through_the_jobs_api_succeeds(cluster, tmp_path)
     assert (run_dir / "lightgcn" / "item_emb.safetensors").exists()
     assert "existing Ray cluster" in logs or "Connected to Ray cluster" in logs  # it ran on this cluster
     assert token not in logs  # the token never reaches the job's logs
+
+
+DOCUMENTED_SUBMIT = "ray job submit --working-dir . -- cemg-ray run jobs/demo.yaml"
+
+
+def test_the_documented_ray_job_submit_line_runs_verbatim(cluster) -> None:
+    """docs/OPERATIONS.md's test-cluster line, as written, from the repository root, token auth on."""
+    import shlex
+
+    assert DOCUMENTED_SUBMIT in (REPO / "docs" / "OPERATIONS.md").read_text(), "update DOCUMENTED_SUBMIT"
+    url, token = cluster
+    env = {**os.environ, "RAY_ADDRESS": url, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
+           "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # the shell that has the venv active
+    argv = shlex.split(DOCUMENTED_SUBMIT)
+    deadline = time.time() + 60
+    while True:  # the job agent comes up a little after the dashboard
+        done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        out = done.stdout + done.stderr
+        if "No available agent" not in out or time.time() > deadline:
+            break
+        time.sleep(2)
+    assert done.returncode == 0, out[-4000:]
+    assert "succeeded" in out
+    assert "stage evaluate: ok in" in out  # the whole demo ran, its last stage included
+    assert token not in out  # the token never reaches the job's log
