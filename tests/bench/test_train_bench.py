@@ -9,8 +9,12 @@ def test_bench_train_runs_both_paths_on_the_same_steps() -> None:
     from cemg_ray.bench.train import run
 
     out = run(items=200, users=300, max_len=8, d_model=16, batch=32, steps=5, warmup=1, threads=1)
-    plain, ray_ddp = out["plain_torch"], out["ray_train_ddp"]
-    assert plain["examples"] == ray_ddp["examples"] == 5 * 32
-    assert plain["last_loss"] == pytest.approx(ray_ddp["last_loss"], rel=1e-4)  # same seed, data and steps
+    plain, beside, ray_ddp = out["plain_torch"], out["plain_torch_ray_idle_beside"], out["ray_train_ddp"]
+    assert plain["examples"] == beside["examples"] == ray_ddp["examples"] == 5 * 32
+    # same seed, data and steps on all three paths
+    assert plain["last_loss"] == pytest.approx(ray_ddp["last_loss"], rel=1e-4)
+    assert plain["last_loss"] == pytest.approx(beside["last_loss"], rel=1e-4)
+    assert out["ratio_ray_over_plain_with_ray_idle"] == pytest.approx(
+        ray_ddp["examples_per_s"] / beside["examples_per_s"])
     assert out["ratio_ray_over_plain"] == pytest.approx(ray_ddp["examples_per_s"] / plain["examples_per_s"])
     assert out["ray_fixed_cost_s"] > 0
