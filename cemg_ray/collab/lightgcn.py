@@ -36,8 +36,9 @@ class Graph:
 
     def edge_index(self) -> torch.Tensor:
         """Undirected bipartite edge index; item node ids are shifted by ``num_users``."""
-        u = torch.as_tensor(self.users, dtype=torch.long)
-        i = torch.as_tensor(self.items, dtype=torch.long) + self.num_users
+        # copies: the arrays may be read-only views of Ray's object store, which torch warns about
+        u = torch.from_numpy(np.array(self.users, dtype=np.int64))
+        i = torch.from_numpy(np.array(self.items, dtype=np.int64)) + self.num_users
         return torch.stack([torch.cat([u, i]), torch.cat([i, u])])
 
     def adjacency(self) -> torch.Tensor:
