@@ -3,6 +3,7 @@
 # NDCG@10 only (3,000 validation users; the test split is not read). docs/EXPERIMENTS.md lists the figures.
 #
 #   bash jobs/experiments/beauty-variants.sh BUDGET_S VARIANT...      e.g. 480 items-dense items-content
+#   bash jobs/experiments/beauty-variants.sh 300 cpu cpu-lr1e3 cpu-lr4e3 cpu-warmup1000 cpu-batch256 cpu-d256 cpu-layers4
 #
 # VALID_MODELS="cemg cemg_cold cemg_dense" also scores those models of each trained variant on every user's
 # validation target, overall and cold-start (jobs/experiments/valid_models.py; the test split is not read).
@@ -17,6 +18,7 @@ PY=${PY:-.venv/bin/python}
 ITEMS=(--set train.backbone=decoder --set train.history=items --set train.objective=dense --set train.d_model=128
        --set train.num_layers=2 --set train.num_heads=4 --set train.d_ff=512 --set train.batch_size=128
        --set train.lr=0.002 --set train.warmup_steps=300 --set train.weight_decay=0.035 --set train.dropout=0.3)
+CPU=("${ITEMS[@]}" --set train.content_input=true --set train.dense_weight=1.0 --set train.dense_negatives=1024)
 for variant in "$@"; do
   codes=cls-m4k512; extra=()
   case $variant in
@@ -41,6 +43,16 @@ for variant in "$@"; do
     mean-items-content-dense05-s1024) codes=mean-m4k512; extra=("${ITEMS[@]}" --set train.content_input=true --set train.dense_weight=0.5
                                       --set train.dense_negatives=1024) ;;
     mean3x256-items-content) codes=mean-m3k256; extra=("${ITEMS[@]}" --set train.content_input=true) ;;
+    # schedule and size around the CPU default (= mean-items-content-dense-s1024, jobs/beauty-cpu.yaml's generator)
+    cpu) codes=mean-m4k512; extra=("${CPU[@]}") ;;
+    cpu-lr1e3) codes=mean-m4k512; extra=("${CPU[@]}" --set train.lr=0.001) ;;
+    cpu-lr4e3) codes=mean-m4k512; extra=("${CPU[@]}" --set train.lr=0.004) ;;
+    cpu-warmup1000) codes=mean-m4k512; extra=("${CPU[@]}" --set train.warmup_steps=1000) ;;
+    cpu-batch256) codes=mean-m4k512; extra=("${CPU[@]}" --set train.batch_size=256) ;;
+    cpu-batch64) codes=mean-m4k512; extra=("${CPU[@]}" --set train.batch_size=64) ;;
+    cpu-dropout02) codes=mean-m4k512; extra=("${CPU[@]}" --set train.dropout=0.2) ;;
+    cpu-d256) codes=mean-m4k512; extra=("${CPU[@]}" --set train.d_model=256 --set train.d_ff=1024) ;;
+    cpu-layers4) codes=mean-m4k512; extra=("${CPU[@]}" --set train.num_layers=4) ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
   esac
   src=runs/beauty-$codes; dst=runs/variants/$variant
