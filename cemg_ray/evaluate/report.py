@@ -21,11 +21,11 @@ def metrics_markdown(metrics: dict, ks: list[int]) -> str:
         lines.append("")
     lines += ["Standard errors over the users (a gap of a few of these is more than noise):", ""]
     for name, m in metrics.items():
-        ses = [f"{part.replace('_', '-')} " + ", ".join(f"{c} {m[part + '_se'][c]:.4f}" for c in cols
-                                                      if c in m.get(part + "_se", {}))
-               for part in ("overall", "cold_start") if m.get(part + "_se")]
-        if ses:
-            lines.append(f"- {name}: " + "; ".join(ses))
+        for part in ("overall", "cold_start"):
+            se = m.get(f"{part}_se", {})  # absent in metrics written before standard errors were kept
+            if se:
+                figures = ", ".join(f"{c} {se[c]:.4f}" for c in cols if c in se)
+                lines.append(f"- {name}, {part.replace('_', '-')}: {figures}")
     lines.append("")
     return "\n".join(lines)
 

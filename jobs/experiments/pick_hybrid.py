@@ -26,6 +26,9 @@ def pick(rows: dict) -> tuple[str | None, dict[str, float]]:
 def main(path: str) -> None:
     with open(path, encoding="utf-8") as f:
         rows = json.load(f)
+    if "overall_se" not in rows.get("cemg", {}):
+        sys.exit(f"{path}: needs a 'cemg' row with 'overall_se' (a sweep by valid_models.py with standard errors, "
+                 "2026-12-02 or later); re-run jobs/experiments/hybrid_sweep.sh")
     best, floors = pick(rows)
     print(f"rule: largest cold-start HR@10 with overall HR@10 >= {floors['HR@10']:.4f} and NDCG@10 >= "
           f"{floors['NDCG@10']:.4f} (cemg minus one standard error)")

@@ -34,3 +34,13 @@ def test_standard_errors_are_the_per_user_sample_std_over_root_n():
     assert se["NDCG@3"] == pytest.approx(gains.std(ddof=1) / 2)
     # one user: no spread to measure
     assert standard_errors(np.array([0]), [1]) == {"HR@1": 0.0, "NDCG@1": 0.0}
+
+
+def test_the_report_lists_standard_errors_and_reads_metrics_without_them():
+    from cemg_ray.evaluate.report import metrics_markdown
+
+    row = {"overall": {"HR@10": 0.5, "NDCG@10": 0.3}, "cold_start": {"HR@10": 0.1, "NDCG@10": 0.05}, "users": 4}
+    new = {**row, "overall_se": {"HR@10": 0.25, "NDCG@10": 0.125}}
+    text = metrics_markdown({"m": new, "old": row}, [10])
+    assert "- m, overall: HR@10 0.2500, NDCG@10 0.1250" in text
+    assert "- old," not in text and "| old | 4 |" in text

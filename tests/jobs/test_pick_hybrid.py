@@ -30,3 +30,14 @@ def test_pick_takes_the_best_cold_start_row_that_stays_within_one_standard_error
 def test_pick_says_none_when_every_setting_costs_too_much():
     rows = {"cemg": _row(0.090, 0.047, 0.02), "cemg_hybrid@a": _row(0.080, 0.040, 0.09)}
     assert pick_hybrid.pick(rows)[0] is None
+
+
+def test_a_sweep_without_standard_errors_is_refused_naming_the_file(tmp_path) -> None:
+    import json
+
+    import pytest
+
+    old = tmp_path / "old_sweep.json"
+    old.write_text(json.dumps({"cemg": {"overall": {"HR@10": 0.09, "NDCG@10": 0.047}}}))
+    with pytest.raises(SystemExit, match="old_sweep.json: needs a 'cemg' row with 'overall_se'"):
+        pick_hybrid.main(str(old))
