@@ -29,6 +29,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("cemg_ray")
 
 
+def mean_examples_per_s(history: list[dict]) -> float | None:
+    """The run's training rate: examples over training seconds, summed over epochs (a short last epoch, cut by
+    the wall-clock budget, would make its own rate meaningless as the run's). Epochs recorded before the history
+    counted examples fall back to their own rate times their seconds."""
+    seconds = sum(h["train_s"] for h in history)
+    if not history or seconds <= 0:
+        return None
+    examples = sum(h.get("examples", h["examples_per_s"] * h["train_s"]) for h in history)
+    return round(examples / seconds, 1)
+
+
 def curves_figure(history: list[dict]) -> Figure:
     fig, ax1 = plt.subplots(figsize=(5.5, 3.2))
     ep = [h["epoch"] for h in history]
@@ -111,6 +122,6 @@ def run(ctx: StageContext) -> dict:
               "parameters": info["parameters"], "trainable": info["trainable"], "epochs_run": len(history),
               "best_epoch": state["best_epoch"], "best_valid_ndcg10": state["best_ndcg"],
               "steps": state["step"], "model_version": name,
-              "examples_per_s": history[-1]["examples_per_s"] if history else None}
+              "examples_per_s": mean_examples_per_s(history)}
     store.write_json(artifacts.GENERATOR_REPORT, report)
     return report

@@ -169,10 +169,14 @@ def _build_model(cfg: TrainConfig, layout: TokenLayout, codes: np.ndarray, store
 
 
 def _train_epoch(engine: Engine, cfg: TrainConfig, state: dict, clock: dict, batches: Callable[[torch.Tensor], dict],
-                 perm: torch.Tensor, total_steps: int, epoch: int, rank: int) -> tuple[float, int, float]:
-    """One epoch's steps over ``perm`` until the step or wall-clock budget ends: (loss sum, steps, seconds)."""
+                 perm: torch.Tensor, total_steps: int, epoch: int, rank: int) -> tuple[float, int, int, float]:
+    """One epoch's steps over ``perm`` until the step or wall-clock budget ends.
+
+    Returns (loss sum, steps, examples trained, seconds): a budget can end the epoch early, so the examples are
+    counted rather than taken from ``len(perm)``.
+    """
     t0 = time.perf_counter()
-    loss_sum, count = 0.0, 0
+    loss_sum, count, seen = 0.0, 0, 0
     clock["train_s"] = state.get("train_s", 0.0)
     for s in range(0, len(perm), cfg.batch_size):
         if state["step"] >= total_steps:
@@ -181,16 +185,18 @@ def _train_epoch(engine: Engine, cfg: TrainConfig, state: dict, clock: dict, bat
             clock["train_s"] = state.get("train_s", 0.0) + time.perf_counter() - t0
             if clock["train_s"] >= cfg.max_train_s:
                 break  # the budget ends inside this epoch: validate and checkpoint what was reached
-        loss = engine.forward(**batches(perm[s:s + cfg.batch_size])).loss
+        idx = perm[s:s + cfg.batch_size]
+        loss = engine.forward(**batches(idx)).loss
         engine.step(loss)
         loss_sum += loss.item()
         count += 1
+        seen += len(idx)
         state["step"] += 1
         if rank == 0 and cfg.log_every and count % cfg.log_every == 0:  # progress inside a long epoch
             rate, steps = count / (time.perf_counter() - t0), math.ceil(len(perm) / cfg.batch_size)
             print(f"[cemg-ray] epoch {epoch} step {count}/{steps} loss {loss_sum / count:.4f} "
                   f"{rate:.2f} steps/s, epoch ends in {(steps - count) / rate / 60:.1f} min")
-    return loss_sum, count, time.perf_counter() - t0
+    return loss_sum, count, seen, time.perf_counter() - t0
 
 
 def _budget_spent(cfg: TrainConfig, state: dict, total_steps: int) -> bool:
@@ -253,14 +259,16 @@ def train_loop(config: dict) -> None:
         perm = torch.randperm(n, generator=gen)[rank::world]
         if cfg.group_by_length:
             perm = perm[length_grouped_order(lengths[perm], cfg.batch_size, gen)]
-        loss_sum, count, train_s = _train_epoch(engine, cfg, state, clock, batches, perm, total_steps, epoch, rank)
+        loss_sum, count, seen, train_s = _train_epoch(engine, cfg, state, clock, batches, perm, total_steps, epoch,
+                                                      rank)
         state["train_s"] = state.get("train_s", 0.0) + train_s
         nd, hr = validate(core, valid, index, cfg.valid_beams)
-        loss_tot, cnt_tot, nd, hr = _all_sum([loss_sum, count, nd, hr])
+        loss_tot, cnt_tot, nd, hr, seen_tot = _all_sum([loss_sum, count, nd, hr, seen])
         users = max(config["valid_users"], 1)
         metrics = {"epoch": epoch, "step": state["step"], "loss": loss_tot / max(cnt_tot, 1),
                    "valid_ndcg10": nd / users, "valid_hr10": hr / users, "train_s": round(train_s, 2),
-                   "examples_per_s": round(len(perm) * world / max(train_s, 1e-9), 1), "lr": engine.lr()}
+                   "examples": int(seen_tot), "examples_per_s": round(seen_tot / max(train_s, 1e-9), 1),
+                   "lr": engine.lr()}
         if metrics["valid_ndcg10"] > state["best_ndcg"]:
             state.update(best_ndcg=metrics["valid_ndcg10"], best_epoch=epoch, bad_epochs=0)
             best_state = {k: v.detach().cpu().clone() for k, v in core.state_dict().items()}

@@ -93,7 +93,11 @@ def test_checkpoints_only_every_checkpoint_every_s_and_after_the_last_epoch(demo
 
     report, store = _train_report(demo_run, tmp_path, ["train.epochs=3", "train.checkpoint_every_s=100000",
                                                        "train.patience=10", "train.valid_users=50"])
-    assert [h["epoch"] for h in store.read_json("generate/history.json")] == [0, 1, 2]  # every epoch reported
+    history = store.read_json("generate/history.json")
+    assert [h["epoch"] for h in history] == [0, 1, 2]  # every epoch reported
+    seconds = sum(h["train_s"] for h in history)
+    assert all(h["examples"] > 0 for h in history)
+    assert report["examples_per_s"] == pytest.approx(sum(h["examples"] for h in history) / seconds, rel=1e-3)
     saved = [p for p in (Path(store.root_uri) / "generate" / "checkpoints").rglob("checkpoint_*") if p.is_dir()]
     assert len(saved) == 1  # the last epoch's only (every epoch would keep num_to_keep=2)
     assert report["epochs_run"] == 3 and store.exists("generate/model/model.safetensors")

@@ -1,0 +1,82 @@
+"""The documented commands that need the trained demo run or S3, run verbatim from a folder of their own.
+
+`make demo`'s job (``cemg-ray run jobs/demo.yaml``) trains ``runs/demo`` there; then OPERATIONS.md's export to
+``s3://my-bucket/recs`` and the README's run into ``s3://bucket/runs/x`` run exactly as written. A local moto S3
+server stands in for AWS through the standard AWS chain (``AWS_ENDPOINT_URL`` and dummy keys in the environment),
+as it would for a user with a MinIO or LocalStack endpoint: the command lines themselves are untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pytest
+
+from tests.conftest import REPO
+
+DEMO_LINE = "cemg-ray run jobs/demo.yaml"
+EXPORT_LINE = "cemg-ray export jobs/demo.yaml --output s3://my-bucket/recs --date 2026-11-25 -k 20"
+S3_RUN_LINE = "cemg-ray run jobs/demo.yaml --set tokenize.codebook_size=64 --set run_dir=s3://bucket/runs/x"
+WHERE = {DEMO_LINE: "Makefile", EXPORT_LINE: "docs/OPERATIONS.md", S3_RUN_LINE: "README.md"}
+
+pytestmark = pytest.mark.slow
+
+
+def _run_verbatim(line: str, cwd: Path) -> str:
+    """Run a documented ``cemg-ray`` line as written (this environment's entry point); return its output."""
+    assert line in (REPO / WHERE[line]).read_text(), f"{WHERE[line]} no longer holds {line!r}: update this test"
+    cli = Path(sys.executable).with_name("cemg-ray")
+    # a cluster of its own, whatever else runs on this host; the AWS chain is the s3_server fixture's environment
+    env = {**os.environ, "RAY_ADDRESS": "local"}
+    done = subprocess.run([str(cli), *shlex.split(line)[1:]], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=900)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, f"{line}: exit {done.returncode}\n{out[-3000:]}"
+    assert "Traceback" not in out, out[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo_folder(tmp_path_factory, s3_server) -> tuple[Path, str]:
+    """A folder whose ``jobs`` is the repository's, with ``make demo``'s run trained in it; buckets created."""
+    import ray
+
+    if ray.is_initialized():  # this process's cluster would sit idle on the two cores beside the commands'
+        ray.shutdown()
+    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    for bucket in ("my-bucket", "bucket"):
+        s3.create_bucket(Bucket=bucket)
+    work = tmp_path_factory.mktemp("documented") / "repo"
+    work.mkdir()
+    (work / "jobs").symlink_to(REPO / "jobs")
+    _run_verbatim(DEMO_LINE, work)
+    assert (work / "runs" / "demo" / "_stages" / "evaluate.json").exists()
+    return work, s3_server
+
+
+def test_the_documented_export_to_s3_writes_every_users_list(demo_folder) -> None:
+    work, endpoint = demo_folder
+    _run_verbatim(EXPORT_LINE, work)
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="my-bucket", Prefix="recs/").get("Contents", [])]
+    assert "recs/dt=2026-11-25/_SUCCESS" in keys and not any("_staging" in k for k in keys)
+    fs = pafs.S3FileSystem(endpoint_override=endpoint, region="us-east-1", scheme="http")
+    table = pads.dataset("my-bucket/recs/dt=2026-11-25", filesystem=fs, format="parquet").to_table()
+    users = pads.dataset(str(work / "runs" / "demo" / "data" / "sequences.parquet")).count_rows()
+    assert table.num_rows == users * 20 and table.column("user_id").to_pandas().nunique() == users
+
+
+def test_the_readmes_run_into_an_s3_run_directory(demo_folder) -> None:
+    work, endpoint = demo_folder
+    _run_verbatim(S3_RUN_LINE, work)
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="bucket", Prefix="runs/x/").get("Contents", [])}
+    assert {"runs/x/manifest.json", "runs/x/_stages/evaluate.json", "runs/x/eval/metrics.json"} <= keys
+    assert not (work / "runs" / "x").exists()  # nothing of it landed locally
