@@ -7,7 +7,9 @@ with one worker (DDP via ``ray.train.torch.prepare_model``, gloo on CPU) that ru
 Steady-state examples/s are timed inside each loop after warm-up steps; the Ray path's fixed cost
 (cluster, worker group, process group) is the rest of its wall time. The plain loop runs a second time with the
 Ray cluster up and idle beside it, so that the gap splits into what Ray's daemons take from two shared cores and
-what Ray Train's worker itself costs.
+what Ray Train's worker itself costs. The worker's cost is split further by the same loop in a plain Ray actor:
+in its main thread (a Ray worker process: nice 15, Ray's environment), in a side thread (Ray Train runs the
+training function in one), and in a side thread with glibc's malloc held to one arena (``MALLOC_ARENA_MAX=1``).
 """
 
 from __future__ import annotations
@@ -66,11 +68,21 @@ def train_steps(model: torch.nn.Module, data: dict[str, np.ndarray], batch: int,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        last = float(loss)
+        last = float(loss.detach())
         if s >= warmup:
             examples += len(idx)
     sec = time.perf_counter() - t0
     return {"examples_per_s": examples / sec, "seconds": sec, "examples": examples, "last_loss": last}
+
+
+def _loop_from_config(config: dict) -> dict:
+    """Build the catalog, data and model from ``config`` and run the timed loop: what every Ray path runs."""
+    from cemg_ray.generate.itemseq import build_item_model
+
+    torch.set_num_threads(config["threads"])
+    cfg, layout, codes, data = _setup(config["items"], config["users"], config["max_len"], config["d_model"])
+    return train_steps(build_item_model(cfg, layout, codes, config["max_len"]), data, config["batch"],
+                       config["steps"], config["warmup"])
 
 
 def _ray_worker(config: dict) -> None:
@@ -89,6 +101,42 @@ def _ray_worker(config: dict) -> None:
         with open(os.path.join(tmp, "timings.json"), "w") as f:
             json.dump(out, f)
         ray.train.report(out, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+class LoopActor:
+    """A plain Ray actor running the loop: in its main thread (the process Ray gives a worker: nice 15, Ray's
+    environment), or in a side thread, as Ray Train runs a training function (``TrainingThread``)."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+
+    def main_thread(self) -> dict:
+        return _loop_from_config(self.config)
+
+    def side_thread(self) -> dict:
+        import threading
+
+        out: dict = {}
+        thread = threading.Thread(target=lambda: out.update(result=_loop_from_config(self.config)), name="loop")
+        thread.start()
+        thread.join()
+        return out["result"]
+
+
+def _actor_paths(config: dict) -> dict[str, dict]:
+    """The loop in a plain Ray actor's main thread, in its side thread, and in a side thread with glibc's malloc
+    held to one arena (a side thread otherwise allocates from an arena of its own)."""
+    import ray
+
+    actor = ray.remote(num_cpus=config["threads"])(LoopActor)
+    out = {}
+    for name, method, env in (("ray_actor_main_thread", "main_thread", {}),
+                              ("ray_actor_side_thread", "side_thread", {}),
+                              ("ray_actor_side_thread_one_malloc_arena", "side_thread", {"MALLOC_ARENA_MAX": "1"})):
+        handle = actor.options(runtime_env={"env_vars": env} if env else None).remote(config)
+        out[name] = ray.get(getattr(handle, method).remote())
+        ray.kill(handle)
+    return out
 
 
 def run(items: int, users: int, max_len: int, d_model: int, batch: int, steps: int, warmup: int,
@@ -119,6 +167,7 @@ def run(items: int, users: int, max_len: int, d_model: int, batch: int, steps: i
                                                                       resources_per_worker={"CPU": threads}),
                                run_config=ray.train.RunConfig(storage_path=storage, name="bench-train"))
         result = trainer.fit()
+        actors = _actor_paths(config)
     finally:
         if started:
             ray.shutdown()
@@ -131,12 +180,17 @@ def run(items: int, users: int, max_len: int, d_model: int, batch: int, steps: i
         "machine": f"{platform.machine()} {threads} threads, torch {torch.__version__}",
         "load_average_1m": round(os.getloadavg()[0], 2),
         "items": items, "windows": int(len(data["items"])), "d_model": d_model, "batch": batch, "steps": steps,
-        "plain_torch": plain, "plain_torch_ray_idle_beside": beside, "ray_train_ddp": ray_out,
-        "ray_fixed_cost_s": wall - ray_out["seconds"] - beside["seconds"],
+        "plain_torch": plain, "plain_torch_ray_idle_beside": beside, "ray_train_ddp": ray_out, **actors,
+        "ray_fixed_cost_s": wall - ray_out["seconds"] - beside["seconds"] - sum(a["seconds"] for a in actors.values()),
         "ratio_ray_over_plain": ray_out["examples_per_s"] / plain["examples_per_s"],
         "ratio_plain_with_ray_idle_over_plain": beside["examples_per_s"] / plain["examples_per_s"],
         "ratio_ray_over_plain_with_ray_idle": ray_out["examples_per_s"] / beside["examples_per_s"],
+        **{f"ratio_{name}_over_plain": a["examples_per_s"] / plain["examples_per_s"] for name, a in actors.items()},
     }
+
+
+PATHS = ("plain_torch", "plain_torch_ray_idle_beside", "ray_train_ddp", "ray_actor_main_thread",
+         "ray_actor_side_thread", "ray_actor_side_thread_one_malloc_arena")
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -148,15 +202,17 @@ def _cmd(args: argparse.Namespace) -> int:
     print(f"generator training, item-level GPT-2 d {res['d_model']}, {res['items']:,} items, {res['windows']:,} "
           f"windows, batch {res['batch']}, {res['steps']} timed steps ({res['machine']}; 1-min load "
           f"{res['load_average_1m']})")
-    for name in ("plain_torch", "plain_torch_ray_idle_beside", "ray_train_ddp"):
+    for name in PATHS:
         r = res[name]
-        print(f"  {name:<28}{r['examples_per_s']:>10.1f} examples/s  ({r['seconds']:.1f} s, "
+        print(f"  {name:<40}{r['examples_per_s']:>10.1f} examples/s  ({r['seconds']:.1f} s, "
               f"last loss {r['last_loss']:.3f})")
     print(f"  Ray Train / plain loop: {res['ratio_ray_over_plain']:.3f}x (target >= 0.9x); Ray's fixed cost "
           f"{res['ray_fixed_cost_s']:.1f} s (cluster, worker group, process group)")
     print(f"  plain loop with the Ray cluster idle beside it / plain loop: "
           f"{res['ratio_plain_with_ray_idle_over_plain']:.3f}x; Ray Train / that loop: "
           f"{res['ratio_ray_over_plain_with_ray_idle']:.3f}x")
+    print("  Ray actor / plain loop: main thread {:.3f}x, side thread {:.3f}x, side thread with one malloc arena "
+          "{:.3f}x".format(*(res[f"ratio_{n}_over_plain"] for n in PATHS[3:])))
     return 0
 
 

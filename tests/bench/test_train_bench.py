@@ -18,3 +18,7 @@ def test_bench_train_runs_both_paths_on_the_same_steps() -> None:
         ray_ddp["examples_per_s"] / beside["examples_per_s"])
     assert out["ratio_ray_over_plain"] == pytest.approx(ray_ddp["examples_per_s"] / plain["examples_per_s"])
     assert out["ray_fixed_cost_s"] > 0
+    for name in ("ray_actor_main_thread", "ray_actor_side_thread", "ray_actor_side_thread_one_malloc_arena"):
+        assert out[name]["examples"] == 5 * 32
+        assert out[name]["last_loss"] == pytest.approx(plain["last_loss"], rel=1e-4)
+        assert out[f"ratio_{name}_over_plain"] == pytest.approx(out[name]["examples_per_s"] / plain["examples_per_s"])
