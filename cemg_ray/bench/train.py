@@ -75,25 +75,27 @@ def train_steps(model: torch.nn.Module, data: dict[str, np.ndarray], batch: int,
     return {"examples_per_s": examples / sec, "seconds": sec, "examples": examples, "last_loss": last}
 
 
-def _loop_from_config(config: dict) -> dict:
-    """Build the catalog, data and model from ``config`` and run the timed loop: what every Ray path runs."""
+def _model_and_data(config: dict) -> tuple[torch.nn.Module, dict[str, np.ndarray]]:
+    """The catalog, windows and generator every Ray path builds from ``config`` (same seed as the plain loop)."""
     from cemg_ray.generate.itemseq import build_item_model
 
     torch.set_num_threads(config["threads"])
     cfg, layout, codes, data = _setup(config["items"], config["users"], config["max_len"], config["d_model"])
-    return train_steps(build_item_model(cfg, layout, codes, config["max_len"]), data, config["batch"],
-                       config["steps"], config["warmup"])
+    return build_item_model(cfg, layout, codes, config["max_len"]), data
+
+
+def _loop_from_config(config: dict) -> dict:
+    """The timed loop on ``config``'s model and data: what the plain Ray actor paths run."""
+    model, data = _model_and_data(config)
+    return train_steps(model, data, config["batch"], config["steps"], config["warmup"])
 
 
 def _ray_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    from cemg_ray.generate.itemseq import build_item_model
-
-    torch.set_num_threads(config["threads"])
-    cfg, layout, codes, data = _setup(config["items"], config["users"], config["max_len"], config["d_model"])
-    model = ray.train.torch.prepare_model(build_item_model(cfg, layout, codes, config["max_len"]))
+    model, data = _model_and_data(config)
+    model = ray.train.torch.prepare_model(model)
     out = train_steps(model, data, config["batch"], config["steps"], config["warmup"])
     import tempfile
 
