@@ -10,6 +10,11 @@ Ray cluster up and idle beside it, so that the gap splits into what Ray's daemon
 what Ray Train's worker itself costs. The worker's cost is split further by the same loop in a plain Ray actor:
 in its main thread (a Ray worker process: nice 15, Ray's environment), in a side thread (Ray Train runs the
 training function in one), and in a side thread with glibc's malloc held to one arena (``MALLOC_ARENA_MAX=1``).
+The Ray Train path runs once more with that setting in its workers' environment (``ray_train_ddp_one_malloc_arena``).
+
+One run on this 2-core VM drifts by up to 30 % between identical loops, so ``--rounds N`` repeats the plain loop and
+both Ray Train paths N times, alternating, and reports each path's median and the median of the per-round ratios:
+a ratio of neighbours in time, not of runs minutes apart.
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ def _ray_worker(config: dict) -> None:
     model, data = _model_and_data(config)
     model = ray.train.torch.prepare_model(model)
     out = train_steps(model, data, config["batch"], config["steps"], config["warmup"])
+    out["malloc_arena_max"] = os.environ.get("MALLOC_ARENA_MAX")  # proof that the path's environment arrived
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:  # Ray Train returns what a worker reports with a checkpoint
@@ -141,11 +147,72 @@ def _actor_paths(config: dict) -> dict[str, dict]:
     return out
 
 
-def run(items: int, users: int, max_len: int, d_model: int, batch: int, steps: int, warmup: int,
-        threads: int) -> dict:
-    import ray
+def _fit_ray_train(config: dict) -> dict:
+    """One ``TorchTrainer`` run of the loop (one DDP worker, gloo); the worker's timings."""
+    import tempfile
+
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
+
+    storage = tempfile.mkdtemp(prefix="cemg-bench-train-")
+    trainer = TorchTrainer(_ray_worker, train_loop_config=config, torch_config=TorchConfig(backend="gloo"),
+                           scaling_config=ray.train.ScalingConfig(num_workers=1,
+                                                                  resources_per_worker={"CPU": config["threads"]}),
+                           run_config=ray.train.RunConfig(storage_path=storage, name="bench-train"))
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"bench train: the Ray Train worker reported nothing ({result.error})")
+    with result.checkpoint.as_directory() as d, open(os.path.join(d, "timings.json")) as f:
+        return json.load(f)
+
+
+def _fit_ray_train_with_env(config: dict, env: dict[str, str]) -> dict:
+    """The same ``TorchTrainer`` run, started from a task whose runtime environment holds ``env``: the trainer's
+    actors and its worker inherit it (Ray passes a task's runtime environment on to the actors it creates)."""
+    import ray
+
+    task = ray.remote(num_cpus=0)(_fit_ray_train).options(runtime_env={"env_vars": env})
+    return ray.get(task.remote(config))
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(np.asarray(values, dtype=float)))
+
+
+def _alternating_rounds(config: dict, rounds: int, first: dict[str, dict]) -> dict:
+    """``rounds`` rounds of plain loop, Ray Train, Ray Train with one malloc arena (round 1 is ``first``); each
+    path's median examples/s and the median of the per-round ratios to the plain loop of the same round."""
+    import ray
+
+    from cemg_ray.generate.itemseq import build_item_model
+
+    names = ("plain_torch", "ray_train_ddp", "ray_train_ddp_one_malloc_arena")
+    per_round = [{n: first[n]["examples_per_s"] for n in names}]
+    for _ in range(rounds - 1):
+        cfg, layout, codes, data = _setup(config["items"], config["users"], config["max_len"], config["d_model"])
+        plain = train_steps(build_item_model(cfg, layout, codes, config["max_len"]), data, config["batch"],
+                            config["steps"], config["warmup"])
+        own = not ray.is_initialized()  # the plain loop ran without a cluster of ours beside it
+        if own:
+            ray.init(num_cpus=max(config["threads"], 1), include_dashboard=False, log_to_driver=False)
+        try:
+            ray_out = _fit_ray_train(config)
+            arena = _fit_ray_train_with_env(config, {"MALLOC_ARENA_MAX": "1"})
+        finally:
+            if own:
+                ray.shutdown()
+        per_round.append({"plain_torch": plain["examples_per_s"], "ray_train_ddp": ray_out["examples_per_s"],
+                          "ray_train_ddp_one_malloc_arena": arena["examples_per_s"]})
+    return {
+        "rounds": rounds, "examples_per_s": per_round,
+        "median_examples_per_s": {n: _median([r[n] for r in per_round]) for n in names},
+        "median_ratio_over_plain": {n: _median([r[n] / r["plain_torch"] for r in per_round]) for n in names[1:]},
+    }
+
+
+def run(items: int, users: int, max_len: int, d_model: int, batch: int, steps: int, warmup: int,
+        threads: int, rounds: int = 1) -> dict:
+    import ray
 
     from cemg_ray.generate.itemseq import build_item_model
 
@@ -159,45 +226,45 @@ def run(items: int, users: int, max_len: int, d_model: int, batch: int, steps: i
     if started:
         ray.init(num_cpus=max(threads, 1), include_dashboard=False, log_to_driver=False)
     try:
-        import tempfile
-
         # the same plain loop again, the Ray cluster idling beside it: what Ray's daemons alone cost the loop
         beside = train_steps(build_item_model(cfg, layout, codes, max_len), data, batch, steps, warmup)
-        storage = tempfile.mkdtemp(prefix="cemg-bench-train-")
-        trainer = TorchTrainer(_ray_worker, train_loop_config=config, torch_config=TorchConfig(backend="gloo"),
-                               scaling_config=ray.train.ScalingConfig(num_workers=1,
-                                                                      resources_per_worker={"CPU": threads}),
-                               run_config=ray.train.RunConfig(storage_path=storage, name="bench-train"))
-        result = trainer.fit()
+        ray_out = _fit_ray_train(config)
+        arena = _fit_ray_train_with_env(config, {"MALLOC_ARENA_MAX": "1"})
         actors = _actor_paths(config)
     finally:
         if started:
             ray.shutdown()
     wall = time.perf_counter() - t0
-    if result.checkpoint is None:
-        raise RuntimeError(f"bench train: the Ray Train worker reported nothing ({result.error})")
-    with result.checkpoint.as_directory() as d, open(os.path.join(d, "timings.json")) as f:
-        ray_out = json.load(f)
+    if arena.get("malloc_arena_max") != "1":
+        raise RuntimeError("bench train: MALLOC_ARENA_MAX=1 did not reach the Ray Train worker's environment")
+    paths = {"plain_torch": plain, "ray_train_ddp": ray_out, "ray_train_ddp_one_malloc_arena": arena}
+    alternating = _alternating_rounds(config, rounds, paths) if rounds > 1 else None
+    timed = ray_out["seconds"] + arena["seconds"] + beside["seconds"] + sum(a["seconds"] for a in actors.values())
     return {
         "machine": f"{platform.machine()} {threads} threads, torch {torch.__version__}",
         "load_average_1m": round(os.getloadavg()[0], 2),
         "items": items, "windows": int(len(data["items"])), "d_model": d_model, "batch": batch, "steps": steps,
-        "plain_torch": plain, "plain_torch_ray_idle_beside": beside, "ray_train_ddp": ray_out, **actors,
-        "ray_fixed_cost_s": wall - ray_out["seconds"] - beside["seconds"] - sum(a["seconds"] for a in actors.values()),
+        "plain_torch": plain, "plain_torch_ray_idle_beside": beside, "ray_train_ddp": ray_out,
+        "ray_train_ddp_one_malloc_arena": arena, **actors,
+        "ray_fixed_cost_s": wall - timed,
         "ratio_ray_over_plain": ray_out["examples_per_s"] / plain["examples_per_s"],
         "ratio_plain_with_ray_idle_over_plain": beside["examples_per_s"] / plain["examples_per_s"],
         "ratio_ray_over_plain_with_ray_idle": ray_out["examples_per_s"] / beside["examples_per_s"],
+        "ratio_ray_one_malloc_arena_over_plain": arena["examples_per_s"] / plain["examples_per_s"],
         **{f"ratio_{name}_over_plain": a["examples_per_s"] / plain["examples_per_s"] for name, a in actors.items()},
+        "alternating": alternating,
     }
 
 
-PATHS = ("plain_torch", "plain_torch_ray_idle_beside", "ray_train_ddp", "ray_actor_main_thread",
-         "ray_actor_side_thread", "ray_actor_side_thread_one_malloc_arena")
+PATHS = ("plain_torch", "plain_torch_ray_idle_beside", "ray_train_ddp", "ray_train_ddp_one_malloc_arena",
+         "ray_actor_main_thread", "ray_actor_side_thread", "ray_actor_side_thread_one_malloc_arena")
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    if args.rounds < 1:
+        raise SystemExit(f"bench train: --rounds must be at least 1, got {args.rounds}")
     res = run(args.items, args.users, args.max_len, args.d_model, args.batch_size, args.steps, args.warmup,
-              args.threads)
+              args.threads, args.rounds)
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
@@ -210,11 +277,21 @@ def _cmd(args: argparse.Namespace) -> int:
               f"last loss {r['last_loss']:.3f})")
     print(f"  Ray Train / plain loop: {res['ratio_ray_over_plain']:.3f}x (target >= 0.9x); Ray's fixed cost "
           f"{res['ray_fixed_cost_s']:.1f} s (cluster, worker group, process group)")
+    print(f"  Ray Train with one malloc arena in its workers' environment / plain loop: "
+          f"{res['ratio_ray_one_malloc_arena_over_plain']:.3f}x")
     print(f"  plain loop with the Ray cluster idle beside it / plain loop: "
           f"{res['ratio_plain_with_ray_idle_over_plain']:.3f}x; Ray Train / that loop: "
           f"{res['ratio_ray_over_plain_with_ray_idle']:.3f}x")
     print("  Ray actor / plain loop: main thread {:.3f}x, side thread {:.3f}x, side thread with one malloc arena "
-          "{:.3f}x".format(*(res[f"ratio_{n}_over_plain"] for n in PATHS[3:])))
+          "{:.3f}x".format(*(res[f"ratio_{n}_over_plain"] for n in PATHS[4:])))
+    alt = res["alternating"]
+    if alt:
+        print(f"  {alt['rounds']} alternating rounds (plain loop, Ray Train, Ray Train with one malloc arena):")
+        for i, r in enumerate(alt["examples_per_s"], 1):
+            print(f"    round {i}: " + ", ".join(f"{n} {v:.1f}" for n, v in r.items()))
+        med = alt["median_ratio_over_plain"]
+        print(f"  median per-round ratio over the plain loop: Ray Train {med['ray_train_ddp']:.3f}x, with one malloc "
+              f"arena {med['ray_train_ddp_one_malloc_arena']:.3f}x (target >= 0.9x)")
     return 0
 
 
@@ -228,5 +305,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="alternate the plain loop and both Ray Train paths this many times; report medians")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd)

@@ -8,7 +8,7 @@ import pytest
 def test_bench_train_runs_both_paths_on_the_same_steps() -> None:
     from cemg_ray.bench.train import run
 
-    out = run(items=200, users=300, max_len=8, d_model=16, batch=32, steps=5, warmup=1, threads=1)
+    out = run(items=200, users=300, max_len=8, d_model=16, batch=32, steps=5, warmup=1, threads=1, rounds=2)
     plain, beside, ray_ddp = out["plain_torch"], out["plain_torch_ray_idle_beside"], out["ray_train_ddp"]
     assert plain["examples"] == beside["examples"] == ray_ddp["examples"] == 5 * 32
     # same seed, data and steps on all three paths
@@ -22,3 +22,12 @@ def test_bench_train_runs_both_paths_on_the_same_steps() -> None:
         assert out[name]["examples"] == 5 * 32
         assert out[name]["last_loss"] == pytest.approx(plain["last_loss"], rel=1e-4)
         assert out[f"ratio_{name}_over_plain"] == pytest.approx(out[name]["examples_per_s"] / plain["examples_per_s"])
+    arena = out["ray_train_ddp_one_malloc_arena"]
+    assert arena["malloc_arena_max"] == "1" and ray_ddp["malloc_arena_max"] is None  # each path's own environment
+    assert arena["last_loss"] == pytest.approx(plain["last_loss"], rel=1e-4)
+    alt = out["alternating"]
+    assert alt["rounds"] == 2 and len(alt["examples_per_s"]) == 2
+    assert alt["examples_per_s"][0]["ray_train_ddp"] == ray_ddp["examples_per_s"]
+    second = alt["examples_per_s"][1]
+    assert alt["median_ratio_over_plain"]["ray_train_ddp"] == pytest.approx(
+        (ray_ddp["examples_per_s"] / plain["examples_per_s"] + second["ray_train_ddp"] / second["plain_torch"]) / 2)
