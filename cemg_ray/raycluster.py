@@ -11,6 +11,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cemg_ray")
 
+# runs in every worker of a local cluster this module starts (runtime_env's worker_process_setup_hook)
+PIN_ADDRESS_HOOK = "cemg_ray.raycluster.pin_own_cluster_address"
+
+
+def pin_own_cluster_address() -> None:
+    """Point a worker's ``RAY_ADDRESS`` at its own cluster.
+
+    Why: Ray Train's detached placement-group cleaner finds the State API through ``RAY_ADDRESS`` or, without it,
+    the host's clusters; with two local clusters on one host it fails ("Found multiple active Ray instances") or
+    asks the other one, which can remove the training's placement group (docs/OPERATIONS.md).
+    """
+    import ray
+
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+
 
 def ensure_ray(ray_cfg: RayConfig) -> None:
     """Initialise Ray once per process. ``address=None`` starts a local cluster."""
@@ -29,6 +44,7 @@ def ensure_ray(ray_cfg: RayConfig) -> None:
             kwargs["num_cpus"] = ray_cfg.num_cpus
         if ray_cfg.num_gpus is not None:
             kwargs["num_gpus"] = ray_cfg.num_gpus
+        kwargs["runtime_env"] = {"worker_process_setup_hook": PIN_ADDRESS_HOOK}
     ray.init(**kwargs)
     res = ray.cluster_resources()
     log.info("ray: connected (%s CPUs, %s GPUs)", res.get("CPU", 0), res.get("GPU", 0))
