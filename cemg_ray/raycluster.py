@@ -39,7 +39,7 @@ def ensure_ray(ray_cfg: RayConfig) -> None:
     address = ray_cfg.address or os.environ.get("RAY_ADDRESS")
     if address:
         kwargs["address"] = address
-    else:
+    if not address or address == "local":
         if ray_cfg.num_cpus is not None:
             kwargs["num_cpus"] = ray_cfg.num_cpus
         if ray_cfg.num_gpus is not None:

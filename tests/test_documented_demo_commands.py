@@ -9,6 +9,7 @@ as it would for a user with a MinIO or LocalStack endpoint: the command lines th
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -24,13 +25,20 @@ from tests.conftest import REPO
 DEMO_LINE = "cemg-ray run jobs/demo.yaml"
 EXPORT_LINE = "cemg-ray export jobs/demo.yaml --output s3://my-bucket/recs --date 2026-11-25 -k 20"
 S3_RUN_LINE = "cemg-ray run jobs/demo.yaml --set tokenize.codebook_size=64 --set run_dir=s3://bucket/runs/x"
-WHERE = {DEMO_LINE: "Makefile", EXPORT_LINE: "docs/OPERATIONS.md", S3_RUN_LINE: "README.md"}
+SERVING_LINE = ".venv/bin/cemg-ray bench serving --run-dir runs/demo --requests 300"
+OPEN_LOOP_LINE = ".venv/bin/cemg-ray bench serving --run-dir runs/demo --open-loop --requests 400"
+WHERE = {DEMO_LINE: "Makefile", EXPORT_LINE: "docs/OPERATIONS.md", S3_RUN_LINE: "README.md",
+         SERVING_LINE: "docs/OPERATIONS.md", OPEN_LOOP_LINE: "docs/OPERATIONS.md"}
+CONFIGS = [("1", "on"), ("1", "off"), ("2", "on"), ("2", "off")]
 
 pytestmark = pytest.mark.slow
 
 
 def _run_verbatim(line: str, cwd: Path) -> str:
-    """Run a documented ``cemg-ray`` line as written (this environment's entry point); return its output."""
+    """Run a documented ``cemg-ray`` line as written (this environment's entry point); return its output.
+
+    ``.venv/bin/cemg-ray`` and ``cemg-ray`` both name the entry point of the environment running the tests.
+    """
     assert line in (REPO / WHERE[line]).read_text(), f"{WHERE[line]} no longer holds {line!r}: update this test"
     cli = Path(sys.executable).with_name("cemg-ray")
     # a cluster of its own, whatever else runs on this host; the AWS chain is the s3_server fixture's environment
@@ -80,3 +88,31 @@ def test_the_readmes_run_into_an_s3_run_directory(demo_folder) -> None:
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="bucket", Prefix="runs/x/").get("Contents", [])}
     assert {"runs/x/manifest.json", "runs/x/_stages/evaluate.json", "runs/x/eval/metrics.json"} <= keys
     assert not (work / "runs" / "x").exists()  # nothing of it landed locally
+
+
+def _table_rows(out: str, columns: int) -> list[list[str]]:
+    """The rows of ``bench serving``'s printed tables that have ``columns`` fields and start with a replica count."""
+    rows = [line.split() for line in out.splitlines()]
+    return [r for r in rows if len(r) == columns and re.fullmatch(r"[12]", r[0]) and r[1] in ("on", "off")]
+
+
+def test_the_documented_serving_benchmark_measures_four_configurations(demo_folder) -> None:
+    work, _ = demo_folder
+    out = _run_verbatim(SERVING_LINE, work)
+    rows = _table_rows(out, 6)  # replicas, batching, p50, p99, req/s, errors
+    assert [(r[0], r[1]) for r in rows] == CONFIGS, out[-3000:]
+    for _, _, p50, p99, rate, errors in rows:
+        assert 0 < float(p50) <= float(p99) and float(rate) > 0 and errors == "0"
+    assert "batching_speedup_1_replicas" in out and "open loop" not in out
+
+
+def test_the_documented_open_loop_benchmark_reports_every_rate(demo_folder) -> None:
+    work, _ = demo_folder
+    out = _run_verbatim(OPEN_LOOP_LINE, work)
+    assert "model alone (in process, one user per call)" in out
+    single = [r for r in _table_rows(out, 6) if r[2] == "single"]  # replicas, batching, single, p50, p99, errors
+    assert [(r[0], r[1]) for r in single] == CONFIGS and all(r[5] == "0" for r in single), out[-3000:]
+    scheduled = _table_rows(out, 8)  # replicas, batching, rate, got, p50, p99, p99.9, errors
+    assert [(r[0], r[1]) for r in scheduled] == [c for c in CONFIGS for _ in range(5)], out[-3000:]  # 25-125 %
+    for _, _, rate, got, p50, p99, p999, _ in scheduled:
+        assert float(rate) > 0 and float(got) > 0 and 0 < float(p50) <= float(p99) <= float(p999)

@@ -39,10 +39,16 @@ PROBE = textwrap.dedent("""
 """)
 
 
-def test_workers_of_a_local_cluster_find_it_beside_another_cluster(tmp_path) -> None:
+@pytest.mark.parametrize("ray_address", [None, "local"])
+def test_workers_of_a_local_cluster_find_it_beside_another_cluster(tmp_path, ray_address) -> None:
     import json
+    import os
 
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    if ray_address:
+        env["RAY_ADDRESS"] = ray_address  # how the tests give each command a cluster of its own
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=240, cwd=tmp_path,
+                          env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["env"] == seen["own"] == seen["found"]
