@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -15,7 +17,7 @@ pytestmark = pytest.mark.slow
 PROBE = textwrap.dedent("""
     import json, os, subprocess, sys
     other = subprocess.Popen([sys.executable, "-c",
-        "import ray, sys, time; ray.init(address='local', num_cpus=1, include_dashboard=False); "
+        "import ray, sys; ray.init(address='local', num_cpus=1, include_dashboard=False); "
         "print('up', flush=True); sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert other.stdout.readline().strip() == "up"
     try:
@@ -41,9 +43,6 @@ PROBE = textwrap.dedent("""
 
 @pytest.mark.parametrize("ray_address", [None, "local"])
 def test_workers_of_a_local_cluster_find_it_beside_another_cluster(tmp_path, ray_address) -> None:
-    import json
-    import os
-
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     if ray_address:
         env["RAY_ADDRESS"] = ray_address  # how the tests give each command a cluster of its own
