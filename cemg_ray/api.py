@@ -23,7 +23,7 @@ import numpy as np
 
 from cemg_ray import artifacts
 from cemg_ray.config import JobConfig
-from cemg_ray.recommenders import Recommender, fetch_size, load, unseen_top_k
+from cemg_ray.recommenders import Recommender, fetch_size, load, recommend_rows, unseen_top_k
 from cemg_ray.store import Store
 
 log = logging.getLogger("cemg_ray")
@@ -69,24 +69,24 @@ class Run:
 
     # -- the core every consumer shares (item indices in, ranked item ids out) ------------------------------------
     def rank(self, histories: list[np.ndarray], ks: list[int], exclude: list[bool]) -> list[list[tuple[str, float]]]:
-        """One ranked list per history (one model call for the whole batch); empty histories get popular items.
+        """One ranked list per history (one model call per fetch bucket); empty histories get popular items.
 
         With ``exclude`` the model is asked for ``k`` plus the number of distinct seen items, so the
         list is still ``k`` long after the seen ones are removed.
         """
         n = len(self.item_ids)
         seen = [set(h.tolist()) if ex else set() for h, ex in zip(histories, exclude)]
-        want = max(fetch_size(k, len(s), n) for k, s in zip(ks, seen))
+        wants = [fetch_size(k, len(s), n) for k, s in zip(ks, seen)]
         asked = [h[-self.cfg.dataset.max_len:] for h in histories]
         rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         nonempty = [i for i, h in enumerate(asked) if len(h)]
         if nonempty:
-            items, scores = self.recommender.recommend([asked[i] for i in nonempty], want)
-            rows.update({i: (items[r], scores[r]) for r, i in enumerate(nonempty)})
+            ranked = recommend_rows(self.recommender, [asked[i] for i in nonempty], [wants[i] for i in nonempty])
+            rows.update(zip(nonempty, ranked))
         if len(nonempty) < len(asked):
             if self.popular is None:
                 raise RunError(f"an empty history needs the popularity baseline, which {self.run_uri} does not have")
-            pop_items, pop_scores = self.popular.recommend([np.zeros(0, np.int64)], want)
+            pop_items, pop_scores = self.popular.recommend([np.zeros(0, np.int64)], max(wants))
             for i in set(range(len(asked))) - set(nonempty):
                 rows[i] = (pop_items[0], pop_scores[0])
         return [[(str(self.item_ids[item]), score) for item, score in unseen_top_k(*rows[i], seen[i], ks[i], n)]

@@ -129,6 +129,39 @@ def fetch_size(k: int, seen: int, catalog: int) -> int:
     return max(1, min(catalog, k + seen))
 
 
+def fetch_bucket(want: int, beams: int | None) -> int:
+    """The fetch size a row's model call uses: ``want`` rounded up to a whole number of beam widths.
+
+    A beam search's list for one user depends on its width (``max(num_beams, k)``), so asking once per batch
+    for the batch's largest fetch would make a user's recommendations depend on who shares the batch, and
+    decode every user with the widest beam a long history needs. Rounding up to multiples of the configured
+    width keeps each user's list a function of the user alone, and most users (``k + seen <= num_beams``) at
+    the configured width. A model without beams (``beams`` None) ranks independently of k: one size serves all.
+    """
+    if not beams:
+        return want
+    return beams * -(-want // beams)
+
+
+def recommend_rows(rec: Recommender, histories: list[np.ndarray],
+                   wants: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One ranked (items, scores) row per history, at least ``wants[i]`` long (shorter only if the model has
+    fewer items), from one model call per fetch bucket (:func:`fetch_bucket`)."""
+    beams = getattr(rec, "num_beams", None)
+    if not beams:  # rankings that do not depend on k: one call at the largest fetch
+        groups = {max(wants, default=1): list(range(len(histories)))}
+    else:
+        groups = {}
+        for row, want in enumerate(wants):
+            groups.setdefault(fetch_bucket(want, beams), []).append(row)
+    out: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int64), np.zeros(0, np.float32))] * len(histories)
+    for size, rows in sorted(groups.items()):
+        items, scores = rec.recommend([histories[r] for r in rows], size)
+        for pos, row in enumerate(rows):
+            out[row] = (items[pos], scores[pos])
+    return out
+
+
 def unseen_top_k(items: np.ndarray, scores: np.ndarray, seen: set[int], k: int,
                  catalog: int) -> list[tuple[int, float]]:
     """The first ``k`` real, unseen, finitely scored items of one ranked row."""

@@ -6,13 +6,46 @@ import numpy as np
 import pytest
 
 from cemg_ray import recommenders
-from cemg_ray.recommenders import MODELS, UnknownModelError, fetch_size, unseen_top_k
+from cemg_ray.recommenders import MODELS, UnknownModelError, fetch_bucket, fetch_size, recommend_rows, unseen_top_k
 
 
 def test_fetch_size_leaves_k_after_the_seen_items_and_never_exceeds_the_catalog() -> None:
     assert fetch_size(10, 7, 1000) == 17
     assert fetch_size(10, 995, 1000) == 1000
     assert fetch_size(10, 0, 5) == 5
+
+
+def test_fetch_bucket_rounds_up_to_whole_beam_widths_and_leaves_beamless_models_alone() -> None:
+    assert [fetch_bucket(w, 20) for w in (1, 13, 20, 21, 40, 41)] == [20, 20, 20, 40, 40, 60]
+    assert fetch_bucket(37, None) == 37 and fetch_bucket(37, 0) == 37
+
+
+def test_a_users_beam_list_does_not_depend_on_who_shares_the_batch(demo_run) -> None:
+    """A short history decoded beside a long one (whose seen items need a wider beam) gets the list it gets
+    alone, at the configured width; the long one gets the list of its own bucket."""
+    from cemg_ray.config import JobConfig
+    from cemg_ray.export.stage import ExportDecoder
+
+    cfg, store = demo_run
+    rec = recommenders.load("cemg", cfg, store)
+    beams = rec.num_beams
+    short, long_ = np.array([3, 1, 4]), np.arange(5, 5 + beams + 10)
+    wants = [fetch_size(10, len(set(short.tolist())), rec.num_items), fetch_size(10, len(long_), rec.num_items)]
+    assert fetch_bucket(wants[1], beams) > beams  # the long history needs a wider beam
+    together = recommend_rows(rec, [short, long_], wants)
+    alone_short = recommend_rows(rec, [short], wants[:1])[0]
+    np.testing.assert_array_equal(together[0][0], alone_short[0])
+    np.testing.assert_array_equal(together[0][0], rec.recommend([short], beams)[0][0])
+    np.testing.assert_array_equal(together[1][0], rec.recommend([long_], fetch_bucket(wants[1], beams))[0][0])
+    assert len(together[1][0]) >= wants[1]
+
+    raw = cfg.model_dump(mode="json")
+    raw["export"] = {**raw["export"], "model": "cemg", "k": 10}
+    decoder = ExportDecoder(JobConfig.model_validate(raw).model_dump(mode="json"), store.root_uri)
+    both = decoder({"user_id": np.asarray(["s", "l"], dtype=object), "items": [short.tolist(), long_.tolist()]})
+    solo = decoder({"user_id": np.asarray(["s"], dtype=object), "items": [short.tolist()]})
+    assert list(both["item_id"][both["user_id"] == "s"]) == list(solo["item_id"])
+    assert len(solo["item_id"]) == 10 and not set(solo["item_id"]) & {decoder.item_ids[i] for i in short}
 
 
 def test_unseen_top_k_drops_seen_padding_and_non_finite_scores_in_order() -> None:

@@ -24,7 +24,7 @@ from cemg_ray.artifacts import read_items, read_sequences
 from cemg_ray.config import JobConfig
 from cemg_ray.export.commit import STAGING, commit, committed_manifest
 from cemg_ray.pipeline import StageContext, require, stage
-from cemg_ray.recommenders import fetch_size, load, model_stage, model_version, unseen_top_k
+from cemg_ray.recommenders import fetch_size, load, model_stage, model_version, recommend_rows, unseen_top_k
 from cemg_ray.store import Store
 
 log = logging.getLogger("cemg_ray")
@@ -48,10 +48,10 @@ class ExportDecoder:
         ecfg, max_len, catalog = self.cfg.export, self.cfg.dataset.max_len, len(self.item_ids)
         sequences = [np.asarray(h, dtype=np.int64) for h in batch["items"]]
         seen = [set(seq.tolist()) if ecfg.exclude_seen else set() for seq in sequences]
-        want = max((fetch_size(ecfg.k, len(s), catalog) for s in seen), default=ecfg.k)
-        items, scores = self.rec.recommend([seq[-max_len:] for seq in sequences], want)
+        wants = [fetch_size(ecfg.k, len(s), catalog) for s in seen]
+        ranked = recommend_rows(self.rec, [seq[-max_len:] for seq in sequences], wants)
         users, ranks, out_items, out_scores = [], [], [], []
-        for uid, user_seen, row, srow in zip(batch["user_id"], seen, items, scores):
+        for uid, user_seen, (row, srow) in zip(batch["user_id"], seen, ranked):
             for rank, (item, score) in enumerate(unseen_top_k(row, srow, user_seen, ecfg.k, catalog), start=1):
                 users.append(uid)
                 ranks.append(rank)
