@@ -52,8 +52,12 @@ def _setup(items: int, users: int, max_len: int, d_model: int,
 
 
 def train_steps(model: torch.nn.Module, data: dict[str, np.ndarray], batch: int, steps: int, warmup: int,
-                seed: int = 0) -> dict:
-    """The loop both paths run: ``warmup`` untimed steps, then ``steps`` timed ones."""
+                seed: int = 0, rank: int = 0, world: int = 1) -> dict:
+    """The loop every path runs: ``warmup`` untimed steps, then ``steps`` timed ones.
+
+    With ``world`` > 1 (DDP workers) each worker trains on its share ``rank::world`` of the same global batch,
+    so the workers together take the plain loop's steps over the same examples; examples count globally.
+    """
     from cemg_ray.generate.itemseq import trim_right_padding
 
     gen = torch.Generator().manual_seed(seed)
@@ -67,7 +71,8 @@ def train_steps(model: torch.nn.Module, data: dict[str, np.ndarray], batch: int,
         if s == warmup:
             t0 = time.perf_counter()
         idx = order[(s * batch) % max(n - batch, 1):][:batch]
-        b = trim_right_padding({"items": items[idx], "labels": labels[idx]})
+        mine = idx[rank::world]
+        b = trim_right_padding({"items": items[mine], "labels": labels[mine]})
         loss = model(**b).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -77,6 +82,10 @@ def train_steps(model: torch.nn.Module, data: dict[str, np.ndarray], batch: int,
         if s >= warmup:
             examples += len(idx)
     sec = time.perf_counter() - t0
+    if world > 1:  # the global batch's loss: the mean of the workers' shares' losses
+        shared = torch.tensor([last])
+        torch.distributed.all_reduce(shared)
+        last = float(shared) / world
     return {"examples_per_s": examples / sec, "seconds": sec, "examples": examples, "last_loss": last}
 
 
@@ -99,10 +108,16 @@ def _ray_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
     model, data = _model_and_data(config)
     model = ray.train.torch.prepare_model(model)
-    out = train_steps(model, data, config["batch"], config["steps"], config["warmup"])
+    out = train_steps(model, data, config["batch"], config["steps"], config["warmup"], rank=rank, world=world)
     out["malloc_arena_max"] = os.environ.get("MALLOC_ARENA_MAX")  # proof that the path's environment arrived
+    out["workers"], out["threads_per_worker"] = world, torch.get_num_threads()
+    if rank != 0:  # the workers step in lockstep (DDP's all-reduce); rank 0's timings stand for the group
+        ray.train.report(out)
+        return
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:  # Ray Train returns what a worker reports with a checkpoint
@@ -148,7 +163,8 @@ def _actor_paths(config: dict) -> dict[str, dict]:
 
 
 def _fit_ray_train(config: dict) -> dict:
-    """One ``TorchTrainer`` run of the loop (one DDP worker, gloo); the worker's timings."""
+    """One ``TorchTrainer`` run of the loop (``config["workers"]`` DDP workers, default 1, each with
+    ``config["threads"]`` CPUs and torch threads; gloo); rank 0's timings."""
     import tempfile
 
     import ray.train
@@ -156,7 +172,7 @@ def _fit_ray_train(config: dict) -> dict:
 
     storage = tempfile.mkdtemp(prefix="cemg-bench-train-")
     trainer = TorchTrainer(_ray_worker, train_loop_config=config, torch_config=TorchConfig(backend="gloo"),
-                           scaling_config=ray.train.ScalingConfig(num_workers=1,
+                           scaling_config=ray.train.ScalingConfig(num_workers=config.get("workers", 1),
                                                                   resources_per_worker={"CPU": config["threads"]}),
                            run_config=ray.train.RunConfig(storage_path=storage, name="bench-train"))
     result = trainer.fit()
@@ -175,6 +191,14 @@ def _fit_ray_train_with_env(config: dict, env: dict[str, str]) -> dict:
     return ray.get(task.remote(config))
 
 
+def _split_config(config: dict) -> dict | None:
+    """The same CPUs as one worker per thread: ``threads`` DDP workers of one torch thread each (None for one
+    thread). On a few cores one op rarely keeps two threads busy, so separate processes may use them better."""
+    if config["threads"] < 2:
+        return None
+    return {**config, "workers": config["threads"], "threads": 1}
+
+
 def _median(values: list[float]) -> float:
     return float(np.median(np.asarray(values, dtype=float)))
 
@@ -186,7 +210,9 @@ def _alternating_rounds(config: dict, rounds: int, first: dict[str, dict]) -> di
 
     from cemg_ray.generate.itemseq import build_item_model
 
-    names = ("plain_torch", "ray_train_ddp", "ray_train_ddp_one_malloc_arena")
+    split = _split_config(config)
+    names = ("plain_torch", "ray_train_ddp", "ray_train_ddp_one_malloc_arena") + (
+        ("ray_train_ddp_one_thread_per_worker",) if split else ())
     per_round = [{n: first[n]["examples_per_s"] for n in names}]
     for _ in range(rounds - 1):
         cfg, layout, codes, data = _setup(config["items"], config["users"], config["max_len"], config["d_model"])
@@ -198,11 +224,14 @@ def _alternating_rounds(config: dict, rounds: int, first: dict[str, dict]) -> di
         try:
             ray_out = _fit_ray_train(config)
             arena = _fit_ray_train_with_env(config, {"MALLOC_ARENA_MAX": "1"})
+            per_worker = _fit_ray_train(split) if split else None
         finally:
             if own:
                 ray.shutdown()
         per_round.append({"plain_torch": plain["examples_per_s"], "ray_train_ddp": ray_out["examples_per_s"],
-                          "ray_train_ddp_one_malloc_arena": arena["examples_per_s"]})
+                          "ray_train_ddp_one_malloc_arena": arena["examples_per_s"],
+                          **({"ray_train_ddp_one_thread_per_worker": per_worker["examples_per_s"]}
+                             if per_worker else {})})
     return {
         "rounds": rounds, "examples_per_s": per_round,
         "median_examples_per_s": {n: _median([r[n] for r in per_round]) for n in names},
@@ -230,6 +259,8 @@ def run(items: int, users: int, max_len: int, d_model: int, batch: int, steps: i
         beside = train_steps(build_item_model(cfg, layout, codes, max_len), data, batch, steps, warmup)
         ray_out = _fit_ray_train(config)
         arena = _fit_ray_train_with_env(config, {"MALLOC_ARENA_MAX": "1"})
+        split = _split_config(config)
+        per_worker = _fit_ray_train(split) if split else None
         actors = _actor_paths(config)
     finally:
         if started:
@@ -238,26 +269,32 @@ def run(items: int, users: int, max_len: int, d_model: int, batch: int, steps: i
     if arena.get("malloc_arena_max") != "1":
         raise RuntimeError("bench train: MALLOC_ARENA_MAX=1 did not reach the Ray Train worker's environment")
     paths = {"plain_torch": plain, "ray_train_ddp": ray_out, "ray_train_ddp_one_malloc_arena": arena}
+    if per_worker:
+        paths["ray_train_ddp_one_thread_per_worker"] = per_worker
     alternating = _alternating_rounds(config, rounds, paths) if rounds > 1 else None
-    timed = ray_out["seconds"] + arena["seconds"] + beside["seconds"] + sum(a["seconds"] for a in actors.values())
+    timed = (ray_out["seconds"] + arena["seconds"] + beside["seconds"] + (per_worker["seconds"] if per_worker else 0)
+             + sum(a["seconds"] for a in actors.values()))
     return {
         "machine": f"{platform.machine()} {threads} threads, torch {torch.__version__}",
         "load_average_1m": round(os.getloadavg()[0], 2),
         "items": items, "windows": int(len(data["items"])), "d_model": d_model, "batch": batch, "steps": steps,
         "plain_torch": plain, "plain_torch_ray_idle_beside": beside, "ray_train_ddp": ray_out,
-        "ray_train_ddp_one_malloc_arena": arena, **actors,
+        "ray_train_ddp_one_malloc_arena": arena, "ray_train_ddp_one_thread_per_worker": per_worker, **actors,
         "ray_fixed_cost_s": wall - timed,
         "ratio_ray_over_plain": ray_out["examples_per_s"] / plain["examples_per_s"],
         "ratio_plain_with_ray_idle_over_plain": beside["examples_per_s"] / plain["examples_per_s"],
         "ratio_ray_over_plain_with_ray_idle": ray_out["examples_per_s"] / beside["examples_per_s"],
         "ratio_ray_one_malloc_arena_over_plain": arena["examples_per_s"] / plain["examples_per_s"],
+        "ratio_ray_one_thread_per_worker_over_plain": (per_worker["examples_per_s"] / plain["examples_per_s"]
+                                                       if per_worker else None),
         **{f"ratio_{name}_over_plain": a["examples_per_s"] / plain["examples_per_s"] for name, a in actors.items()},
         "alternating": alternating,
     }
 
 
 PATHS = ("plain_torch", "plain_torch_ray_idle_beside", "ray_train_ddp", "ray_train_ddp_one_malloc_arena",
-         "ray_actor_main_thread", "ray_actor_side_thread", "ray_actor_side_thread_one_malloc_arena")
+         "ray_train_ddp_one_thread_per_worker", "ray_actor_main_thread", "ray_actor_side_thread",
+         "ray_actor_side_thread_one_malloc_arena")
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -273,17 +310,23 @@ def _cmd(args: argparse.Namespace) -> int:
           f"{res['load_average_1m']})")
     for name in PATHS:
         r = res[name]
+        if r is None:  # one thread: no split into workers
+            continue
         print(f"  {name:<40}{r['examples_per_s']:>10.1f} examples/s  ({r['seconds']:.1f} s, "
               f"last loss {r['last_loss']:.3f})")
     print(f"  Ray Train / plain loop: {res['ratio_ray_over_plain']:.3f}x (target >= 0.9x); Ray's fixed cost "
           f"{res['ray_fixed_cost_s']:.1f} s (cluster, worker group, process group)")
     print(f"  Ray Train with one malloc arena in its workers' environment / plain loop: "
           f"{res['ratio_ray_one_malloc_arena_over_plain']:.3f}x")
+    if res["ratio_ray_one_thread_per_worker_over_plain"] is not None:
+        per_worker = res["ray_train_ddp_one_thread_per_worker"]
+        print(f"  Ray Train, {per_worker['workers']} DDP workers of one thread each (same global batch and steps) / "
+              f"plain loop: {res['ratio_ray_one_thread_per_worker_over_plain']:.3f}x (target >= 0.9x)")
     print(f"  plain loop with the Ray cluster idle beside it / plain loop: "
           f"{res['ratio_plain_with_ray_idle_over_plain']:.3f}x; Ray Train / that loop: "
           f"{res['ratio_ray_over_plain_with_ray_idle']:.3f}x")
     print("  Ray actor / plain loop: main thread {:.3f}x, side thread {:.3f}x, side thread with one malloc arena "
-          "{:.3f}x".format(*(res[f"ratio_{n}_over_plain"] for n in PATHS[4:])))
+          "{:.3f}x".format(*(res[f"ratio_{n}_over_plain"] for n in PATHS[5:])))
     alt = res["alternating"]
     if alt:
         print(f"  {alt['rounds']} alternating rounds (plain loop, Ray Train, Ray Train with one malloc arena):")
@@ -292,6 +335,8 @@ def _cmd(args: argparse.Namespace) -> int:
         med = alt["median_ratio_over_plain"]
         print(f"  median per-round ratio over the plain loop: Ray Train {med['ray_train_ddp']:.3f}x, with one malloc "
               f"arena {med['ray_train_ddp_one_malloc_arena']:.3f}x (target >= 0.9x)")
+        if "ray_train_ddp_one_thread_per_worker" in med:
+            print(f"    one thread per DDP worker: {med['ray_train_ddp_one_thread_per_worker']:.3f}x")
     return 0
 
 

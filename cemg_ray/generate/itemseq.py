@@ -245,6 +245,9 @@ def build_backbone(cfg: TrainConfig, d_model: int, max_positions: int) -> nn.Mod
         backbone = get_peft_model(backbone, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                                        lora_dropout=cfg.lora_dropout,
                                                        target_modules=cfg.lora_target_modules or ["c_attn"]))
+    # history items enter as inputs_embeds, so the token table is never read: frozen, it is not a parameter
+    # without a gradient, which DDP with more than one worker refuses
+    backbone.get_input_embeddings().requires_grad_(False)
     return backbone
 
 

@@ -8,7 +8,7 @@ import pytest
 def test_bench_train_runs_both_paths_on_the_same_steps() -> None:
     from cemg_ray.bench.train import run
 
-    out = run(items=200, users=300, max_len=8, d_model=16, batch=32, steps=5, warmup=1, threads=1, rounds=2)
+    out = run(items=200, users=300, max_len=8, d_model=16, batch=32, steps=5, warmup=1, threads=2, rounds=2)
     plain, beside, ray_ddp = out["plain_torch"], out["plain_torch_ray_idle_beside"], out["ray_train_ddp"]
     assert plain["examples"] == beside["examples"] == ray_ddp["examples"] == 5 * 32
     # same seed, data and steps on all three paths
@@ -31,3 +31,11 @@ def test_bench_train_runs_both_paths_on_the_same_steps() -> None:
     second = alt["examples_per_s"][1]
     assert alt["median_ratio_over_plain"]["ray_train_ddp"] == pytest.approx(
         (ray_ddp["examples_per_s"] / plain["examples_per_s"] + second["ray_train_ddp"] / second["plain_torch"]) / 2)
+    # the same CPUs as two DDP workers of one thread each, each on its half of every global batch
+    split = out["ray_train_ddp_one_thread_per_worker"]
+    assert split["workers"] == 2 and split["threads_per_worker"] == 1 and ray_ddp["workers"] == 1
+    assert split["examples"] == 5 * 32
+    assert split["last_loss"] == pytest.approx(plain["last_loss"], rel=0.05)  # mean of the halves' means
+    assert out["ratio_ray_one_thread_per_worker_over_plain"] == pytest.approx(
+        split["examples_per_s"] / plain["examples_per_s"])
+    assert second["ray_train_ddp_one_thread_per_worker"] > 0

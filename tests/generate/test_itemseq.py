@@ -71,6 +71,19 @@ def test_dense_objective_equals_the_per_prefix_objective_over_the_same_prefixes(
     assert dense_sum.item() == pytest.approx(by_hand.item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("content, dense_weight", [(False, 0.0), (True, 1.0)])
+def test_one_batch_gives_every_trainable_parameter_a_gradient(content: bool, dense_weight: float) -> None:
+    """What DDP with several workers requires (it refuses parameters without a gradient): the backbone's token
+    table, never read since items enter as inputs_embeds, is frozen; everything else learns from every batch."""
+    model = _model(content=content, dense_weight=dense_weight).train()
+    batch = {k: torch.as_tensor(v).long() for k, v in item_tensors([np.array([0, 3, 5, 7]), np.array([2, 6, 1])],
+                                                                     5, "dense").items()}
+    model(**batch).loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+    assert not model.backbone.get_input_embeddings().weight.requires_grad
+
+
 def test_windows_cover_every_pair_once() -> None:
     seq = np.arange(12)
     windows = dense_windows([seq], max_items=4)
