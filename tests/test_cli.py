@@ -24,6 +24,22 @@ def test_every_subcommand_has_help(capsys):
         assert "usage: cemg-ray" in capsys.readouterr().out
 
 
+def test_every_leaf_subcommand_has_a_handler():
+    """A command whose parser sets no handler fails only when a user runs it (``bench growth`` once did)."""
+    def leaves(parser: argparse.ArgumentParser, prefix=()):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            yield prefix, parser
+        for action in subs:
+            for name, sub in action.choices.items():
+                yield from leaves(sub, (*prefix, name))
+
+    found = dict(leaves(build_parser()))
+    assert ("bench", "growth") in found and ("run",) in found
+    for path, sub in found.items():
+        assert callable(sub.get_default("func")), f"cemg-ray {' '.join(path)} sets no handler"
+
+
 def test_validate_reports_errors_with_key_path(tmp_path, capsys):
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text("run_dir: /tmp/x\n")

@@ -158,3 +158,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep", help="keep the run directories under this folder (default: a temporary folder)")
     p.add_argument("--plot", help="also write a log-log plot of the stage times here (PNG)")
     p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd)

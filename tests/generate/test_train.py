@@ -121,6 +121,19 @@ def test_token_layout_still_trains_serves_and_is_reported(demo_run, tmp_path) ->
         load_recommender(cfg, store, cold_share=0.2)
 
 
+def test_item_level_generator_trains_on_two_ddp_workers(demo_run, tmp_path) -> None:
+    """Two Ray Train workers of one CPU each (DDP over gloo): the item-level generator has no parameter left
+    without a gradient, which DDP would refuse; the run finishes and saves a loadable model."""
+    from cemg_ray.generate.recommender import load_recommender
+
+    report, store = _train_report(demo_run, tmp_path, ["train.num_workers=2", "train.cpus_per_worker=1",
+                                                       "train.epochs=1", "train.valid_users=50"])
+    assert report["epochs_run"] == 1 and report["steps"] > 0
+    rec = load_recommender(demo_run[0], store)
+    items, _ = rec.recommend([np.array([0, 1, 2])], 5)
+    assert ((items >= 0) & (items < rec.num_items)).all()
+
+
 def test_deepspeed_zero2_on_cpu(demo_run, tmp_path) -> None:
     report, store = _train_report(demo_run, tmp_path, ["train.strategy=deepspeed", "train.zero_stage=2",
                                                        "train.epochs=1", "train.valid_users=50"])
