@@ -148,12 +148,14 @@ def recommend_rows(rec: Recommender, histories: list[np.ndarray],
     """One ranked (items, scores) row per history, at least ``wants[i]`` long (shorter only if the model has
     fewer items), from one model call per fetch bucket (:func:`fetch_bucket`)."""
     beams = getattr(rec, "num_beams", None)
+    catalog = getattr(rec, "num_items", None)
     if not beams:  # rankings that do not depend on k: one call at the largest fetch
         groups = {max(wants, default=1): list(range(len(histories)))}
     else:
         groups = {}
         for row, want in enumerate(wants):
-            groups.setdefault(fetch_bucket(want, beams), []).append(row)
+            size = fetch_bucket(want, beams)
+            groups.setdefault(max(want, min(size, catalog)) if catalog else size, []).append(row)
     out: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int64), np.zeros(0, np.float32))] * len(histories)
     for size, rows in sorted(groups.items()):
         items, scores = rec.recommend([histories[r] for r in rows], size)

@@ -20,6 +20,22 @@ def test_fetch_bucket_rounds_up_to_whole_beam_widths_and_leaves_beamless_models_
     assert fetch_bucket(37, None) == 37 and fetch_bucket(37, 0) == 37
 
 
+def test_fetch_buckets_never_ask_a_model_for_more_items_than_its_catalog() -> None:
+    from cemg_ray.generate.config import TrainConfig
+    from cemg_ray.generate.itemseq import build_item_model
+    from cemg_ray.generate.recommender import ItemCEMGRecommender
+    from cemg_ray.generate.tokens import TokenLayout
+
+    layout, codes = TokenLayout((4, 3, 2)), np.array([[0, 0, 0], [0, 0, 1], [0, 2, 0], [1, 1, 0], [2, 0, 0],
+                                                      [2, 1, 0], [3, 2, 0], [3, 2, 1]])
+    cfg = TrainConfig(backbone="decoder", history="items", objective="dense", d_model=16, num_layers=1,
+                      num_heads=2, d_ff=32, dropout=0.0)
+    rec = ItemCEMGRecommender(build_item_model(cfg, layout, codes, 5).eval(), codes, 5, num_beams=20)
+    rows = recommend_rows(rec, [np.array([1, 2]), np.array([3])], [5, 8])
+    for items, _ in rows:  # one call at the catalog's 8 items (not the bucket's 20): every item, once
+        assert sorted(items.tolist()) == list(range(8))
+
+
 def test_a_users_beam_list_does_not_depend_on_who_shares_the_batch(demo_run) -> None:
     """A short history decoded beside a long one (whose seen items need a wider beam) gets the list it gets
     alone, at the configured width; the long one gets the list of its own bucket."""
