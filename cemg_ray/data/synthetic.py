@@ -42,6 +42,17 @@ def _image(rng: np.random.Generator, cluster: int, size: int) -> bytes:
     return buf.getvalue()
 
 
+def choice_cdf(weights: np.ndarray) -> np.ndarray:
+    """The cumulative distribution ``Generator.choice(n, p=weights / weights.sum())`` builds on each call."""
+    cdf = np.cumsum(weights / weights.sum())
+    return cdf / cdf[-1]
+
+
+def draw_index(cdf: np.ndarray, rng: np.random.Generator) -> int:
+    """One index drawn as ``rng.choice(len(cdf), p=...)`` draws it (one uniform, the same result), in log time."""
+    return int(cdf.searchsorted(rng.random(), side="right"))
+
+
 def make_catalog(cfg: SyntheticConfig | None = None) -> Catalog:
     """Build the catalog described by a ``SyntheticConfig`` (defaults when ``None``)."""
     if cfg is None:
@@ -61,21 +72,24 @@ def make_catalog(cfg: SyntheticConfig | None = None) -> Catalog:
         titles.append(title)
         texts.append(f"Title: {title}. Categories: {noun}s, {adj} collection")
         images.append(_image(rng, c, cfg.image_size))
-    # Zipf popularity inside each cluster; the ring order gives a learnable "next item".
-    weights = []
-    for m in members:
-        w = 1.0 / np.arange(1, len(m) + 1) ** 1.1
-        weights.append(w / w.sum())
+    # Zipf popularity inside each cluster; the ring order gives a learnable "next item". Draws go through
+    # each cluster's CDF, built once: what rng.choice(n, p=w) does on every call (the same draws for the same
+    # seed), without re-summing the cluster's weights per draw, which made generation users x items.
+    cdfs = [choice_cdf(1.0 / np.arange(1, len(m) + 1) ** 1.1) for m in members]
+
+    def draw(c: int) -> int:
+        return draw_index(cdfs[c], rng)
+
     seqs = []
     for _ in range(cfg.num_users):
         c = int(rng.integers(n_clusters))
         length = int(rng.integers(cfg.min_len, cfg.max_len + 1))
-        pos = int(rng.choice(len(members[c]), p=weights[c]))
+        pos = draw(c)
         seq: list[int] = []
         for _ in range(length):
             if rng.random() < 0.1:  # occasional excursion to another cluster
                 oc = int(rng.integers(n_clusters))
-                item = int(members[oc][rng.choice(len(members[oc]), p=weights[oc])])
+                item = int(members[oc][draw(oc)])
             else:
                 item = int(members[c][pos % len(members[c])])
                 pos += 1 + int(rng.random() < 0.2)

@@ -26,3 +26,13 @@ def test_deterministic_and_structured():
 def test_every_user_has_min_len_and_no_repeats():
     cat = make_catalog(SyntheticConfig(num_users=200, num_items=50, seed=1))
     assert all(len(s) >= 5 and len(set(s.tolist())) == len(s) for s in cat.sequences)
+
+
+def test_cdf_draws_equal_numpys_weighted_choice_for_the_same_seed():
+    from cemg_ray.data.synthetic import choice_cdf, draw_index
+
+    weights = 1.0 / np.arange(1, 501) ** 1.1
+    cdf = choice_cdf(weights)
+    ours, numpys = np.random.default_rng(7), np.random.default_rng(7)
+    drawn = [draw_index(cdf, ours) for _ in range(2000)]
+    assert drawn == [int(numpys.choice(500, p=weights / weights.sum())) for _ in range(2000)]
