@@ -1,6 +1,7 @@
 """Time and fingerprint the synthetic catalog at N items (1.85 users per item) from the revision on PYTHONPATH:
 
-    cd /tmp && PYTHONPATH=/tmp/old /work/main/.venv/bin/python /work/main/jobs/experiments/synthetic_catalog_probe.py 20000
+    cd /tmp && PYTHONPATH=/tmp/old /work/main/.venv/bin/python \\
+        /work/main/jobs/experiments/synthetic_catalog_probe.py 20000
 
 Prints the module, N, seconds and a hash of the sequences (equal hashes: the same catalog).
 """
