@@ -63,6 +63,14 @@ def growth_per_10x(t_small: float, t_large: float, n_small: int, n_large: int) -
     return (t_large / t_small) ** (1.0 / math.log10(n_large / n_small))
 
 
+def _row(manifest: dict[str, Any], items: int, users: int, stages: list[str], total: float | None) -> dict[str, Any]:
+    data = manifest["stages"].get("data", {}).get("report", {}).get("stats", {})
+    done = {s: manifest["stages"][s]["wall_s"] for s in stages
+            if manifest["stages"].get(s, {}).get("status", "ok") == "ok" and "wall_s" in manifest["stages"].get(s, {})}
+    return {"items": items, "users": users, "interactions": data.get("interactions"), "wall_s": done,
+            "total_s": round(total if total is not None else sum(done.values()), 2)}
+
+
 def run(job: str, sizes: list[int], users_per_item: float, epochs: int, stages: list[str],
         extra: list[str], keep: str | None = None) -> dict[str, Any]:
     from cemg_ray.config import load_config
@@ -75,15 +83,37 @@ def run(job: str, sizes: list[int], users_per_item: float, epochs: int, stages: 
         cfg = load_config(job, size_overrides(n, users_per_item, epochs, run_dir) + extra)
         t0 = time.perf_counter()
         manifest = run_pipeline(cfg, stages, force=True)
-        total = time.perf_counter() - t0
-        data = manifest["stages"].get("data", {}).get("report", {}).get("stats", {})
-        rows.append({
-            "items": n,
-            "users": cfg.dataset.synthetic.num_users,
-            "interactions": data.get("interactions"),
-            "wall_s": {s: manifest["stages"][s]["wall_s"] for s in stages if s in manifest["stages"]},
-            "total_s": round(total, 2),
-        })
+        rows.append(_row(manifest, n, cfg.dataset.synthetic.num_users, stages, time.perf_counter() - t0))
+    return summarise(rows, job, epochs, users_per_item, stages, base if keep else None)
+
+
+def from_kept(folder: str, stages: list[str]) -> dict[str, Any]:
+    """The table of a sweep kept with ``--keep`` (its ``items-N`` run directories), read from their manifests.
+
+    A sweep stopped part-way still tabulates: a size's row holds the stages its manifest records as finished
+    (``total_s`` is then their sum), so a long sweep's early sizes are not lost with its last one.
+    """
+    import json
+
+    manifests = []
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name, "manifest.json")
+        if name.startswith("items-") and name[6:].isdigit() and os.path.exists(path):
+            with open(path) as f:
+                manifests.append(json.load(f))
+    if not manifests:
+        raise SystemExit(f"bench growth --from-kept: no items-N/manifest.json under {folder}")
+    manifests.sort(key=lambda m: m["config"]["dataset"]["synthetic"]["num_items"])
+    rows = [_row(m, m["config"]["dataset"]["synthetic"]["num_items"], m["config"]["dataset"]["synthetic"]["num_users"],
+                 stages, None) for m in manifests]
+    first = manifests[0]
+    return summarise(rows, first.get("job") or "kept", first["config"]["train"]["epochs"],
+                     round(rows[0]["users"] / rows[0]["items"], 2), stages, folder, load=None)
+
+
+def summarise(rows: list[dict[str, Any]], job: str, epochs: int, users_per_item: float, stages: list[str],
+              run_dirs: str | None, load: float | None = -1.0) -> dict[str, Any]:
+    """Growth per 10x between consecutive sizes for every stage, and the run's machine, date and load."""
     growth = {}
     for s in stages:
         growth[s] = [growth_per_10x(a["wall_s"].get(s, 0), b["wall_s"].get(s, 0), a["items"], b["items"])
@@ -92,7 +122,8 @@ def run(job: str, sizes: list[int], users_per_item: float, epochs: int, stages: 
         "job": job, "epochs": epochs, "users_per_item": users_per_item, "stages": stages, "rows": rows,
         "growth_per_10x": growth, "scales_with": {s: SCALES_WITH.get(s, "") for s in stages},
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": datetime.now(UTC).date().isoformat(),
-        "load_average_1m": round(os.getloadavg()[0], 2), "run_dirs": base if keep else None,
+        # the load now, at the end of a sweep just run; unknown for a kept one read later
+        "load_average_1m": round(os.getloadavg()[0], 2) if load is not None else None, "run_dirs": run_dirs,
     }
 
 
@@ -140,7 +171,10 @@ def _cmd(args: argparse.Namespace) -> int:
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
         raise SystemExit(f"bench growth: --stages: unknown {', '.join(unknown)}; known: {', '.join(STAGES)}")
-    res = run(args.job, sizes, args.users_per_item, args.epochs, stages, args.set or [], args.keep)
+    if args.from_kept:
+        res = from_kept(args.from_kept, stages)
+    else:
+        res = run(args.job, sizes, args.users_per_item, args.epochs, stages, args.set or [], args.keep)
     emit(res, args.json, _print)
     if args.plot:
         plot(res, args.plot)
@@ -157,5 +191,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", help="extra KEY=VALUE overrides of the job (repeatable)")
     p.add_argument("--keep", help="keep the run directories under this folder (default: a temporary folder)")
     p.add_argument("--plot", help="also write a log-log plot of the stage times here (PNG)")
+    p.add_argument("--from-kept", metavar="DIR",
+                   help="run nothing: tabulate the items-N run directories a --keep sweep left in DIR (a stopped "
+                        "sweep's finished stages included)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from cemg_ray.bench.growth import growth_per_10x, run, size_overrides
+from cemg_ray.bench.growth import from_kept, growth_per_10x, run, size_overrides
 from cemg_ray.config import load_config
 
 
@@ -45,3 +45,17 @@ def test_bench_growth_runs_the_pipeline_per_size_and_reads_each_stage_time(tmp_p
     assert "features" in text and "/ 10x" in text and "240" in text
     plot(out, str(tmp_path / "growth.png"))
     assert (tmp_path / "growth.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # the kept sweep tabulates again without running, and a size stopped part-way keeps its finished stages
+    kept = from_kept(str(tmp_path), stages)
+    assert [r["wall_s"] for r in kept["rows"]] == [r["wall_s"] for r in out["rows"]]
+    assert [r["users"] for r in kept["rows"]] == [240, 480] and kept["users_per_item"] == 2.0
+    path = tmp_path / "items-240" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["stages"]["pca"]
+    path.write_text(json.dumps(manifest))
+    partial = from_kept(str(tmp_path), stages)
+    assert "pca" not in partial["rows"][1]["wall_s"] and partial["growth_per_10x"]["pca"] == [None]
+    assert partial["rows"][1]["total_s"] == pytest.approx(sum(partial["rows"][1]["wall_s"].values()), abs=0.01)
+    with pytest.raises(SystemExit, match="no items-N"):
+        from_kept(str(tmp_path / "items-240"), stages)
