@@ -25,6 +25,8 @@ def test_size_overrides_make_a_valid_job_with_codes_enough_for_the_catalog(items
     assert cfg.dataset.synthetic.num_users == round(items * 1.85)
     assert cfg.lightgcn.epochs == cfg.tokenize.epochs == cfg.train.epochs == 1
     assert cfg.tokenize.codebook_size ** cfg.tokenize.num_levels >= 4 * items
+    trained = load_config("jobs/demo.yaml", size_overrides(items, 1.85, 1, "/tmp/growth", tokenize_epochs=20))
+    assert trained.tokenize.epochs == 20 and trained.train.epochs == 1
 
 
 def test_bench_growth_runs_the_pipeline_per_size_and_reads_each_stage_time(tmp_path, capsys) -> None:
@@ -48,6 +50,7 @@ def test_bench_growth_runs_the_pipeline_per_size_and_reads_each_stage_time(tmp_p
 
     # the kept sweep tabulates again without running, and a size stopped part-way keeps its finished stages
     kept = from_kept(str(tmp_path), stages)
+    assert all(r["max_items_per_code"] is None for r in kept["rows"])  # no tokenize stage in this sweep
     assert [r["wall_s"] for r in kept["rows"]] == [r["wall_s"] for r in out["rows"]]
     assert [r["users"] for r in kept["rows"]] == [240, 480] and kept["users_per_item"] == 2.0
     path = tmp_path / "items-240" / "manifest.json"
