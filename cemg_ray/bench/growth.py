@@ -13,9 +13,11 @@ Growth per 10x is ``(t_large / t_small) ** (1 / log10(n_large / n_small))`` betw
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import platform
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -187,8 +189,11 @@ def _cmd(args: argparse.Namespace) -> int:
     if args.from_kept:
         res = from_kept(args.from_kept, stages)
     else:
-        res = run(args.job, sizes, args.users_per_item, args.epochs, stages, args.set or [], args.keep,
-                  args.tokenize_epochs)
+        # the pipeline's workers print their progress through the driver's stdout: with --json that goes to stderr,
+        # so that stdout holds the JSON alone
+        with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
+            res = run(args.job, sizes, args.users_per_item, args.epochs, stages, args.set or [], args.keep,
+                      args.tokenize_epochs)
     emit(res, args.json, _print)
     if args.plot:
         plot(res, args.plot)
