@@ -34,12 +34,21 @@ def _upstream(cfg: JobConfig) -> tuple[str, ...]:
 
 
 def planted_agreement(codes: np.ndarray, clusters: np.ndarray) -> dict:
-    """P(same level-0 code | same planted cluster) against P(same level-0 code) over all pairs."""
-    same_code = codes[:, None, 0] == codes[None, :, 0]
-    same_cluster = clusters[:, None] == clusters[None, :]
-    off = ~np.eye(len(codes), dtype=bool)
-    return {"p_same_code_given_same_cluster": float(same_code[same_cluster & off].mean()),
-            "p_same_code_any_pair": float(same_code[off].mean())}
+    """P(same level-0 code | same planted cluster) against P(same level-0 code) over all pairs of distinct items.
+
+    Counted from the cluster x code contingency table (pairs in a cell: n (n - 1)), not from items x items
+    masks, which took 40 GB at 100,000 items.
+    """
+    def pairs(counts: np.ndarray) -> float:
+        counts = counts.astype(np.float64)
+        return float((counts * (counts - 1)).sum())
+
+    _, cluster_idx = np.unique(clusters, return_inverse=True)
+    _, code_idx = np.unique(codes[:, 0], return_inverse=True)
+    cells = np.bincount(cluster_idx * (code_idx.max() + 1) + code_idx)
+    n = len(codes)
+    return {"p_same_code_given_same_cluster": pairs(cells) / pairs(np.bincount(cluster_idx)),
+            "p_same_code_any_pair": pairs(np.bincount(code_idx)) / (n * (n - 1.0))}
 
 
 @stage("tokenize", sections=("tokenize",), after=_upstream)
