@@ -107,6 +107,8 @@ def from_kept(folder: str, stages: list[str]) -> dict[str, Any]:
     """
     import json
 
+    if not os.path.isdir(folder):
+        raise SystemExit(f"bench growth --from-kept: {folder} is not a folder (a --keep sweep's run directories)")
     manifests = []
     for name in os.listdir(folder):
         path = os.path.join(folder, name, "manifest.json")

@@ -46,9 +46,10 @@ def planted_agreement(codes: np.ndarray, clusters: np.ndarray) -> dict:
     _, cluster_idx = np.unique(clusters, return_inverse=True)
     _, code_idx = np.unique(codes[:, 0], return_inverse=True)
     cells = np.bincount(cluster_idx * (code_idx.max() + 1) + code_idx)
-    n = len(codes)
-    return {"p_same_code_given_same_cluster": pairs(cells) / pairs(np.bincount(cluster_idx)),
-            "p_same_code_any_pair": pairs(np.bincount(code_idx)) / (n * (n - 1.0))}
+    n, same_cluster = len(codes), pairs(np.bincount(cluster_idx))
+    nan = float("nan")  # no pair to count (one item, or every cluster a singleton)
+    return {"p_same_code_given_same_cluster": pairs(cells) / same_cluster if same_cluster else nan,
+            "p_same_code_any_pair": pairs(np.bincount(code_idx)) / (n * (n - 1.0)) if n > 1 else nan}
 
 
 @stage("tokenize", sections=("tokenize",), after=_upstream)

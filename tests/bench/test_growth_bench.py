@@ -60,5 +60,7 @@ def test_bench_growth_runs_the_pipeline_per_size_and_reads_each_stage_time(tmp_p
     partial = from_kept(str(tmp_path), stages)
     assert "pca" not in partial["rows"][1]["wall_s"] and partial["growth_per_10x"]["pca"] == [None]
     assert partial["rows"][1]["total_s"] == pytest.approx(sum(partial["rows"][1]["wall_s"].values()), abs=0.01)
+    with pytest.raises(SystemExit, match="is not a folder"):
+        from_kept(str(tmp_path / "missing"), stages)
     with pytest.raises(SystemExit, match="no items-N"):
         from_kept(str(tmp_path / "items-240"), stages)

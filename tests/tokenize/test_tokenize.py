@@ -94,3 +94,5 @@ def test_planted_agreement_equals_the_pairwise_masks_without_building_them() -> 
     got = planted_agreement(codes, clusters)
     assert got["p_same_code_given_same_cluster"] == pytest.approx(float(same_code[same_cluster & off].mean()))
     assert got["p_same_code_any_pair"] == pytest.approx(float(same_code[off].mean()))
+    singletons = planted_agreement(codes[:3], np.arange(3))
+    assert np.isnan(singletons["p_same_code_given_same_cluster"]) and singletons["p_same_code_any_pair"] >= 0
