@@ -12,7 +12,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("cemg_ray")
 
 # runs in every worker of a local cluster this module starts (runtime_env's worker_process_setup_hook)
-PIN_ADDRESS_HOOK = "cemg_ray.raycluster.pin_own_cluster_address"
+LOCAL_WORKER_HOOK = "cemg_ray.raycluster.set_up_local_worker"
+
+# Ray Train's detached placement-group cleaner (Ray 2.60) logs this once a second when the State API is unreachable
+CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+STATE_API_RETRY_WARNING = "Failed to query Ray Train Controller actor state"
+
+
+class DropStateApiRetryWarning(logging.Filter):
+    """Drop the cleaner's "State API unavailable" retry warning, and nothing else it logs.
+
+    Why: a local cluster that ``cemg-ray`` starts runs without the dashboard, which serves the State API, so the
+    cleaner can never ask whether the training's controller is alive and warned once a second through every
+    training stage (108 lines in a 4-minute run). What the cleaner is for — removing a dead run's placement group —
+    happens anyway there: the cluster ends with the ``cemg-ray`` process that started it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(STATE_API_RETRY_WARNING)
 
 
 def pin_own_cluster_address() -> None:
@@ -25,6 +42,14 @@ def pin_own_cluster_address() -> None:
     import ray
 
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+
+
+def set_up_local_worker() -> None:
+    """Every worker of a local cluster ``cemg-ray`` started: its own cluster's address, no State API retry spam."""
+    pin_own_cluster_address()
+    cleaner_log = logging.getLogger(CLEANER_LOGGER)
+    if not any(isinstance(f, DropStateApiRetryWarning) for f in cleaner_log.filters):
+        cleaner_log.addFilter(DropStateApiRetryWarning())
 
 
 def ensure_ray(ray_cfg: RayConfig) -> None:
@@ -44,7 +69,7 @@ def ensure_ray(ray_cfg: RayConfig) -> None:
             kwargs["num_cpus"] = ray_cfg.num_cpus
         if ray_cfg.num_gpus is not None:
             kwargs["num_gpus"] = ray_cfg.num_gpus
-        kwargs["runtime_env"] = {"worker_process_setup_hook": PIN_ADDRESS_HOOK}
+        kwargs["runtime_env"] = {"worker_process_setup_hook": LOCAL_WORKER_HOOK}
     ray.init(**kwargs)
     res = ray.cluster_resources()
     log.info("ray: connected (%s CPUs, %s GPUs)", res.get("CPU", 0), res.get("GPU", 0))

@@ -127,7 +127,7 @@ def _resume(engine: Engine, checkpoint: Checkpoint, rank: int) -> tuple[dict | N
         engine.load(d)
         best = load_file(os.path.join(d, BEST_FILE)) if os.path.exists(os.path.join(d, BEST_FILE)) else None
     if rank == 0:
-        print(f"[cemg-ray] resumed from checkpoint after epoch {state['epoch']} (step {state['step']})")
+        log.info("resumed from checkpoint after epoch %s (step %s)", state["epoch"], state["step"])
     return state, best
 
 
@@ -194,8 +194,8 @@ def _train_epoch(engine: Engine, cfg: TrainConfig, state: dict, clock: dict, bat
         state["step"] += 1
         if rank == 0 and cfg.log_every and count % cfg.log_every == 0:  # progress inside a long epoch
             rate, steps = count / (time.perf_counter() - t0), math.ceil(len(perm) / cfg.batch_size)
-            print(f"[cemg-ray] epoch {epoch} step {count}/{steps} loss {loss_sum / count:.4f} "
-                  f"{rate:.2f} steps/s, epoch ends in {(steps - count) / rate / 60:.1f} min")
+            log.info("epoch %d step %d/%d loss %.4f %.2f steps/s, epoch ends in %.1f min", epoch, count, steps,
+                     loss_sum / count, rate, (steps - count) / rate / 60)
     return loss_sum, count, seen, time.perf_counter() - t0
 
 
