@@ -8,7 +8,7 @@ import math
 import pytest
 
 from cemg_ray.bench.growth import from_kept, growth_per_10x, run, size_overrides
-from cemg_ray.config import load_config
+from cemg_ray.config import ConfigError, load_config
 
 
 def test_growth_per_10x_is_10_for_linear_and_100_for_quadratic_time() -> None:
@@ -27,6 +27,8 @@ def test_size_overrides_make_a_valid_job_with_codes_enough_for_the_catalog(items
     assert cfg.tokenize.codebook_size ** cfg.tokenize.num_levels >= 4 * items
     trained = load_config("jobs/demo.yaml", size_overrides(items, 1.85, 1, "/tmp/growth", tokenize_epochs=20))
     assert trained.tokenize.epochs == 20 and trained.train.epochs == 1
+    with pytest.raises(ConfigError, match="tokenize.epochs"):  # 0 is refused by name, not read as "unset"
+        load_config("jobs/demo.yaml", size_overrides(items, 1.85, 1, "/tmp/growth", tokenize_epochs=0))
 
 
 def test_bench_growth_runs_the_pipeline_per_size_and_reads_each_stage_time(tmp_path, capsys) -> None:
