@@ -70,6 +70,9 @@ class EvaluateConfig(Section):
     ks: list[Annotated[int, Field(ge=1)]] = Field([5, 10, 20], min_length=1)
     split: Literal["test", "valid"] = "test"
     batch_size: int = Field(512, ge=1)
+    # a user's history items are removed before the top-K, as the field's protocol and every user-facing path
+    # (API, export, serving) do; false ranks them too (this project's figures before 2026-12-06)
+    exclude_seen: bool = True
 
 
 class JobConfig(Section):

@@ -115,9 +115,14 @@ class Store:
         """A full URI for tools that take one (Ray Data, HF): ``s3://...`` or an absolute path."""
         return f"s3://{self.path(rel)}" if not self.is_local else self.path(rel)
 
+    def committed(self) -> Store:
+        """The run directory without this view's redirects: what the last commit left (a stage's previous
+        outputs, which its own staged view hides behind the empty staging folder)."""
+        return Store(self.root_uri, self.endpoint_url, self.region) if self.redirect else self
+
     def committed_uri(self, rel: str = "") -> str:
         """The URI ``rel`` has once a staged stage commits (what reports and logs should name)."""
-        return Store(self.root_uri, self.endpoint_url, self.region).uri(rel) if self.redirect else self.uri(rel)
+        return self.committed().uri(rel)
 
     def exists(self, rel: str) -> bool:
         info = self.fs.get_file_info(self.path(rel))

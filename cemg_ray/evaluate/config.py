@@ -8,12 +8,18 @@ from cemg_ray.configbase import Section
 
 
 class SASRecConfig(Section):
+    """The field's SASRec recipe (docs/EXPERIMENTS.md "SASRec"): d 64, 2 blocks, dropout 0.5 on hidden states
+    and attention, Adam without weight decay, batch 256, histories up to 50 items, early stopping on
+    validation NDCG@10."""
+
     dim: int = Field(64, ge=1)
     num_layers: int = Field(2, ge=1)
     num_heads: int = Field(2, ge=1)
-    dropout: float = Field(0.2, ge=0, lt=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
     max_len: int = Field(50, ge=1)
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(200, ge=1)  # at most: early stopping on validation NDCG@10 ends training
+    patience: int = Field(10, ge=1)  # epochs without a better validation NDCG@10 before stopping
+    valid_users: int | None = Field(None, ge=1)  # users scored after each epoch (None: every user)
     batch_size: int = Field(256, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)

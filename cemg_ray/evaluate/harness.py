@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from cemg_ray.data.split import Split
 from cemg_ray.evaluate.metrics import hr_ndcg, standard_errors, target_ranks
+from cemg_ray.recommenders import fetch_size, recommend_rows, unseen_top_k
 
 if TYPE_CHECKING:
     from cemg_ray.recommenders import Recommender
@@ -18,9 +19,28 @@ if TYPE_CHECKING:
 log = logging.getLogger("cemg_ray")
 
 
+def ranked_lists(rec: Recommender, histories: list[np.ndarray], k: int, exclude_seen: bool) -> np.ndarray:
+    """Each history's top-``k`` item ids ([B, k], ``-1`` where the model ranks fewer), its own items removed
+    when ``exclude_seen``: the same fetch buckets and filter as the Python API, export and serving use."""
+    if not exclude_seen:
+        items, _ = rec.recommend(histories, k)
+        return np.asarray(items)
+    seen = [set(np.asarray(h).tolist()) for h in histories]
+    catalog = getattr(rec, "num_items", None) or 1 << 62
+    rows = recommend_rows(rec, histories, [fetch_size(k, len(s), catalog) for s in seen])
+    out = np.full((len(histories), k), -1, dtype=np.int64)
+    for r, ((items, scores), s) in enumerate(zip(rows, seen)):
+        kept = [item for item, _ in unseen_top_k(np.asarray(items), np.asarray(scores), s, k, catalog)]
+        out[r, :len(kept)] = kept
+    return out
+
+
 def evaluate(rec: Recommender, split: Split, which: str = "test", ks: list[int] | None = None,
-             batch_size: int = 512, limit: int | None = None) -> dict:
-    """Full-ranking HR/NDCG overall and on cold-start targets (<= cold_start_max train interactions)."""
+             batch_size: int = 512, limit: int | None = None, exclude_seen: bool = True) -> dict:
+    """Full-ranking HR/NDCG overall and on cold-start targets (<= cold_start_max train interactions).
+
+    ``exclude_seen``: a user's history items are removed before the top-K (the field's protocol, and what
+    users of the API, export and serving get)."""
     ks = sorted(ks or [5, 10, 20])
     histories, targets = split.histories(which)
     if limit is not None:
@@ -34,8 +54,8 @@ def evaluate(rec: Recommender, split: Split, which: str = "test", ks: list[int] 
     for start in tqdm(range(0, len(targets), batch_size), desc=f"eval {rec.name}", unit="batch",
                       leave=False, mininterval=5):
         rows = order[start:start + batch_size]
-        items, _ = rec.recommend([histories[r] for r in rows], kmax)
-        ranks[rows] = target_ranks(np.asarray(items), targets[rows])
+        items = ranked_lists(rec, [histories[r] for r in rows], kmax, exclude_seen)
+        ranks[rows] = target_ranks(items, targets[rows])
     wall = time.perf_counter() - t0
     cold = split.cold_items()[targets]
     return {
@@ -46,5 +66,6 @@ def evaluate(rec: Recommender, split: Split, which: str = "test", ks: list[int] 
         "users": int(len(targets)),
         "cold_start_users": int(cold.sum()),
         "split": which,
+        "exclude_seen": exclude_seen,
         "users_per_s": round(len(targets) / max(wall, 1e-9), 1),
     }

@@ -45,9 +45,10 @@ class SASRec(nn.Module):
         self.max_len = cfg.max_len
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        """Hidden state per position, [B, L, dim]; ``seq`` is left-padded with 0."""
+        """Hidden state per position, [B, L, dim]; ``seq`` is left-padded with 0, L <= max_len."""
         length = seq.shape[1]
-        pos = torch.arange(length, device=seq.device)
+        # positions count back from the last item, so a batch trimmed of its all-padding columns is exact
+        pos = torch.arange(self.max_len - length, self.max_len, device=seq.device)
         x = self.drop(self.item_emb(seq) * self.item_emb.embedding_dim ** 0.5 + self.pos_emb(pos))
         causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=seq.device), 1)
         # one mask per sequence: causal + padded keys, with the diagonal open so that a padding row
@@ -71,7 +72,45 @@ def _left_pad(seqs: list[np.ndarray], length: int) -> np.ndarray:
     return out
 
 
-def train_sasrec(split: Split, cfg: SASRecConfig) -> tuple[SASRec, list[float]]:
+def _trim_left(*batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Drop leading columns that are padding in every row of ``batch[0]``.
+
+    Exact: positions count from the right (the last item always sits at ``max_len - 1``), padded keys are
+    masked, and Beauty's histories average 9 items, so a batch costs its longest row, not ``max_len``."""
+    width = max(int((batch[0] > 0).sum(1).max()), 1)
+    return tuple(t[:, -width:] for t in batch)
+
+
+@torch.no_grad()
+def valid_ndcg(model: SASRec, histories: list[np.ndarray], targets: np.ndarray, k: int = 10,
+               batch_size: int = 1024) -> tuple[float, float]:
+    """Full-ranking (HR@k, NDCG@k) with each user's history items removed, as the evaluation harness ranks.
+
+    The rank of a target is the number of unseen items scored strictly above it (vectorised, no top-K):
+    cheap enough to run after every epoch for early stopping on the validation split."""
+    model.eval()
+    hits, gains = 0.0, 0.0
+    for start in range(0, len(targets), batch_size):
+        hist = histories[start:start + batch_size]
+        x, = _trim_left(torch.from_numpy(_left_pad(hist, model.max_len)))
+        scores = model.logits(model(x)[:, -1])
+        rows = np.concatenate([np.full(len(h), r) for r, h in enumerate(hist)]).astype(np.int64)
+        cols = np.concatenate(hist).astype(np.int64) if len(rows) else rows
+        target = torch.from_numpy(targets[start:start + batch_size])
+        own = scores.gather(1, target[:, None])
+        scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf
+        rank = (scores > own).sum(1).float()
+        hit = rank < k
+        hits += float(hit.sum())
+        gains += float((hit / torch.log2(rank + 2)).sum())
+    n = max(len(targets), 1)
+    return hits / n, gains / n
+
+
+def train_sasrec(split: Split, cfg: SASRecConfig) -> tuple[SASRec, list[dict]]:
+    """Cross-entropy over the catalog at every position of every training sequence (the field's recipe,
+    ``../docs/EXPERIMENTS.md``), early-stopped on validation NDCG@10: the best epoch's weights are returned
+    with one history row per epoch (loss, validation figures, seconds)."""
     torch.manual_seed(cfg.seed)
     model = SASRec(split.num_items, cfg)
     seqs = [s for s in split.train if len(s) >= 2]
@@ -79,7 +118,13 @@ def train_sasrec(split: Split, cfg: SASRecConfig) -> tuple[SASRec, list[float]]:
     inputs = torch.from_numpy(_left_pad([s[:-1] for s in seqs], cfg.max_len))
     targets = torch.from_numpy(_left_pad([s[1:] for s in seqs], cfg.max_len))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    losses = []
+    valid_users = np.arange(len(split.valid_target))
+    if cfg.valid_users is not None and cfg.valid_users < len(valid_users):
+        valid_users = np.random.default_rng(cfg.seed).choice(valid_users, cfg.valid_users, replace=False)
+    valid_hist = [split.valid_history[u] for u in valid_users]
+    valid_target = split.valid_target[valid_users]
+    history: list[dict] = []
+    best, best_state, waited = -1.0, None, 0
     gen = torch.Generator().manual_seed(cfg.seed)
     for epoch in range(cfg.epochs):
         model.train()
@@ -88,7 +133,7 @@ def train_sasrec(split: Split, cfg: SASRecConfig) -> tuple[SASRec, list[float]]:
         t0 = time.perf_counter()
         for start in range(0, len(perm), cfg.batch_size):
             idx = perm[start:start + cfg.batch_size]
-            x, y = inputs[idx], targets[idx]
+            x, y = _trim_left(inputs[idx], targets[idx])
             mask = y > 0
             h = model(x)[mask]
             loss = nn.functional.cross_entropy(model.logits(h), y[mask] - 1)
@@ -97,9 +142,24 @@ def train_sasrec(split: Split, cfg: SASRecConfig) -> tuple[SASRec, list[float]]:
             opt.step()
             total += loss.item() * int(mask.sum())
             n += int(mask.sum())
-        losses.append(total / max(n, 1))
-        log.info("sasrec epoch %d/%d loss %.4f (%.1fs)", epoch + 1, cfg.epochs, losses[-1], time.perf_counter() - t0)
-    return model, losses
+        row = {"epoch": epoch + 1, "loss": total / max(n, 1), "train_s": round(time.perf_counter() - t0, 2)}
+        hr, ndcg = valid_ndcg(model, valid_hist, valid_target)
+        row.update({"valid_HR@10": hr, "valid_NDCG@10": ndcg})
+        history.append(row)
+        log.info("sasrec epoch %d/%d loss %.4f valid NDCG@10 %.4f HR@10 %.4f (%.1fs)", epoch + 1, cfg.epochs,
+                 row["loss"], ndcg, hr, row["train_s"])
+        if ndcg > best:
+            best, waited = ndcg, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            waited += 1
+            if waited >= cfg.patience:
+                log.info("sasrec: no better validation NDCG@10 for %d epochs, stopping at epoch %d (best %.4f)",
+                         cfg.patience, epoch + 1, best)
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.eval(), history
 
 
 class SASRecRecommender:
@@ -120,7 +180,7 @@ class SASRecRecommender:
 
     @torch.no_grad()
     def recommend(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
-        x = torch.from_numpy(_left_pad(list(histories), self.model.max_len))
+        x, = _trim_left(torch.from_numpy(_left_pad(list(histories), self.model.max_len)))
         scores = self.model.logits(self.model(x)[:, -1])
         top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
         return top.indices.numpy().astype(np.int64), top.values.numpy().astype(np.float32)

@@ -12,7 +12,8 @@ from cemg_ray.evaluate.harness import evaluate
 from cemg_ray.evaluate.report import write_report
 from cemg_ray.evaluate.sasrec import train_sasrec
 from cemg_ray.pipeline import StageContext, require, stage
-from cemg_ray.recommenders import Recommender, load, model_stage, stages_for
+from cemg_ray.recommenders import Recommender, UnknownModelError, load, model_stage, model_version, stages_for
+from cemg_ray.store import Store
 
 if TYPE_CHECKING:
     from cemg_ray.config import JobConfig
@@ -35,15 +36,42 @@ def run(ctx: StageContext) -> dict:
     """Evaluate each model in ``evaluate.models``; rows of models not re-run are kept."""
     cfg = ctx.cfg
     split = load_split(ctx.store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
-    metrics = ctx.store.read_json(METRICS) if ctx.store.exists(METRICS) else {}
+    metrics, dropped = kept_rows(ctx.store, cfg.evaluate.models)
     for name in cfg.evaluate.models:
         rec = load_model(name, ctx)
-        result = evaluate(rec, split, cfg.evaluate.split, cfg.evaluate.ks, cfg.evaluate.batch_size)
-        metrics[name] = result
+        result = evaluate(rec, split, cfg.evaluate.split, cfg.evaluate.ks, cfg.evaluate.batch_size,
+                          exclude_seen=cfg.evaluate.exclude_seen)
+        metrics[name] = {**result, "model_version": rec.model_version}
         log.info("evaluate %s: %s", name, {k: round(v, 4) for k, v in result["overall"].items()})
     ctx.store.write_json(METRICS, metrics)
     write_report(ctx.store, metrics, cfg.evaluate.ks)
-    return {"metrics": ctx.store.committed_uri(METRICS), "models": list(metrics)}
+    return {"metrics": ctx.store.committed_uri(METRICS), "models": list(metrics), "dropped_rows": dropped}
+
+
+def kept_rows(store: Store, rerun: list[str]) -> tuple[dict, list[str]]:
+    """The committed metrics rows of models not re-run now, each kept only while its model is the one the run
+    directory holds (same ``model_version``); a row of a model retrained since, removed from the registry or
+    recorded without a version is dropped with a message naming it. Reads the last commit, not the staged
+    view (which shows this stage's empty staging folder)."""
+    committed = store.committed()
+    previous = committed.read_json(METRICS) if committed.exists(METRICS) else {}
+    kept, dropped = {}, []
+    for name, row in previous.items():
+        if name in rerun:
+            continue
+        try:
+            current = model_version(name, committed)
+        except UnknownModelError:
+            current = None
+        if current is not None and row.get("model_version") == current:
+            kept[name] = row
+            continue
+        dropped.append(name)
+        log.warning("evaluate: dropping the earlier row of %s from %s: %s", name, METRICS,
+                    "the model is no longer registered" if current is None else
+                    f"it scored {row.get('model_version', 'an unrecorded version')}, the run directory now "
+                    f"holds {current}; add it to evaluate.models to score it again")
+    return kept, dropped
 
 
 @stage("popularity", sections=(), after=("data",))
@@ -61,6 +89,9 @@ def run_sasrec(ctx: StageContext) -> dict:
     from safetensors.torch import save
 
     split = load_split(ctx.store, ctx.cfg.dataset.max_len, ctx.cfg.dataset.cold_start_max)
-    model, losses = train_sasrec(split, ctx.cfg.sasrec)
+    model, history = train_sasrec(split, ctx.cfg.sasrec)
     ctx.store.write_bytes(artifacts.SASREC, save(model.state_dict()))
-    return {"final_loss": losses[-1], "epochs": len(losses)}
+    best = max(history, key=lambda row: row["valid_NDCG@10"])
+    return {"final_loss": history[-1]["loss"], "epochs": len(history), "best_epoch": best["epoch"],
+            "valid_NDCG@10": best["valid_NDCG@10"], "valid_HR@10": best["valid_HR@10"],
+            "train_s": round(sum(row["train_s"] for row in history), 1), "history": history}

@@ -7,7 +7,7 @@ from cemg_ray.data.synthetic import make_catalog
 from cemg_ray.evaluate.config import SASRecConfig
 from cemg_ray.evaluate.harness import evaluate
 from cemg_ray.evaluate.popularity import PopularityRecommender
-from cemg_ray.evaluate.sasrec import SASRec, SASRecRecommender, _left_pad, train_sasrec
+from cemg_ray.evaluate.sasrec import SASRec, SASRecRecommender, _left_pad, _trim_left, train_sasrec, valid_ndcg
 
 
 def _split():
@@ -29,10 +29,42 @@ def test_eval_mode_matches_train_mode_without_dropout():
 
 def test_learns_the_planted_next_item_structure():
     split = _split()
-    model, losses = train_sasrec(split, SASRecConfig(epochs=30, lr=2e-3))
-    assert losses[-1] < losses[0] * 0.8
+    model, history = train_sasrec(split, SASRecConfig(epochs=30, lr=2e-3, dropout=0.2))
+    assert history[-1]["loss"] < history[0]["loss"] * 0.8
     sas = evaluate(SASRecRecommender(model), split, "valid", [10])
     pop = evaluate(PopularityRecommender(split.train_counts), split, "valid", [10])
     assert sas["overall"]["HR@10"] > 3 * pop["overall"]["HR@10"]
     items, scores = SASRecRecommender(model).recommend(split.test_history[:3], 5)
     assert items.shape == (3, 5) and np.all(np.diff(scores, axis=1) <= 0)
+
+
+def test_trimmed_batches_equal_full_width_ones():
+    """Dropping all-padding columns is exact: positions count back from the last item."""
+    split = _split()
+    model = SASRec(split.num_items, SASRecConfig(dropout=0.0)).eval()
+    x = torch.from_numpy(_left_pad(split.test_history[:16], 50))
+    trimmed, = _trim_left(x)
+    assert trimmed.shape[1] < x.shape[1]
+    with torch.no_grad():
+        torch.testing.assert_close(model(trimmed)[:, -1], model(x)[:, -1], atol=1e-5, rtol=1e-5)
+
+
+def test_early_stopping_keeps_the_best_validation_epoch():
+    split = _split()
+    cfg = SASRecConfig(epochs=40, patience=3, lr=2e-3)
+    model, history = train_sasrec(split, cfg)
+    scores = [row["valid_NDCG@10"] for row in history]
+    best = int(np.argmax(scores))
+    # stopped `patience` epochs after the best one (or ran out of epochs), and returned the best weights
+    assert len(history) == cfg.epochs or len(history) == best + 1 + cfg.patience
+    hr, ndcg = valid_ndcg(model, split.valid_history, split.valid_target)
+    assert ndcg == scores[best]
+
+
+def test_valid_ndcg_agrees_with_the_harness():
+    """The per-epoch figure is the harness's full-ranking NDCG@10 with seen items removed."""
+    split = _split()
+    model, _ = train_sasrec(split, SASRecConfig(epochs=3, lr=2e-3))
+    hr, ndcg = valid_ndcg(model, split.valid_history, split.valid_target)
+    res = evaluate(SASRecRecommender(model), split, "valid", [10])
+    assert abs(res["overall"]["NDCG@10"] - ndcg) < 1e-6 and abs(res["overall"]["HR@10"] - hr) < 1e-9
