@@ -48,6 +48,7 @@ TOKENIZE_REPORT = "tokenize/report.json"
 GENERATOR_MODEL = "generate/model"
 GENERATOR_TRAIN_DATA = "generate/data/train.safetensors"
 GENERATOR_VALID_DATA = "generate/data/valid.safetensors"
+GENERATOR_ITEM_COUNTS = "generate/data/train_counts.safetensors"  # interactions per item (item_ids)
 GENERATOR_CHECKPOINTS = "generate/checkpoints"
 GENERATOR_HISTORY = "generate/history.json"
 GENERATOR_CURVES = "generate/curves.png"

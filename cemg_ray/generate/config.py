@@ -12,7 +12,8 @@ from cemg_ray.configbase import Section
 class TrainConfig(Section):
     HASH_IGNORE: ClassVar[frozenset[str]] = frozenset({"checkpoint_every_s"})
     HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"dense_weight", "dense_temperature",
-                                                                        "dense_negatives"})
+                                                                        "dense_negatives", "item_ids",
+                                                                        "item_id_min_count", "constrained_loss"})
 
     backbone: Literal["t5", "decoder"] = "t5"
     # history layout: "tokens" feeds every code of every history item (the paper's); "items" one pooled
@@ -31,6 +32,15 @@ class TrainConfig(Section):
     # 0: the dense softmax runs over the whole catalog (on Beauty it doubles a step's cost); N > 0: over the
     # batch's targets plus N items drawn uniformly per step (sampled softmax), a fraction of the cost
     dense_negatives: int = Field(0, ge=0)
+    # items layout: a learned ID vector per item with at least ``item_id_min_count`` training interactions, added
+    # to its pooled codes (inputs and the dense head's keys): warm items get SASRec's resolution, items with
+    # fewer interactions keep codes and content only (their ID vector would be noise)
+    item_ids: bool = False
+    item_id_min_count: int = Field(6, ge=1)
+    # items layout: constrained sequence learning (MSCGRec): each level's softmax runs over the codes that
+    # continue the teacher-forced prefix to a real item, in training and in scoring, so the head learns to tell
+    # real items apart instead of pushing down codes no item has
+    constrained_loss: bool = False
     pretrained: str | None = None  # hub id or local path; None builds the model from this config
     # from-scratch size (TIGER: d_model 128, 4+4 layers, 6 heads of 64, MLP 1024)
     d_model: int = Field(128, ge=1)
@@ -89,6 +99,9 @@ class TrainConfig(Section):
             raise ValueError("train.dense_weight: the dense head scores item vectors; it needs train.history: items")
         if self.content_input and self.history != "items":
             raise ValueError("train.content_input: only the items history layout takes content vectors")
+        for flag in ("item_ids", "constrained_loss"):
+            if getattr(self, flag) and self.history != "items":
+                raise ValueError(f"train.{flag}: only the items history layout has it; set train.history: items")
         return self
 
 

@@ -76,7 +76,8 @@ class ItemSeqGenerator(nn.Module):
     def __init__(self, layout: TokenLayout, item_tokens: torch.Tensor, backbone: nn.Module, d_model: int,
                  dropout: float = 0.1, content: torch.Tensor | None = None,
                  dense_temperature: float | None = None, dense_weight: float = 0.0,
-                 dense_negatives: int = 0) -> None:
+                 dense_negatives: int = 0, id_mask: torch.Tensor | None = None,
+                 constrained: bool = False) -> None:
         super().__init__()
         self.layout = layout
         self.d_model = d_model
@@ -92,6 +93,12 @@ class ItemSeqGenerator(nn.Module):
             self.content_norm = nn.LayerNorm(self.content.shape[1], elementwise_affine=False)
         else:
             self.content, self.content_proj, self.content_norm = None, None, None
+        if id_mask is not None:  # ID vectors for the items the mask marks (enough training interactions)
+            self.register_buffer("id_mask", torch.as_tensor(id_mask, dtype=torch.bool))
+            self.id_emb = nn.Embedding(self.num_items, d_model)
+            nn.init.normal_(self.id_emb.weight, std=d_model ** -0.5)
+        else:
+            self.id_mask, self.id_emb = None, None
         self.input_dropout = nn.Dropout(dropout)
         self.heads = nn.ModuleList(LevelHead(d_model, dropout) for _ in range(layout.num_levels))
         self.dense_temperature, self.dense_weight = dense_temperature, dense_weight
@@ -99,6 +106,12 @@ class ItemSeqGenerator(nn.Module):
         self.dense_proj = nn.Linear(d_model, d_model) if dense_temperature is not None else None
         offsets = layout.offsets.tolist()
         self.ranges = [(offsets[lvl], offsets[lvl] + size) for lvl, size in enumerate(layout.level_sizes)]
+        # constrained sequence learning: the catalog's trie, rebuilt from item_tokens (never saved twice)
+        self.trie = None
+        if constrained:
+            from cemg_ray.generate.prefix_index import PrefixIndex
+
+            self.trie = PrefixIndex.build((self.item_tokens - self.item_tokens.new_tensor(offsets)).numpy(), layout)
 
     # --- inputs -------------------------------------------------------------------------------
     @property
@@ -109,6 +122,8 @@ class ItemSeqGenerator(nn.Module):
         """One input vector per item_idx (``-1`` = padding, a zero vector): pooled codes (+ content)."""
         safe = items.clamp_min(0)
         vec = self.code_emb(self.item_tokens[safe]).mean(-2)
+        if self.id_emb is not None:
+            vec = vec + self.id_emb(safe) * self.id_mask[safe].unsqueeze(-1).to(vec.dtype)
         if self.content_proj is not None:
             vec = vec + self.content_proj(self.content_norm(self.content[safe]))
         return vec * (items >= 0).unsqueeze(-1).to(vec.dtype)
@@ -125,7 +140,21 @@ class ItemSeqGenerator(nn.Module):
         if lvl and prefix_tokens is not None:
             q = q + self.prefix_emb(prefix_tokens[..., :lvl]).sum(-2)
         lo, hi = self.ranges[lvl]
-        return self.heads[lvl](q) @ self.code_emb.weight[lo:hi].T
+        logits = self.heads[lvl](q) @ self.code_emb.weight[lo:hi].T
+        if self.trie is not None:  # only the codes that continue the prefix to a real item compete
+            logits = logits.masked_fill(~self.valid_codes(prefix_tokens, lvl, logits.shape[:-1]), float("-inf"))
+        return logits
+
+    def valid_codes(self, prefix_tokens: torch.Tensor | None, lvl: int, rows: torch.Size) -> torch.Tensor:
+        """[*rows, K_lvl] bool: level ``lvl``'s codes that continue each row's chosen prefix in the catalog's
+        trie (every code where the prefix is no item's: an unconstrained search may reach one)."""
+        flat = rows.numel()
+        if lvl == 0 or prefix_tokens is None:
+            parents = torch.zeros(flat, dtype=torch.long)
+        else:
+            prefix = prefix_tokens[..., :lvl].reshape(flat, lvl).cpu()
+            parents = self.trie.prefix_ids(prefix - prefix.new_tensor(self.layout.offsets[:lvl]))
+        return self.trie.child_mask(lvl, parents).view(*rows, -1).to(self.item_tokens.device)
 
     def level_log_probs(self, hidden: torch.Tensor, prefix_tokens: torch.Tensor | None, lvl: int) -> torch.Tensor:
         return torch.log_softmax(self.level_logits(hidden, prefix_tokens, lvl).float(), dim=-1)
@@ -252,7 +281,11 @@ def build_backbone(cfg: TrainConfig, d_model: int, max_positions: int) -> nn.Mod
 
 
 def build_item_model(cfg: TrainConfig, layout: TokenLayout, codes: np.ndarray, max_items: int,
-                     content: np.ndarray | None = None) -> ItemSeqGenerator:
+                     content: np.ndarray | None = None, train_counts: np.ndarray | None = None) -> ItemSeqGenerator:
+    """The configured generator; ``train_counts`` (interactions per item in the training split) decide which
+    items get an ID vector when ``cfg.item_ids``."""
+    if cfg.item_ids and train_counts is None:
+        raise ValueError("train.item_ids: the model needs each item's training interaction count")
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg, cfg.d_model, max_items + 1)
     d_model = int(getattr(backbone.config, "hidden_size", cfg.d_model))
@@ -260,7 +293,9 @@ def build_item_model(cfg: TrainConfig, layout: TokenLayout, codes: np.ndarray, m
     return ItemSeqGenerator(layout, tokens, backbone, d_model, cfg.dropout,
                             None if content is None else torch.as_tensor(content),
                             cfg.dense_temperature if cfg.dense_weight else None, cfg.dense_weight,
-                            cfg.dense_negatives)
+                            cfg.dense_negatives,
+                            torch.as_tensor(train_counts >= cfg.item_id_min_count) if cfg.item_ids else None,
+                            cfg.constrained_loss)
 
 
 def save_item_model(model: ItemSeqGenerator, folder: str | Path) -> None:
@@ -278,7 +313,8 @@ def save_item_model(model: ItemSeqGenerator, folder: str | Path) -> None:
     meta = {"layout": json.loads(model.layout.to_json()), "d_model": model.d_model,
             "dropout": model.input_dropout.p, "backbone_config": backbone.config.to_dict(),
             "content_dim": None if model.content is None else int(model.content.shape[1]),
-            "dense_temperature": model.dense_temperature, "dense_weight": model.dense_weight}
+            "dense_temperature": model.dense_temperature, "dense_weight": model.dense_weight,
+            "item_ids": model.id_emb is not None, "constrained": model.trie is not None}
     (folder / CONFIG_FILE).write_text(json.dumps(meta))
 
 
@@ -299,6 +335,8 @@ def load_item_model(folder: str | Path) -> ItemSeqGenerator:
     layout = TokenLayout.from_json(json.dumps(meta["layout"]))
     content = state.get("content")
     model = ItemSeqGenerator(layout, state["item_tokens"], backbone, meta["d_model"], meta["dropout"], content,
-                             meta.get("dense_temperature"), meta.get("dense_weight", 0.0))
+                             meta.get("dense_temperature"), meta.get("dense_weight", 0.0),
+                             id_mask=state.get("id_mask") if meta.get("item_ids") else None,
+                             constrained=bool(meta.get("constrained")))
     model.load_state_dict(state)
     return model.eval()

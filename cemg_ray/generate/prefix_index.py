@@ -107,3 +107,38 @@ class PrefixIndex:
             return []
         s, e = int(self.child_start[lvl][pid]), int(self.child_start[lvl][pid + 1])
         return self.child_code[lvl][s:e].tolist()
+
+    def prefix_ids(self, codes: torch.Tensor) -> torch.Tensor:
+        """Prefix id of each row of level codes [R, l] (0-based per level; l = 0 gives the root, 0), ``-1``
+        where the row is not a prefix of any item. Vectorised: a level's (parent id, code) keys are sorted,
+        since prefixes are numbered in lexicographic order."""
+        pid = torch.zeros(codes.shape[0], dtype=torch.long)
+        for lvl in range(codes.shape[1]):
+            keys = self._level_keys(lvl)
+            size = self.layout.level_sizes[lvl]
+            want = pid.clamp_min(0) * size + codes[:, lvl].long()
+            pos = torch.searchsorted(keys, want).clamp_max(max(len(keys) - 1, 0))
+            found = (pid >= 0) & (keys[pos] == want) if len(keys) else torch.zeros_like(pid, dtype=torch.bool)
+            pid = torch.where(found, pos, torch.full_like(pos, -1))
+        return pid
+
+    def child_mask(self, level: int, parent_ids: torch.Tensor) -> torch.Tensor:
+        """[R, K_level] bool: which codes of ``level`` continue each parent prefix to a real item (all True for
+        a parent id of ``-1``, which is no prefix: nothing to constrain against)."""
+        size = self.layout.level_sizes[level]
+        known = parent_ids >= 0
+        mask = torch.ones(len(parent_ids), size, dtype=torch.bool)
+        rows = known.nonzero().flatten()
+        mask[rows] = False
+        owner, _, code = self.children(level, parent_ids[rows])
+        mask[rows[owner], code] = True
+        return mask
+
+    def _level_keys(self, level: int) -> torch.Tensor:
+        """Sorted ``parent id * K_level + code`` of every length-(level+1) prefix (cached)."""
+        cache = self.__dict__.setdefault("_keys", {})
+        if level not in cache:
+            start = self.child_start[level]
+            parents = torch.repeat_interleave(torch.arange(len(start) - 1), start[1:] - start[:-1])
+            cache[level] = parents * self.layout.level_sizes[level] + self.child_code[level]
+        return cache[level]

@@ -80,6 +80,7 @@ def run(ctx: StageContext) -> dict:
         valid = build_tensors(valid_hists, valid_targets, codes, layout, max_items)
         examples = int(len(targets))
     store.write_tensors(artifacts.GENERATOR_TRAIN_DATA, train)
+    store.write_tensors(artifacts.GENERATOR_ITEM_COUNTS, {"train_counts": split.train_counts})
     store.write_tensors(artifacts.GENERATOR_VALID_DATA, valid)
     log.info("train: %d supervised positions in %d rows, %d validation users, vocabulary %d", examples,
              len(next(iter(train.values()))), len(sample), layout.vocab_size)
@@ -99,7 +100,7 @@ def run(ctx: StageContext) -> dict:
 
     if item_level:
         content = store.read_tensors(artifacts.FUSED)["fused"] if tcfg.content_input else None
-        model = build_item_model(tcfg, layout, codes, max_items, content)
+        model = build_item_model(tcfg, layout, codes, max_items, content, split.train_counts)
     else:
         model = build_model(tcfg, layout)
     with result.checkpoint.as_directory() as d:

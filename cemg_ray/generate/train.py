@@ -163,7 +163,9 @@ def _build_model(cfg: TrainConfig, layout: TokenLayout, codes: np.ndarray, store
 
     if cfg.history == "items":
         content = store.read_tensors(artifacts.FUSED)["fused"] if cfg.content_input else None
-        return build_item_model(cfg, layout, codes, max_items, content), False, ("items", "labels"), trim_right_padding
+        counts = store.read_tensors(artifacts.GENERATOR_ITEM_COUNTS)["train_counts"] if cfg.item_ids else None
+        model = build_item_model(cfg, layout, codes, max_items, content, counts)
+        return model, False, ("items", "labels"), trim_right_padding
     model = build_model(cfg, layout)
     return model, is_encoder_decoder(model), ("input_ids", "attention_mask", "labels"), trim_left_padding
 

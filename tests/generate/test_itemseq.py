@@ -309,3 +309,79 @@ def test_budget_schedule_warms_up_in_steps_and_decays_to_zero_with_the_clock() -
     assert f(100) == pytest.approx(0.5)
     clock["train_s"] = 150.0
     assert f(100) == pytest.approx(0.0)
+
+
+COUNTS = np.array([9, 0, 7, 3, 12, 6, 1, 5])  # training interactions per item of CODES
+
+
+def _children_by_hand(prefix: tuple[int, ...]) -> list[int]:
+    """The codes that follow ``prefix`` in some item of CODES (what the trie allows), by a plain scan."""
+    return sorted({int(c[len(prefix)]) for c in CODES if tuple(c[:len(prefix)]) == prefix})
+
+
+def test_constrained_loss_is_the_cross_entropy_over_the_valid_children_by_hand() -> None:
+    model = _model(constrained_loss=True)
+    free = _model()  # same seed, same weights: its logits are the unmasked ones
+    free.load_state_dict(model.state_dict())
+    hidden = torch.randn(len(CODES), 16)
+    targets = torch.arange(len(CODES))
+    expected = torch.zeros(())
+    tokens = model.item_tokens[targets]
+    for lvl in range(len(model.ranges)):
+        logits = free.level_logits(hidden, tokens, lvl)
+        per_row = []
+        for r, item in enumerate(targets.tolist()):
+            allowed = _children_by_hand(tuple(CODES[item][:lvl]))
+            z = logits[r, allowed]
+            per_row.append(-(z[allowed.index(int(CODES[item][lvl]))] - torch.logsumexp(z, 0)))
+        expected = expected + torch.stack(per_row).mean()
+    torch.testing.assert_close(model.code_loss(hidden, targets), expected, atol=1e-5, rtol=1e-5)
+    # the unconstrained loss spreads mass over codes no item continues with: it is larger
+    assert free.code_loss(hidden, targets) > model.code_loss(hidden, targets)
+
+
+def test_constrained_scores_are_a_distribution_over_the_catalog_and_the_beam_is_exact() -> None:
+    model = _model(content=True, constrained_loss=True)
+    index = build_index(CODES, LAYOUT)
+    hidden = model.last_hidden(torch.as_tensor(right_padded([np.array([0, 3]), np.array([7, 6, 1])], 5)))
+    exact = model.score_items(hidden)
+    torch.testing.assert_close(exact.exp().sum(1), torch.ones(2), atol=1e-5, rtol=1e-5)
+    items, scores = beam_search_from_hidden(model, hidden, index, num_beams=len(CODES), k=len(CODES))
+    assert torch.equal(items, exact.argsort(dim=1, descending=True))
+    torch.testing.assert_close(scores, exact.gather(1, items), atol=1e-5, rtol=1e-5)
+
+
+def test_item_ids_reach_warm_items_only() -> None:
+    model = build_item_model(_cfg(item_ids=True, item_id_min_count=6), LAYOUT, CODES, 5, None, COUNTS).eval()
+    base = build_item_model(_cfg(), LAYOUT, CODES, 5, None).eval()
+    base.load_state_dict(model.state_dict(), strict=False)
+    items = torch.arange(len(CODES))
+    diff = (model.item_vectors(items) - base.item_vectors(items)).abs().sum(1)
+    warm = torch.as_tensor(COUNTS >= 6)
+    assert (diff[warm] > 0).all() and (diff[~warm] == 0).all()
+    # a cold item's ID row gets no gradient: its vector is codes (and content) only
+    model.train()
+    out = model(torch.tensor([[0, 1, 3, 6]]), torch.tensor([[1, 3, 6, 7]]))
+    out.loss.backward()
+    grad = model.id_emb.weight.grad.abs().sum(1)
+    assert (grad[~warm] == 0).all() and grad[0] > 0
+    with pytest.raises(ValueError, match="interaction count"):
+        build_item_model(_cfg(item_ids=True), LAYOUT, CODES, 5)
+
+
+def test_item_ids_and_constraint_survive_save_and_load(tmp_path) -> None:
+    cfg = _cfg(item_ids=True, constrained_loss=True, dense_weight=0.5)
+    model = build_item_model(cfg, LAYOUT, CODES, 5, None, COUNTS).eval()
+    save_item_model(model, tmp_path)
+    back = load_item_model(tmp_path)
+    x = torch.tensor([[0, 3, 5]])
+    h = model.last_hidden(x)
+    assert back.trie is not None and torch.equal(back.id_mask, model.id_mask)
+    torch.testing.assert_close(model.score_items(h), back.score_items(back.last_hidden(x)))
+    torch.testing.assert_close(model.dense_logits(h), back.dense_logits(back.last_hidden(x)))
+
+
+def test_item_ids_and_constraint_need_the_items_layout() -> None:
+    for flag in ("item_ids", "constrained_loss"):
+        with pytest.raises(ValueError, match=flag):
+            TrainConfig(**{flag: True})
