@@ -36,14 +36,15 @@ class RunError(RuntimeError):
 class Run:
     """A run directory's model, catalog and users, loaded once and never changed."""
 
-    def __init__(self, store: Store, model: str = "cemg"):
-        from cemg_ray.recommenders import model_stage
+    def __init__(self, store: Store, model: str | None = None):
+        from cemg_ray.recommenders import default_model, model_stage
 
         if not store.exists(artifacts.MANIFEST):
             raise RunError(f"run_dir {store.root_uri} has no manifest.json: not a run directory")
         self.store = store
         self.cfg = JobConfig.model_validate(artifacts.read_manifest(store)["config"])
         self.cfg.run_dir = store.root_uri
+        model = model or default_model(store)  # the list the run chose on validation
         self.model = model
         stage = model_stage(model)
         if (artifacts.read_marker(store, stage) or {}).get("status") != "ok":
@@ -143,7 +144,9 @@ def run_store(run_dir: str | Path, endpoint_url: str | None = None, region: str 
     return Store(uri, endpoint_url, region)
 
 
-def open_run(run_dir: str | Path, model: str = "cemg", endpoint_url: str | None = None,
+def open_run(run_dir: str | Path, model: str | None = None, endpoint_url: str | None = None,
              region: str | None = None) -> Run:
-    """Open a trained run directory (a local path or ``s3://bucket/prefix``; credentials from the AWS chain)."""
+    """Open a trained run directory (a local path or ``s3://bucket/prefix``; credentials from the AWS chain).
+
+    ``model`` None: the run's default list (``eval/default_model.json``, chosen on validation), else ``cemg``."""
     return Run(run_store(run_dir, endpoint_url, region), model)

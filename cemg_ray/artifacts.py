@@ -55,6 +55,7 @@ GENERATOR_CURVES = "generate/curves.png"
 GENERATOR_REPORT = "generate/report.json"
 # evaluate
 METRICS = "eval/metrics.json"
+DEFAULT_MODEL = "eval/default_model.json"  # the list chosen on validation (evaluate.select_default)
 EVAL_REPORT = "eval/report.md"
 EVAL_FIGURE = "eval/ndcg.png"
 # the run

@@ -73,6 +73,9 @@ class EvaluateConfig(Section):
     # a user's history items are removed before the top-K, as the field's protocol and every user-facing path
     # (API, export, serving) do; false ranks them too (this project's figures before 2026-12-06)
     exclude_seen: bool = True
+    # the lists the run chooses its default from (best validation NDCG@10, then HR@10; written to
+    # eval/default_model.json), which serving, export and the Python API return when no model is named
+    select_default: list[str] = []
 
 
 class JobConfig(Section):

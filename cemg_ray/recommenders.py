@@ -97,6 +97,19 @@ def stages_for(names: list[str]) -> list[str]:
     return list(dict.fromkeys(MODELS[n].stage for n in names if n in MODELS))
 
 
+FALLBACK_MODEL = "cemg"
+
+
+def default_model(store: Store) -> str:
+    """The run's recommended list: the one its evaluate stage chose on the validation split
+    (``evaluate.select_default``), else ``cemg``. Serving, export and ``open_run`` use it when no model is named."""
+    if store.exists(artifacts.DEFAULT_MODEL):
+        chosen = store.read_json(artifacts.DEFAULT_MODEL).get("model")
+        if chosen in MODELS:
+            return chosen
+    return FALLBACK_MODEL
+
+
 def model_version(name: str, store: Store) -> str:
     """One version string per trained model: the generator's own, else ``<model>-<stage hash>-<finish time>``."""
     s = spec(name)

@@ -156,7 +156,7 @@ class Recommender:
             message = "empty history: most popular items"
         elif resolved.unknown:
             message = f"{len(resolved.unknown)} unknown item id(s) ignored"
-        return RecommendResponse(items=[Item(item_id=i, score=s) for i, s in ranked], model=state.conf.model,
+        return RecommendResponse(items=[Item(item_id=i, score=s) for i, s in ranked], model=state.model,
                                  model_version=state.model_version, unknown_items=resolved.unknown,
                                  fallback="popular" if empty else None, message=message)
 

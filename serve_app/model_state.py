@@ -42,11 +42,11 @@ class ModelState(Run):
             super().__init__(run_store(conf.run_dir, conf.endpoint_url, conf.region), conf.model)
         except RunError as exc:
             raise LoadError(str(exc)) from None
-        log.info("serve: loaded %s (%s) from %s: %d items, %d users", conf.model, self.model_version,
+        log.info("serve: loaded %s (%s) from %s: %d items, %d users", self.model, self.model_version,
                  self.run_uri, len(self.item_ids), len(self.user_history))
 
     def metadata(self) -> dict:
-        return {"model": self.conf.model, "model_version": self.model_version, "run_dir": self.run_uri,
+        return {"model": self.model, "model_version": self.model_version, "run_dir": self.run_uri,
                 "catalog_size": len(self.item_ids), "users": len(self.user_history), "max_k": self.conf.max_k,
                 "max_history": self.conf.max_history, "history_used": self.cfg.dataset.max_len,
                 "code_config": self.code_config, "popular_fallback": self.popular is not None}

@@ -75,7 +75,8 @@ class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     run_dir: str = Field(description="trained run directory: local path or s3://bucket/prefix")
-    model: str = Field(default="cemg", description="a name from cemg_ray.recommenders.MODELS")
+    model: str | None = Field(default=None, description="a name from cemg_ray.recommenders.MODELS; none: the "
+                              "run's default list (chosen on validation by its evaluate stage), else cemg")
     max_k: int = Field(default=100, ge=1, le=10_000)
     max_history: int = Field(default=200, ge=1, description="longest history a request may send")
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="larger request bodies get a 413")
@@ -90,8 +91,8 @@ class ServeConfig(BaseModel):
 
     @field_validator("model")
     @classmethod
-    def _registered(cls, value: str) -> str:
+    def _registered(cls, value: str | None) -> str | None:
         models = known_models()
-        if value not in models:
+        if value is not None and value not in models:
             raise ValueError(f"unknown model {value!r}; known: {', '.join(models)}")
         return value

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from cemg_ray import artifacts
 from cemg_ray.artifacts import METRICS
-from cemg_ray.data.split import load_split
+from cemg_ray.data.split import Split, load_split
 from cemg_ray.evaluate.harness import evaluate
 from cemg_ray.evaluate.report import write_report
 from cemg_ray.evaluate.sasrec import train_sasrec
@@ -28,7 +28,7 @@ def load_model(name: str, ctx: StageContext) -> Recommender:
 
 def _upstream(cfg: JobConfig) -> tuple[str, ...]:
     """Evaluation depends on the stages that produce the models it is asked to score."""
-    return tuple(dict.fromkeys(["data", *stages_for(cfg.evaluate.models)]))
+    return tuple(dict.fromkeys(["data", *stages_for(cfg.evaluate.models + cfg.evaluate.select_default)]))
 
 
 @stage("evaluate", sections=("evaluate", "decode"), after=_upstream)
@@ -45,7 +45,25 @@ def run(ctx: StageContext) -> dict:
         log.info("evaluate %s: %s", name, {k: round(v, 4) for k, v in result["overall"].items()})
     ctx.store.write_json(METRICS, metrics)
     write_report(ctx.store, metrics, cfg.evaluate.ks)
+    if cfg.evaluate.select_default:
+        choice = select_default(ctx, split)
+        ctx.store.write_json(artifacts.DEFAULT_MODEL, choice)
+        log.info("evaluate: the default list is %s (validation NDCG@10 %.4f)", choice["model"],
+                 choice["valid"][choice["model"]]["NDCG@10"])
     return {"metrics": ctx.store.committed_uri(METRICS), "models": list(metrics), "dropped_rows": dropped}
+
+
+def select_default(ctx: StageContext, split: Split) -> dict:
+    """Score each candidate list on the validation split (never the test split) and keep the best by NDCG@10,
+    then HR@10: the list users get when they name none."""
+    cfg = ctx.cfg
+    valid = {}
+    for name in cfg.evaluate.select_default:
+        res = evaluate(load_model(name, ctx), split, "valid", [10], cfg.evaluate.batch_size,
+                       exclude_seen=cfg.evaluate.exclude_seen)
+        valid[name] = {**res["overall"], "se": res["overall_se"], "cold_start": res["cold_start"]}
+    best = max(valid, key=lambda n: (valid[n]["NDCG@10"], valid[n]["HR@10"]))
+    return {"model": best, "selected_on": "valid", "metric": "NDCG@10", "valid": valid}
 
 
 def kept_rows(store: Store, rerun: list[str]) -> tuple[dict, list[str]]:

@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("job", help="job YAML of the trained run")
     p.add_argument("--output", help="s3://bucket/prefix or a local folder (default: <run_dir>/export)")
     p.add_argument("--date", help="partition date YYYY-MM-DD (default: today, UTC)")
-    p.add_argument("--model", help="model to export (default: cemg)")
+    p.add_argument("--model", help="model to export (default: the run's list chosen on validation, else cemg)")
     p.add_argument("-k", type=int, help="items per user")
     p.add_argument("--run-dir", help="override run_dir")
     p.add_argument("--address", help="Ray cluster address")

@@ -12,7 +12,9 @@ from cemg_ray.configbase import Section
 class ExportConfig(Section):
     output: str | None = None  # s3://bucket/prefix or a local path; default: <run_dir>/export
     date: str | None = None  # the dt=YYYY-MM-DD partition; default: today (UTC)
-    model: str = "cemg"  # any model of the evaluate registry (popularity, sasrec, cemg, ...)
+    # any model of the registry (popularity, sasrec, cemg, ...); None: the run's default list, chosen on validation
+    # by the evaluate stage (evaluate.select_default), else cemg
+    model: str | None = None
     k: int = Field(10, ge=1)
     exclude_seen: bool = True  # drop items anywhere in the user's sequence, not only in the decoded history
     batch_size: int = Field(256, ge=1)

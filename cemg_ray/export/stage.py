@@ -24,7 +24,16 @@ from cemg_ray.artifacts import read_items, read_sequences
 from cemg_ray.config import JobConfig
 from cemg_ray.export.commit import STAGING, commit, committed_manifest
 from cemg_ray.pipeline import StageContext, require, stage
-from cemg_ray.recommenders import fetch_size, load, model_stage, model_version, recommend_rows, unseen_top_k
+from cemg_ray.recommenders import (
+    FALLBACK_MODEL,
+    default_model,
+    fetch_size,
+    load,
+    model_stage,
+    model_version,
+    recommend_rows,
+    unseen_top_k,
+)
 from cemg_ray.store import Store
 
 log = logging.getLogger("cemg_ray")
@@ -74,6 +83,8 @@ def run_export(cfg: JobConfig, run_store: Store) -> dict:
 
     from cemg_ray.raycluster import ensure_ray
 
+    if cfg.export.model is None:  # the run's default list: resolved once, so every actor loads the same one
+        cfg = cfg.model_copy(update={"export": cfg.export.model_copy(update={"model": default_model(run_store)})})
     ecfg = cfg.export
     out, partition = export_target(cfg, run_store)
     version = model_version(ecfg.model, run_store)
@@ -116,7 +127,7 @@ def run_export(cfg: JobConfig, run_store: Store) -> dict:
 
 
 def _upstream(cfg: JobConfig) -> tuple[str, ...]:
-    return ("data", model_stage(cfg.export.model, "export.model"))
+    return ("data", model_stage(cfg.export.model or FALLBACK_MODEL, "export.model"))
 
 
 def check_inputs(cfg: JobConfig, store: Store) -> None:

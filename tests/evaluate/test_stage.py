@@ -41,3 +41,31 @@ def test_rerun_keeps_other_rows_and_drops_retrained_ones(demo_run, tmp_path, cap
     assert set(third) == set(first) - {"sasrec"}
     assert manifest["stages"]["evaluate"]["report"]["dropped_rows"] == ["sasrec"]
     assert any("dropping the earlier row of sasrec" in r.getMessage() for r in caplog.records)
+
+
+def test_default_list_is_chosen_on_validation_and_used_when_no_model_is_named(demo_run, tmp_path):
+    from cemg_ray.api import open_run
+    from cemg_ray.artifacts import DEFAULT_MODEL
+    from cemg_ray.data.split import load_split
+    from cemg_ray.evaluate.harness import evaluate
+    from cemg_ray.recommenders import default_model, load
+
+    _, demo_store = demo_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(demo_store.root_uri, run_dir)
+    store = Store(str(run_dir))
+    assert default_model(store) in {"cemg", "cemg_cold", "cemg_dense"}  # the demo job chose among these
+    store.delete(DEFAULT_MODEL)
+    assert default_model(store) == "cemg"  # nothing chosen: the fallback
+    cfg = _job(run_dir, "evaluate.models=[popularity]", "evaluate.select_default=[cemg,cemg_cold,sasrec]")
+    run_pipeline(cfg, ["evaluate"])
+    choice = store.read_json(DEFAULT_MODEL)
+    assert choice["selected_on"] == "valid" and set(choice["valid"]) == {"cemg", "cemg_cold", "sasrec"}
+    split = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
+    for name, row in choice["valid"].items():  # the validation split's figures, never the test split's
+        again = evaluate(load(name, cfg, store), split, "valid", [10])["overall"]
+        assert row["NDCG@10"] == again["NDCG@10"]
+    best = max(choice["valid"], key=lambda n: choice["valid"][n]["NDCG@10"])
+    assert choice["model"] == best == default_model(store)
+    assert open_run(run_dir).model == best
+    assert open_run(run_dir, model="popularity").model == "popularity"
