@@ -31,11 +31,18 @@ def preflight(cfg: JobConfig, stages: list[str], source: str) -> None:
     for key, value in (("dataset.images_dir", ds.images_dir), ("dataset.overview", ds.overview)):
         if "data" in stages and value and "://" not in value and not Path(value).exists():
             problems.append(f"{source}: {key}: {value!r} does not exist")
+    if "tokenize" in stages:
+        problems += _tokenizer_inputs(cfg, source)
     if "evaluate" in stages:
         unknown = [m for m in cfg.evaluate.models if m not in MODELS]
         if unknown:
             problems.append(f"{source}: evaluate.models: unknown model(s) {', '.join(unknown)}; "
                             f"known: {', '.join(MODELS)}")
+        for m in cfg.evaluate.models:
+            need = MODELS[m].scheme if m in MODELS else None
+            if need is not None and need != cfg.tokenize.scheme:
+                problems.append(f"{source}: evaluate.models: {m} needs tokenize.scheme: {need}; this job's is "
+                                f"{cfg.tokenize.scheme!r}")
         needed = set(stages_for(cfg.evaluate.models)) - set(stages)
         if needed and not problems:
             try:
@@ -51,3 +58,23 @@ def preflight(cfg: JobConfig, stages: list[str], source: str) -> None:
                                     f"--stages or drop the model from evaluate.models")
     if problems:
         raise ConfigError(source, problems)
+
+
+FORMATS_WITHOUT_CONTENT = ("sequences",)  # interactions only: no item text, no images
+
+
+def _tokenizer_inputs(cfg: JobConfig, source: str) -> list[str]:
+    """The tokenizer needs at least one modality: refuse ``tokenize.use_collab: false`` where nothing else is left."""
+    t, f = cfg.tokenize, cfg.features
+    if t.use_collab:
+        return []
+    if cfg.dataset.format in FORMATS_WITHOUT_CONTENT:
+        return [f"{source}: tokenize.use_collab: false leaves the tokenizer no input: a {cfg.dataset.format!r} "
+                "catalog (dataset.format) has no item text and no images, so the collaborative modality is its "
+                "only one; set tokenize.use_collab: true"]
+    if not (t.use_text and f.use_text) and not (t.use_image and f.use_image):
+        return [f"{source}: tokenize.use_collab: false leaves the tokenizer no input: text is off "
+                f"(features.use_text: {str(f.use_text).lower()}, tokenize.use_text: {str(t.use_text).lower()}) and "
+                f"images are off (features.use_image: {str(f.use_image).lower()}, tokenize.use_image: "
+                f"{str(t.use_image).lower()}); turn one of them on"]
+    return []

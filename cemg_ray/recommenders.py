@@ -40,6 +40,7 @@ class ModelSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     version_suffix: str = ""  # variants of one trained model get distinct versions
+    scheme: str | None = None  # the tokenize scheme the run must have used (None: any)
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -75,11 +76,37 @@ MODELS: dict[str, ModelSpec] = {
                                     {"constrained": False, "cold_share": 0.0},
                                     description="the generator without the trie (the paper's w/o-Trie row)",
                                     version_suffix="+unconstrained"),
+    "mscgrec": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender", {"cold_share": 0.0},
+                         description="MSCGRec: the generator over per-modality codes (tokenize.scheme: mscgrec) with "
+                                     "trie-constrained beam search; refuses a run tokenized with another scheme",
+                         version_suffix="+mscgrec", scheme="mscgrec"),
 }
 
 
 class UnknownModelError(KeyError):
     """A model name that is not registered; the message lists the known ones."""
+
+
+class SchemeMismatchError(ValueError):
+    """A model asked of a run whose tokenize stage used another scheme; the message names both and the run."""
+
+
+def tokenize_scheme(store: Store) -> str:
+    """The scheme the run's tokenize stage used (``tokenize/meta.json``; runs from before the field: ``cemg``)."""
+    return str(artifacts.read_codes_meta(store).get("scheme") or "cemg")
+
+
+def check_scheme(name: str, store: Store) -> None:
+    """Raise :class:`SchemeMismatchError` when model ``name`` needs a tokenize scheme the run did not use."""
+    need = spec(name).scheme
+    if need is None:
+        return
+    got = tokenize_scheme(store)
+    if got != need:
+        raise SchemeMismatchError(
+            f"model {name!r} needs a run tokenized with tokenize.scheme {need!r}, but the run {store.root_uri} was "
+            f"tokenized with scheme {got!r} ({store.uri(artifacts.CODES_META)}); re-run its tokenize stage and the "
+            f"later ones with tokenize.scheme: {need} (as jobs/{need}-cpu.yaml does), or ask for 'cemg'")
 
 
 def spec(name: str, where: str = "model") -> ModelSpec:
@@ -127,6 +154,7 @@ def model_version(name: str, store: Store) -> str:
 def load(name: str, cfg: JobConfig, store: Store) -> Recommender:
     """Load a registered model from a run directory, with its name and version set."""
     s = spec(name)
+    check_scheme(name, store)
     module, attr = s.loader.split(":")
     obj: Any = importlib.import_module(module)
     for part in attr.split("."):

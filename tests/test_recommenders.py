@@ -81,11 +81,15 @@ def test_every_model_loads_from_a_run_with_its_name_and_a_distinct_version(demo_
     cfg, store = demo_run
     versions = {}
     for name in MODELS:
+        if MODELS[name].scheme not in (None, recommenders.tokenize_scheme(store)):  # mscgrec on this cemg run
+            with pytest.raises(recommenders.SchemeMismatchError):
+                recommenders.load(name, cfg, store)
+            continue
         rec = recommenders.load(name, cfg, store)
         items, scores = rec.recommend([np.array([0, 1, 2])], 5)
         assert rec.name == name and items.shape == (1, 5) and ((items >= 0) | (items == -1)).all()
         versions[name] = rec.model_version
-    assert len(set(versions.values())) == len(MODELS)
+    assert len(set(versions.values())) == len(versions) >= len(MODELS) - 1
     generator = store.read_json("generate/report.json")["model_version"]
     assert versions["cemg"] == generator and versions["cemg_cold"] == generator + "+cold"
     assert versions["popularity"].startswith("popularity-")

@@ -2,8 +2,10 @@
 
 Writes ``features/text.parquet`` and ``features/image.parquet`` (item_idx, embedding, missing,
 reason) for every catalog item, and ``features/report.json`` (per modality: items, missing by
-reason, dim, wall time, items/s). A disabled modality, or images when no item has one, is
-written all-missing (zero-width vectors) so downstream stages can tell.
+reason, dim, wall time, items/s). A disabled modality, or a modality no item has (no image, or
+no text at all, as in a ``sequences`` catalog of interactions only), is written all-missing
+(zero-width vectors) without loading its encoder, and its report says why (``note``), so
+downstream stages can tell: PCA skips it and the tokenizer runs on what is left.
 
 The ``pca`` stage lives here too: it fits ``cemg_ray.features.pca`` on the training catalog's vectors.
 """
@@ -14,10 +16,11 @@ import logging
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cemg_ray import artifacts
 from cemg_ray.data.split import load_split
-from cemg_ray.features.extract import MODALITIES, all_missing_table, embeddings, extract
+from cemg_ray.features.extract import EMPTY_TEXT, MODALITIES, all_missing_table, embeddings, extract
 from cemg_ray.features.images import NO_IMAGE
 from cemg_ray.features.pca import MODEL, REDUCED, fit_pca, project
 from cemg_ray.features.precomputed import load_precomputed
@@ -25,13 +28,30 @@ from cemg_ray.pipeline import StageContext, stage
 
 log = logging.getLogger("cemg_ray")
 
-__all__ = ["embeddings", "has_images", "run"]
+__all__ = ["embeddings", "has_images", "has_text", "run"]
 
 
 def has_images(items: pa.Table) -> bool:
     """Whether any item carries image bytes or an image path/URI."""
     return any(c in items.column_names and items.column(c).null_count < items.num_rows
                for c in ("image", "image_uri"))
+
+
+def has_text(items: pa.Table) -> bool:
+    """Whether any item has non-blank text (a ``sequences`` catalog has none)."""
+    if "text" not in items.column_names:
+        return False
+    lengths = pc.utf8_length(pc.utf8_trim_whitespace(items.column("text")))
+    return bool(pc.any(pc.greater(lengths, 0)).as_py())
+
+
+def _absent(idx: np.ndarray, reason: str, what: str) -> tuple[pa.Table, dict]:
+    """A modality no catalog item has: all-missing, zero-width, its encoder never loaded; the report says so."""
+    log.info("features: no item has %s; the %s modality is missing for all %d items (encoder not run)",
+             what, "visual" if reason == NO_IMAGE else "text", len(idx))
+    return all_missing_table(idx, reason), {
+        "enabled": True, "items": len(idx), "missing": len(idx), "missing_by_reason": {reason: len(idx)}, "dim": 0,
+        "note": f"no item has {what}: missing for every item, encoder not run"}
 
 
 @stage("features", sections=("features",), after=("data",))
@@ -51,10 +71,9 @@ def run(ctx: StageContext) -> dict:
             rep = {"enabled": True, "precomputed": enc_cfg.precomputed, "items": len(miss),
                    "missing": int(miss.sum()), "dim": int(embeddings(table.slice(0, 1))[0].shape[1])}
         elif modality == "image" and not has_images(items):
-            log.info("features: no item has an image; the visual modality is missing for all items")
-            table = all_missing_table(idx, NO_IMAGE)
-            rep = {"enabled": True, "items": len(idx), "missing": len(idx), "missing_by_reason": {NO_IMAGE: len(idx)},
-                   "dim": 0}
+            table, rep = _absent(idx, NO_IMAGE, "an image")
+        elif modality == "text" and not has_text(items):
+            table, rep = _absent(idx, EMPTY_TEXT, "text")
         else:
             if fcfg.use_ray:
                 ctx.ensure_ray()
@@ -113,6 +132,11 @@ def run_pca(ctx: StageContext) -> dict:
         else:
             reduced[m], reduced[f"{m}_missing"] = np.zeros((n, d), np.float32), np.ones(n, np.uint8)
             report[m] = {"available": False, "missing": n}
+    if not fit_rows:  # e.g. a ``sequences`` catalog: interactions only
+        report["note"] = ("no content modality to fit (no item has text or an image, or both are off): every item's "
+                          "text and image are zero vectors flagged missing; the tokenizer has only the collaborative "
+                          "modality")
+        log.info("pca: %s", report["note"])
     store.write_tensors(MODEL, model)
     store.write_tensors(REDUCED, reduced)
     store.write_json(artifacts.PCA_REPORT, report)

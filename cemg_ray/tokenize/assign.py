@@ -24,7 +24,7 @@ from cemg_ray.features.extract import BatchEncoder
 from cemg_ray.features.pca import project_new_items
 from cemg_ray.store import Store
 from cemg_ray.tokenize.codes import next_free_suffix
-from cemg_ray.tokenize.inputs import borrow_collab, content_matrix
+from cemg_ray.tokenize.inputs import borrow_collab, collab_embeddings, content_matrix
 from cemg_ray.tokenize.model import SavedTokenizer, load_tokenizer
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def _borrowed_collab(store: Store, saved: SavedTokenizer, image: np.ndarray, tex
                             ~cat["text_missing"].astype(bool) & tcfg.use_text], 1)
     cat_img = np.where(cat_present[:, :1], cat["image"] / saved.scales["image"], 0)
     cat_txt = np.where(cat_present[:, 1:], cat["text"] / saved.scales["text"], 0)
-    cat_collab = store.read_tensors(artifacts.LIGHTGCN_EMB)["item_emb"] / saved.scales["collab"]
+    cat_collab = collab_embeddings(store, tcfg.collab_source) / saved.scales["collab"]
     counts = artifacts.read_popularity(store) if store.exists(artifacts.POPULARITY) else np.ones(len(cat_collab))
     content = content_matrix(np.concatenate([cat_img, image]), np.concatenate([cat_txt, text]))
     donors = np.flatnonzero(np.asarray(counts) > 0)

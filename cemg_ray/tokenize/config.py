@@ -1,8 +1,8 @@
-"""Config of the fusion + RQ-VAE tokenization stage."""
+"""Config of the tokenization stage: CEMG's fusion + RQ-VAE, or MSCGRec's one quantizer per modality."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -10,6 +10,16 @@ from cemg_ray.configbase import Section
 
 
 class TokenizeConfig(Section):
+    # options added after run directories existed: they count in the stage hash only when set
+    HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"scheme", "modality_levels",
+                                                                        "modality_codebook_size", "collab_source"})
+
+    # "cemg": collaborative-guided fusion of the modalities, then one RQ-VAE (the paper's Eq. 2-4);
+    # "mscgrec": every modality quantized on its own, the blocks concatenated (cemg_ray/tokenize/mscgrec.py)
+    scheme: Literal["cemg", "mscgrec"] = "cemg"
+    # where the collaborative modality comes from: LightGCN's item embeddings (stage ``lightgcn``) or the trained
+    # SASRec's (stage ``sasrec``, MSCGRec's choice); the stage's dependencies follow it
+    collab_source: Literal["lightgcn", "sasrec"] = "lightgcn"
     # ablation switches (paper section 4.3)
     use_image: bool = True
     use_text: bool = True
@@ -34,5 +44,8 @@ class TokenizeConfig(Section):
     batch_size: int = Field(1024, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
+    # mscgrec: residual levels and codes per level of each modality's quantizer (the paper: 3 x 256)
+    modality_levels: int = Field(3, ge=1)
+    modality_codebook_size: int = Field(256, ge=2)
     disamb_headroom: int = Field(4, ge=0)  # spare slots in the disambiguation level for items added later
     seed: int = 0

@@ -147,7 +147,8 @@ def analyse_run(cfg: JobConfig, store: Store) -> dict[str, Any]:
     items = artifacts.read_items(store)
     split = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     inputs = load_inputs(store, items.num_rows, split.train_counts, tcfg.use_image, tcfg.use_text,
-                         tcfg.use_collab, tcfg.cold_collab_neighbours, scales=saved.scales)
+                         tcfg.use_collab, tcfg.cold_collab_neighbours, scales=saved.scales,
+                         collab_source=tcfg.collab_source)
     tensors = [torch.as_tensor(a) for a in (inputs.image, inputs.text, inputs.collab, inputs.present)]
     with torch.no_grad():
         alpha = saved.model.fusion.weights(*tensors).numpy()

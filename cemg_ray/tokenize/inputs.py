@@ -1,6 +1,7 @@
 """The three inputs of the fusion layer, aligned by item_idx and put on a common scale.
 
-PCA outputs and LightGCN embeddings live on very different scales; each block is divided by
+The collaborative block is LightGCN's item embeddings or a trained SASRec's (``tokenize.collab_source``).
+PCA outputs and collaborative embeddings live on very different scales; each block is divided by
 its mean row norm over present items (the factors are saved, so items added later are scaled
 the same way). Items with no training interaction have no collaborative signal of their own:
 they get the mean collaborative embedding of their ``n`` nearest neighbours in content space
@@ -41,7 +42,11 @@ def content_matrix(image: np.ndarray, text: np.ndarray) -> np.ndarray:
 
 def borrow_collab(content: np.ndarray, collab: np.ndarray, donors: np.ndarray, targets: np.ndarray,
                   n: int, batch: int = 4096) -> np.ndarray:
-    """Mean ``collab`` of each target's ``n`` nearest donors by content cosine."""
+    """Mean ``collab`` of each target's ``n`` nearest donors by content cosine.
+
+    A target with no content at all (no text, no image: every item of a ``sequences`` catalog), or any target
+    when no donor has content, has no neighbours: it gets the mean of every donor, not that of whichever ``n``
+    donors a tie of zero similarities happens to pick."""
     out = np.zeros((len(targets), collab.shape[1]), dtype=np.float32)
     if len(targets) == 0 or len(donors) == 0:
         return out
@@ -51,11 +56,24 @@ def borrow_collab(content: np.ndarray, collab: np.ndarray, donors: np.ndarray, t
         sims = content[targets[s:s + batch]] @ donor_content.T
         top = np.argpartition(-sims, n - 1, axis=1)[:, :n]
         out[s:s + batch] = collab[donors[top]].mean(1)
+    blind = ~content[targets].any(1) | ~donor_content.any()
+    out[blind] = collab[donors].mean(0)
     return out
 
 
+def collab_embeddings(store: Store, source: str = "lightgcn") -> np.ndarray:
+    """Collaborative item vectors [N, d] in item_idx order: LightGCN's item embeddings, or the trained SASRec's
+    input embeddings (``item_emb.weight``: row 0 is padding, row ``i + 1`` is item ``i``)."""
+    if source == "lightgcn":
+        return store.read_tensors(artifacts.LIGHTGCN_EMB)["item_emb"].astype(np.float32)
+    if source == "sasrec":
+        return store.read_tensors(artifacts.SASREC)["item_emb.weight"][1:].astype(np.float32)
+    raise ValueError(f"tokenize.collab_source: expected 'lightgcn' or 'sasrec', got {source!r}")
+
+
 def load_inputs(store: Store, num_items: int, train_counts: np.ndarray, use_image: bool, use_text: bool,
-                use_collab: bool, neighbours: int, scales: dict[str, float] | None = None) -> ItemInputs:
+                use_collab: bool, neighbours: int, scales: dict[str, float] | None = None,
+                collab_source: str = "lightgcn") -> ItemInputs:
     red = store.read_tensors(artifacts.PCA_REDUCED)
     image = red["image"].astype(np.float32)
     text = red["text"].astype(np.float32)
@@ -70,7 +88,10 @@ def load_inputs(store: Store, num_items: int, train_counts: np.ndarray, use_imag
     text = np.where(present[:, 1:], text / scales["text"], 0).astype(np.float32)
     borrowed = np.zeros(num_items, dtype=bool)
     if use_collab:
-        collab = store.read_tensors(artifacts.LIGHTGCN_EMB)["item_emb"].astype(np.float32)
+        collab = collab_embeddings(store, collab_source)
+        if len(collab) != num_items:
+            raise ValueError(f"tokenize.collab_source {collab_source!r}: {len(collab)} item embeddings, "
+                             f"catalog has {num_items}")
         warm = np.asarray(train_counts) > 0
         scales.setdefault("collab", block_scale(collab, warm))
         collab = collab / scales["collab"]

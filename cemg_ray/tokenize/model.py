@@ -62,6 +62,11 @@ def save_tokenizer(store: Store, tok: Tokenizer, cfg: TokenizeConfig, scales: di
 
 def load_tokenizer(store: Store) -> SavedTokenizer:
     meta = store.read_json(artifacts.TOKENIZER_CONFIG)
+    scheme = meta.get("scheme", "cemg")
+    if scheme != "cemg":
+        raise ValueError(f"{store.uri(artifacts.TOKENIZER_CONFIG)}: this run's tokenize stage used "
+                         f"tokenize.scheme {scheme!r}; assigning codes to new items and the fusion analysis need "
+                         "the cemg scheme's fusion + RQ-VAE")
     cfg = TokenizeConfig(**meta["config"])
     tok = Tokenizer(meta["content_dim"], meta["collab_dim"], cfg)
     state = {k: torch.as_tensor(v) for k, v in store.read_tensors(artifacts.TOKENIZER_WEIGHTS).items()}

@@ -1,4 +1,7 @@
-"""The ``tokenize`` stage: fuse item features (Eq. 2-3), train the RQ-VAE (Eq. 4), write unique codes."""
+"""The ``tokenize`` stage: fuse item features (Eq. 2-3), train the RQ-VAE (Eq. 4), write unique codes.
+
+``tokenize.scheme: mscgrec`` quantizes every modality on its own instead (``mscgrec.py``); the same artifacts.
+"""
 
 from __future__ import annotations
 
@@ -26,10 +29,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("cemg_ray")
 
 
+COLLAB_STAGES = {"lightgcn": "lightgcn", "sasrec": "sasrec"}  # tokenize.collab_source -> the stage writing it
+
+
 def _upstream(cfg: JobConfig) -> tuple[str, ...]:
     deps = ["data", "pca"]
     if cfg.tokenize.use_collab:
-        deps.append("lightgcn")
+        deps.append(COLLAB_STAGES[cfg.tokenize.collab_source])
     return tuple(deps)
 
 
@@ -51,14 +57,21 @@ def planted_agreement(codes: np.ndarray, clusters: np.ndarray) -> dict:
 
 @stage("tokenize", sections=("tokenize",), after=_upstream)
 def run(ctx: StageContext) -> dict:
-    """Train fusion + RQ-VAE jointly on all catalog items and assign every item a unique code."""
+    """Train fusion + RQ-VAE jointly on all catalog items and assign every item a unique code (or, with
+    ``tokenize.scheme: mscgrec``, quantize every modality on its own and concatenate the codes)."""
     cfg, tcfg, store = ctx.cfg, ctx.cfg.tokenize, ctx.store
     items = artifacts.read_items(store)
     split = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     inputs = load_inputs(store, items.num_rows, split.train_counts, tcfg.use_image, tcfg.use_text,
-                         tcfg.use_collab, tcfg.cold_collab_neighbours)
+                         tcfg.use_collab, tcfg.cold_collab_neighbours, collab_source=tcfg.collab_source)
+    if tcfg.scheme == "mscgrec":
+        from cemg_ray.tokenize.mscgrec import tokenize_mscgrec
+
+        return tokenize_mscgrec(store, tcfg, items, inputs)
     if not inputs.present.any() and not tcfg.use_collab:
-        raise ValueError("tokenize: every input is off or missing (no image, no text, no collab)")
+        raise ValueError("tokenize.use_collab: false, and no item has text or an image the tokenizer may use "
+                         "(see features/report.json and tokenize.use_text / tokenize.use_image): no input is left; "
+                         "set tokenize.use_collab: true")
     tok, history = fit_tokenizer(inputs, tcfg)
     rq_codes, _, alpha = tok.encode(inputs.image, inputs.text, inputs.collab, inputs.present)
     with torch.no_grad():
@@ -98,7 +111,7 @@ def run(ctx: StageContext) -> dict:
         "item_idx": items.column("item_idx"), "item_id": items.column("item_id"),
         "codes": pa.array(full.astype(np.int32).tolist(), type=pa.list_(pa.int32()))}))
     artifacts.write_codes_meta(store, {"level_sizes": level_sizes, "num_levels": len(level_sizes),
-                                       "codebook_size": tcfg.codebook_size})
+                                       "codebook_size": tcfg.codebook_size, "scheme": "cemg"})
     store.write_json(artifacts.TOKENIZE_HISTORY, history)
     store.write_figure(artifacts.CODE_USAGE_FIGURE, code_usage_figure(full[:, :-1], tcfg.codebook_size))
     store.write_figure(artifacts.ALPHA_FIGURE, alpha_figure(alpha, both))
