@@ -147,11 +147,15 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise ConfigError("--set", [f"--set: {item!r}: expected key.path=value"])
     key, raw = item.split("=", 1)
+    path = key.strip().split(".")
+    if not all(part.strip() for part in path):
+        raise ConfigError("--set", [f"--set: {item!r}: the key before '=' is empty or has an empty part; "
+                                    "expected key.path=value, e.g. train.epochs=5"])
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
     except (yaml.YAMLError, ValueError):  # not YAML (or an impossible date): the schema judges the string
         value = raw
-    return key.strip().split("."), value
+    return path, value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -42,6 +42,10 @@ def test_overrides_apply_and_parse_yaml_values():
         load_config(None, ["tokenize.nope=1"])
     with pytest.raises(ConfigError, match="expected key.path=value"):
         load_config(None, ["tokenize"])
+    for malformed in ("=5", "a..b=5", " =x", "train.=3"):  # a malformed --set, not an "unknown key <root>"
+        with pytest.raises(ConfigError, match="key before '=' is empty") as err:
+            load_config(None, [malformed])
+        assert repr(malformed) in str(err.value)
 
 
 def test_missing_and_non_mapping_files(tmp_path):

@@ -136,11 +136,29 @@ def load_sequences(path: str | Path) -> Catalog:
     return Catalog(items, users, seqs, report)
 
 
+class _FirstWins(dict):
+    """A JSON object whose repeated keys keep their first value, the repeats listed in ``duplicates`` (json's
+    default keeps the last silently, so a second record of an item would replace the first unreported)."""
+
+    duplicates: list[str]
+
+
+def _first_wins(pairs: list[tuple[str, Any]]) -> _FirstWins:
+    obj = _FirstWins()
+    obj.duplicates = []
+    for key, value in pairs:
+        if key in obj:
+            obj.duplicates.append(key)
+        else:
+            obj[key] = value
+    return obj
+
+
 def _read_json(path: Path) -> Any:
     _check_nonempty(path)
     raw = path.read_bytes()
     try:
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_first_wins)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start})") from None
     except json.JSONDecodeError as exc:
@@ -165,6 +183,8 @@ def load_json(path: str | Path) -> Catalog:
     inter = _read_json(inter_path)
     if not isinstance(inter, dict):
         raise DataError(f"{inter_path}: expected an object {{user: [items]}}, got {type(inter).__name__}")
+    for user in inter.duplicates:
+        report.skip("duplicate_user", f"{inter_path}: user {user} appears again (the first sequence is kept)")
     raw: dict[str, list[str]] = {}
     for user, seq in inter.items():
         if not isinstance(seq, list) or not seq:
@@ -181,6 +201,8 @@ def load_json(path: str | Path) -> Catalog:
         meta_raw = _read_json(item_path)
         if not isinstance(meta_raw, dict):
             raise DataError(f"{item_path}: expected an object {{item_id: {{title, ...}}}}")
+        for iid in meta_raw.duplicates:
+            report.skip("duplicate_item_id", f"{item_path}: item {iid} appears again (the first record is kept)")
         for iid, m in meta_raw.items():
             if not isinstance(m, dict):
                 report.skip("item_metadata_not_an_object", f"{item_path}: item {iid}")

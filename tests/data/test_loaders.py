@@ -70,6 +70,18 @@ def test_json_format_bad_rows_and_structure(tmp_path):
         load_json(bad)
 
 
+def test_json_format_repeated_ids_keep_the_first_record_and_are_counted(tmp_path):
+    (tmp_path / "X.inter.json").write_text('{"0": [0, 1, 2], "1": [1, 2, 3], "0": [3, 2]}')
+    (tmp_path / "X.item.json").write_text('{"0": {"title": "first"}, "1": {"title": "b"}, "2": {"title": "c"}, '
+                                          '"3": {"title": "d"}, "0": {"title": "second"}}')
+    cat = load_json(tmp_path)
+    assert cat.report.skipped["duplicate_user"] == 1 and cat.report.skipped["duplicate_item_id"] == 1
+    assert len(cat.sequences) == 2 and len(cat.sequences[0]) == 3  # user 0's first sequence
+    titles = dict(zip(cat.items.column("item_id").to_pylist(), cat.items.column("title").to_pylist()))
+    assert titles["0"] == "first"
+    assert "item 0 appears again" in cat.report.examples["duplicate_item_id"]
+
+
 def test_amazon_raw_kcore_python_literal_meta_and_bad_lines(tmp_path):
     rows = []
     for u in range(6):
