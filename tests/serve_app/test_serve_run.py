@@ -14,6 +14,7 @@ import pytest
 import requests
 import yaml
 
+from cemg_ray.recommenders import default_model
 from tests.serve_app.conftest import REPO, free_port
 
 SERVE = Path(sys.executable).parent / "serve"
@@ -32,7 +33,7 @@ def serve_run(demo_run, tmp_path_factory):
     conf = yaml.safe_load((REPO / "serve_app" / "config.yaml").read_text())
     conf["http_options"] = {"host": "127.0.0.1", "port": port}
     conf["applications"][0]["deployments"][0]["user_config"]["run_dir"] = store.root_uri
-    assert conf["applications"][0]["deployments"][0]["user_config"]["model"] == "cemg"
+    assert "model" not in conf["applications"][0]["deployments"][0]["user_config"]  # the run's default list
     tmp = tmp_path_factory.mktemp("serve-run")
     (tmp / "config.yaml").write_text(yaml.safe_dump(conf))
     log = open(tmp / "serve.log", "w")
@@ -70,7 +71,7 @@ def test_serve_run_answers_recommend_with_catalog_items(serve_run) -> None:
     items = {r["item_idx"]: r["item_id"] for r in table}
     seqs = store.read_parquet("data/sequences.parquet").slice(0, 1).to_pylist()[0]
     meta = requests.get(f"{url}/metadata", timeout=10).json()
-    assert meta["model"] == "cemg" and meta["catalog_size"] == len(items)
+    assert meta["model"] == default_model(store) and meta["catalog_size"] == len(items)
     assert meta["code_config"]["num_levels"] == len(meta["code_config"]["level_sizes"])
     r = requests.post(f"{url}/recommend", json={"user_id": seqs["user_id"], "k": 10}, timeout=60)
     assert r.status_code == 200, r.text
