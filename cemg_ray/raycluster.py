@@ -73,3 +73,29 @@ def ensure_ray(ray_cfg: RayConfig) -> None:
     ray.init(**kwargs)
     res = ray.cluster_resources()
     log.info("ray: connected (%s CPUs, %s GPUs)", res.get("CPU", 0), res.get("GPU", 0))
+
+
+class InfeasibleRequestError(ValueError):
+    """A stage asks each worker for more than any alive node offers; Ray would wait for such a node forever."""
+
+
+def check_fits(stage: str, request: dict[str, float], what: str = "worker") -> None:
+    """Fail at once when no alive node can hold one ``what`` of ``stage`` with ``request`` ({"CPU": 2, "GPU": 1}).
+
+    Ray Train retries a worker group's start without limit and Ray Data waits for resources with no message, so a
+    request no node can meet would hang the job; the message names the stage, the request and the largest node."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    wanted = {k: float(v) for k, v in request.items() if v}
+    if not nodes or any(all(node.get(k, 0.0) >= v for k, v in wanted.items()) for node in nodes):
+        return
+    largest = {k: max(node.get(k, 0.0) for node in nodes) for k in wanted}
+    raise InfeasibleRequestError(
+        f"stage {stage}: each {what} asks for {_fmt(wanted)}, but no node of the cluster has that much "
+        f"(largest per resource: {_fmt(largest)}, {len(nodes)} node(s)); lower the request in the job "
+        f"or add a larger node")
+
+
+def _fmt(resources: dict[str, float]) -> str:
+    return ", ".join(f"{v:g} {k}" for k, v in sorted(resources.items()))

@@ -96,3 +96,15 @@ def test_code_run_in_ray_train_workers_reports_through_logging_not_print() -> No
         calls = [node.lineno for node in ast.walk(ast.parse(path.read_text()))
                  if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print"]
         assert calls == [], f"{module}: print() at lines {calls}"
+
+
+def test_a_request_no_node_can_meet_fails_at_once_naming_the_stage_and_the_request(tmp_path) -> None:
+    """Ray Data would wait for a 64-CPU node forever; the stage stops with the request and the largest node."""
+    env = {**os.environ, "RAY_ADDRESS": "local"}
+    cmd = [sys.executable, "-m", "cemg_ray.cli", "run", "--stages", "data,features",
+           "--set", f"run_dir={tmp_path / 'run'}", "--set", "ray.num_cpus=2", "--set", "features.cpus_per_actor=64",
+           "--set", "dataset.synthetic.num_users=50", "--set", "dataset.synthetic.num_items=30"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)  # a hang guard, not a timing
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "stage features: each encoder actor asks for 64 CPU" in done.stderr
+    assert "largest per resource: 2 CPU" in done.stderr

@@ -200,6 +200,9 @@ def fit(graph: Graph, cfg: LightGCNConfig, run_config: RunConfig) -> tuple[np.nd
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from cemg_ray.raycluster import check_fits
+
+    check_fits("lightgcn", {"CPU": 1.0, "GPU": 1.0 if cfg.use_gpu else 0.0})  # ScalingConfig's default: 1 CPU
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"cfg": cfg.model_dump(), "num_users": graph.num_users, "num_items": graph.num_items,

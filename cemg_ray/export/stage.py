@@ -81,7 +81,7 @@ def run_export(cfg: JobConfig, run_store: Store) -> dict:
     """Export every user's top-K; a partition already committed for the same model version is kept."""
     import ray.data
 
-    from cemg_ray.raycluster import ensure_ray
+    from cemg_ray.raycluster import check_fits, ensure_ray
 
     if cfg.export.model is None:  # the run's default list: resolved once, so every actor loads the same one
         cfg = cfg.model_copy(update={"export": cfg.export.model_copy(update={"model": default_model(run_store)})})
@@ -101,6 +101,7 @@ def run_export(cfg: JobConfig, run_store: Store) -> dict:
     blocks = ecfg.num_blocks or max(4 * ecfg.num_actors, 1)
     cfg_json = cfg.model_dump(mode="json")
     root = os.path.abspath(run_store.root_uri) if run_store.is_local else run_store.root_uri
+    check_fits("export", {"CPU": ecfg.cpus_per_actor, "GPU": ecfg.gpus_per_actor or 0.0}, what="decoder actor")
     ds = ray.data.from_arrow(users).repartition(blocks)
     ds = ds.map_batches(ExportDecoder, fn_constructor_kwargs={"cfg_json": cfg_json, "run_dir": root},
                         batch_size=ecfg.batch_size, batch_format="numpy",

@@ -177,6 +177,9 @@ def extract_with_ray(items: pa.Table, modality: str, cfg: FeaturesConfig, images
     actors = num_actors or cfg.num_actors
     gpus = gpus_per_actor(cfg)
     table = _input_table(items, modality)
+    from cemg_ray.raycluster import check_fits
+
+    check_fits("features", {"CPU": cfg.cpus_per_actor, "GPU": gpus or 0.0}, what="encoder actor")
     ds = ray.data.from_arrow(table).repartition(max(1, min(table.num_rows, actors * 4)))
     ds = ds.map_batches(
         BatchEncoder,

@@ -300,6 +300,9 @@ def fit(cfg: TrainConfig, layout: TokenLayout, run_dir: str, endpoint_url: str |
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     env = {"DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu" if not cfg.use_gpu else "cuda")}
     run_config.worker_runtime_env = {"env_vars": env}
+    from cemg_ray.raycluster import check_fits
+
+    check_fits("train", {"CPU": cfg.cpus_per_worker, "GPU": 1.0 if cfg.use_gpu else 0.0})
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"cfg": cfg.model_dump(), "layout": layout.to_json(), "run_dir": run_dir,
