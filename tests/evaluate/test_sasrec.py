@@ -51,7 +51,7 @@ def test_trimmed_batches_equal_full_width_ones():
 
 def test_early_stopping_keeps_the_best_validation_epoch():
     split = _split()
-    cfg = SASRecConfig(epochs=40, patience=3, lr=2e-3)
+    cfg = SASRecConfig(epochs=16, patience=2, lr=2e-3)
     model, history = train_sasrec(split, cfg)
     scores = [row["valid_NDCG@10"] for row in history]
     best = int(np.argmax(scores))
