@@ -18,6 +18,7 @@ from torch import nn
 from cemg_ray import artifacts
 from cemg_ray.data.split import Split
 from cemg_ray.evaluate.config import SASRecConfig
+from cemg_ray.evaluate.metrics import hr_ndcg
 from cemg_ray.store import Store
 
 if TYPE_CHECKING:
@@ -84,27 +85,25 @@ def _trim_left(*batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
 @torch.no_grad()
 def valid_ndcg(model: SASRec, histories: list[np.ndarray], targets: np.ndarray, k: int = 10,
                batch_size: int = 1024) -> tuple[float, float]:
-    """Full-ranking (HR@k, NDCG@k) with each user's history items removed, as the evaluation harness ranks.
+    """Full-ranking (HR@k, NDCG@k) with each user's history items removed, as the evaluation harness ranks
+    (a target the user had already seen is a miss there too).
 
-    The rank of a target is the number of unseen items scored strictly above it (vectorised, no top-K):
-    cheap enough to run after every epoch for early stopping on the validation split."""
+    A target's rank is the number of unseen items scored strictly above it (vectorised, no top-K), then
+    :func:`metrics.hr_ndcg` as for every figure: cheap enough to run after every epoch for early stopping."""
     model.eval()
-    hits, gains = 0.0, 0.0
+    ranks = []
     for start in range(0, len(targets), batch_size):
         hist = histories[start:start + batch_size]
         x, = _trim_left(torch.from_numpy(_left_pad(hist, model.max_len)))
         scores = model.logits(model(x)[:, -1])
         rows = np.concatenate([np.full(len(h), r) for r, h in enumerate(hist)]).astype(np.int64)
         cols = np.concatenate(hist).astype(np.int64) if len(rows) else rows
-        target = torch.from_numpy(targets[start:start + batch_size])
-        own = scores.gather(1, target[:, None])
         scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf
-        rank = (scores > own).sum(1).float()
-        hit = rank < k
-        hits += float(hit.sum())
-        gains += float((hit / torch.log2(rank + 2)).sum())
-    n = max(len(targets), 1)
-    return hits / n, gains / n
+        own = scores.gather(1, torch.from_numpy(targets[start:start + batch_size])[:, None])
+        rank = (scores > own).sum(1)
+        ranks.append(torch.where(torch.isfinite(own[:, 0]), rank, torch.full_like(rank, -1)).numpy())
+    figures = hr_ndcg(np.concatenate(ranks) if ranks else np.zeros(0, np.int64), [k])
+    return figures[f"HR@{k}"], figures[f"NDCG@{k}"]
 
 
 def train_sasrec(split: Split, cfg: SASRecConfig) -> tuple[SASRec, list[dict]]:
