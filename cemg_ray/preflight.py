@@ -34,10 +34,12 @@ def preflight(cfg: JobConfig, stages: list[str], source: str) -> None:
     if "tokenize" in stages:
         problems += _tokenizer_inputs(cfg, source)
     if "evaluate" in stages:
-        unknown = [m for m in cfg.evaluate.models if m not in MODELS]
-        if unknown:
-            problems.append(f"{source}: evaluate.models: unknown model(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(MODELS)}")
+        for key, names in (("evaluate.models", cfg.evaluate.models),
+                           ("evaluate.select_default", cfg.evaluate.select_default)):
+            unknown = [m for m in names if m not in MODELS]
+            if unknown:
+                problems.append(f"{source}: {key}: unknown model(s) {', '.join(unknown)}; "
+                                f"known: {', '.join(MODELS)}")
         for m in cfg.evaluate.models:
             need = MODELS[m].scheme if m in MODELS else None
             if need is not None and need != cfg.tokenize.scheme:

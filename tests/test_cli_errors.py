@@ -39,6 +39,8 @@ def _cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["run", "jobs/demo.yaml", "--run-dir", str(tmp_path / "fresh"), "--stages", "data,popularity,evaluate"],
          "need(s) the 'train' stage"),
         (["validate", str(bad_data)], "dataset.path"),
+        (["validate", "jobs/demo.yaml", "--set", "evaluate.select_default=[cemg_hybird]"],
+         "evaluate.select_default: unknown model(s) cemg_hybird"),
         (["run", str(no_run), "--set", "run_dir=gs://bucket/x", "--stages", "data"], "only local paths and s3://"),
     ]
 
