@@ -17,7 +17,7 @@ running the project's RQ-VAE trainer once per modality because:
 
 - that trainer (``train.fit_tokenizer``) trains ``model.Tokenizer`` = CEMG's fusion layer + an RQ-VAE jointly; a
   single modality would have to pass as the fusion's "text" input with the other switches off, and its training
-  (the whole tokenize stage took 222 s on Beauty for one RQ-VAE, docs/CODES.md) would run once per modality;
+  (the whole tokenize stage took 245-298 s on Beauty for one RQ-VAE, docs/CODES.md) would run once per modality;
 - the inputs are already compact (PCA-reduced content, 64-d collaborative embeddings), and the RQ-VAE starts from
   exactly these k-means codebooks; what it adds on top is a learned encoder, which earns its keep when one
   quantizer has to compress several modalities at once (CEMG's fused vector), less when each has its own;
