@@ -13,7 +13,8 @@ class TrainConfig(Section):
     HASH_IGNORE: ClassVar[frozenset[str]] = frozenset({"checkpoint_every_s"})
     HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"dense_weight", "dense_temperature",
                                                                         "dense_negatives", "item_ids",
-                                                                        "item_id_min_count", "constrained_loss"})
+                                                                        "item_id_min_count", "constrained_loss",
+                                                                        "valid_list"})
 
     backbone: Literal["t5", "decoder"] = "t5"
     # history layout: "tokens" feeds every code of every history item (the paper's); "items" one pooled
@@ -80,6 +81,9 @@ class TrainConfig(Section):
     # model selection on validation NDCG@10 (constrained beam search on a user sample)
     valid_users: int = Field(1000, ge=1)
     valid_beams: int = Field(20, ge=1)
+    # which list early stopping follows: the constrained beam ("beam"), or the dense head's full-catalog ranking
+    # with the history's items removed ("dense", as the harness ranks cemg_dense_all; needs train.dense_weight)
+    valid_list: Literal["beam", "dense"] = "beam"
     patience: int = Field(3, ge=1)
     seed: int = 0
     log_every: int = Field(50, ge=0)  # steps between progress lines (rank 0); 0 turns them off
@@ -95,6 +99,8 @@ class TrainConfig(Section):
         if self.objective == "dense" and self.history != "items":
             raise ValueError("train.objective: 'dense' needs train.history: items (the token layout trains "
                              "one example per prefix)")
+        if self.valid_list == "dense" and not self.dense_weight:
+            raise ValueError("train.valid_list: 'dense' ranks with the dense head; set train.dense_weight > 0")
         if self.dense_weight and self.history != "items":
             raise ValueError("train.dense_weight: the dense head scores item vectors; it needs train.history: items")
         if self.content_input and self.history != "items":

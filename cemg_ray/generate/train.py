@@ -62,16 +62,28 @@ def ndcg_hr_at(items: np.ndarray, targets: np.ndarray, k: int) -> tuple[float, f
     return float((1.0 / np.log2(ranks[found] + 2)).sum()), float(found.sum())
 
 
+def dense_top_k(model: torch.nn.Module, histories: torch.Tensor, k: int) -> np.ndarray:
+    """The dense head's top-k over the whole catalog for right-padded histories [B, T], their items removed."""
+    scores = model.dense_logits(model.last_hidden(histories))
+    rows = torch.arange(len(histories)).unsqueeze(1).expand_as(histories)
+    seen = histories >= 0
+    scores[rows[seen], histories[seen]] = float("-inf")
+    return scores.topk(min(k, scores.shape[1]), dim=-1).indices.numpy()
+
+
 def validate(model: torch.nn.Module, data: dict[str, np.ndarray], index: PrefixIndex, beams: int,
-             batch: int = 128) -> tuple[float, float]:
-    """Sums of validation NDCG@10 and HR@10 with the constrained beam search that serving runs."""
+             batch: int = 128, valid_list: str = "beam") -> tuple[float, float]:
+    """Sums of validation NDCG@10 and HR@10 with the constrained beam search that serving runs (or, with
+    ``valid_list="dense"``, the dense head's ranking of the whole catalog)."""
     from cemg_ray.generate.decoding import decode_items
     from cemg_ray.generate.item_decoding import beam_search_from_hidden
 
     model.eval()
     nd, hr = 0.0, 0.0
     for s in range(0, len(data["target_item"]), batch):
-        if "items" in data:  # the item-level generator
+        if valid_list == "dense":
+            items = dense_top_k(model, torch.as_tensor(data["items"][s:s + batch]).long(), 10)
+        elif "items" in data:  # the item-level generator
             hidden = model.last_hidden(torch.as_tensor(data["items"][s:s + batch]).long())
             items = beam_search_from_hidden(model, hidden, index, beams, 10)[0].numpy()
         else:
@@ -264,7 +276,7 @@ def train_loop(config: dict) -> None:
         loss_sum, count, seen, train_s = _train_epoch(engine, cfg, state, clock, batches, perm, total_steps, epoch,
                                                       rank)
         state["train_s"] = state.get("train_s", 0.0) + train_s
-        nd, hr = validate(core, valid, index, cfg.valid_beams)
+        nd, hr = validate(core, valid, index, cfg.valid_beams, valid_list=cfg.valid_list)
         loss_tot, cnt_tot, nd, hr, seen_tot = _all_sum([loss_sum, count, nd, hr, seen])
         users = max(config["valid_users"], 1)
         metrics = {"epoch": epoch, "step": state["step"], "loss": loss_tot / max(cnt_tot, 1),

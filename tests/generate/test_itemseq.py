@@ -385,3 +385,21 @@ def test_item_ids_and_constraint_need_the_items_layout() -> None:
     for flag in ("item_ids", "constrained_loss"):
         with pytest.raises(ValueError, match=flag):
             TrainConfig(**{flag: True})
+
+
+def test_dense_validation_ranks_the_catalog_without_the_history_and_matches_the_metric_by_hand() -> None:
+    from cemg_ray.generate.train import dense_top_k, validate
+
+    model = _model(content=True, dense_weight=1.0)
+    histories = torch.tensor([[0, 3, 5, -1], [2, -1, -1, -1]])
+    top = dense_top_k(model, histories, 5)
+    scores = model.dense_logits(model.last_hidden(histories))
+    for row, history in enumerate(histories.tolist()):
+        unseen = [i for i in scores[row].argsort(descending=True).tolist() if i not in history]
+        assert top[row].tolist() == unseen[:5]
+    targets = np.array([top[0, 1], top[1, 0]])
+    data = {"items": histories.numpy(), "target_item": targets}
+    nd, hr = validate(model, data, build_index(CODES, LAYOUT), beams=4, valid_list="dense")
+    assert hr == 2.0 and nd == pytest.approx(1 / np.log2(3) + 1.0)
+    with pytest.raises(ValueError, match="train.valid_list"):
+        _cfg(valid_list="dense")
