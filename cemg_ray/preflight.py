@@ -15,8 +15,9 @@ RUN_DIR_SCHEMES = ("s3://",)
 
 def preflight(cfg: JobConfig, stages: list[str], source: str) -> None:
     """Raise a ConfigError listing every problem found in ``cfg`` for running ``stages``."""
+    from cemg_ray.generate.policy import PolicyError
     from cemg_ray.pipeline import is_done
-    from cemg_ray.recommenders import MODELS, stages_for
+    from cemg_ray.recommenders import MODELS, UnknownModelError, check_ref, model_name, stages_for
     from cemg_ray.store import Store
 
     problems: list[str] = []
@@ -36,11 +37,13 @@ def preflight(cfg: JobConfig, stages: list[str], source: str) -> None:
     if "evaluate" in stages:
         for key, names in (("evaluate.models", cfg.evaluate.models),
                            ("evaluate.select_default", cfg.evaluate.select_default)):
-            unknown = [m for m in names if m not in MODELS]
-            if unknown:
-                problems.append(f"{source}: {key}: unknown model(s) {', '.join(unknown)}; "
-                                f"known: {', '.join(MODELS)}")
+            for ref in names:  # each a model with a policy the job defines (``cemg:hybrid``)
+                try:
+                    check_ref(ref, cfg, key)
+                except (UnknownModelError, PolicyError) as exc:
+                    problems.append(f"{source}: {exc.args[0]}")
         for m in cfg.evaluate.models:
+            m = model_name(m) if m.split(":")[0] in MODELS else m
             need = MODELS[m].scheme if m in MODELS else None
             if need is not None and need != cfg.tokenize.scheme:
                 problems.append(f"{source}: evaluate.models: {m} needs tokenize.scheme: {need}; this job's is "
@@ -54,10 +57,15 @@ def preflight(cfg: JobConfig, stages: list[str], source: str) -> None:
                 raise ConfigError(source, [f"{source}: run_dir: cannot read {cfg.run_dir}: {exc}"]) from None
             for stage in sorted(needed):
                 if not done[stage]:
-                    users = [m for m in cfg.evaluate.models if m in MODELS and MODELS[m].stage == stage]
+                    users = [m for m in cfg.evaluate.models if MODELS[model_name(m)].stage == stage]
                     problems.append(f"{source}: evaluate.models: {', '.join(users)} need(s) the {stage!r} stage, "
                                     f"which is neither in this run's stages nor done in {cfg.run_dir}; add it to "
                                     f"--stages or drop the model from evaluate.models")
+    if cfg.tracking.enabled:  # MLflow is an optional extra: a missing one fails now, not after the job
+        from cemg_ray.tracking import unavailable
+
+        if why := unavailable(cfg.tracking, cfg.run_dir):
+            problems.append(f"{source}: {why}")
     if problems:
         raise ConfigError(source, problems)
 

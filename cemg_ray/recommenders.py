@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from cemg_ray import artifacts
+from cemg_ray.generate.policy import LEGACY_MODELS, PolicyError, legacy_hint, parse_ref, resolve
 
 if TYPE_CHECKING:
     from cemg_ray.config import JobConfig
@@ -36,50 +37,27 @@ class Recommender(Protocol):
 @dataclass(frozen=True)
 class ModelSpec:
     stage: str  # the pipeline stage whose outputs the model reads
-    loader: str  # "module:attr" called as loader(cfg, store, **kwargs)
+    loader: str  # "module:attr" called as loader(cfg, store, **kwargs) (and policy= for a generator)
     kwargs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
-    version_suffix: str = ""  # variants of one trained model get distinct versions
+    version_suffix: str = ""  # trained models that share a stage's outputs get distinct versions
     scheme: str | None = None  # the tokenize scheme the run must have used (None: any)
+    decodes: bool = False  # a generator: takes a decoding policy (``MODEL:POLICY``)
 
 
+# Trained models only: how a generator decodes is a policy (cemg_ray/generate/policy.py), not another model.
 MODELS: dict[str, ModelSpec] = {
     "popularity": ModelSpec("popularity", "cemg_ray.evaluate.popularity:PopularityRecommender.load",
                             description="training-split interaction counts; the floor and serving's fallback"),
     "sasrec": ModelSpec("sasrec", "cemg_ray.evaluate.sasrec:SASRecRecommender.load",
                         description="SASRec over item ids on the same split"),
-    "cemg": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender", {"cold_share": 0.0},
-                      description="the generator with trie-constrained beam search"),
-    "cemg_cold": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender", {},
-                           description="the generator with decode.cold_share of each list for cold-start items",
-                           version_suffix="+cold"),
-    "cemg_dense": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender",
-                            {"cold_share": 0.0, "rerank": "cold"},
-                            description="the beam's candidates plus the cold-start items, ranked by the generator's "
-                                        "dense head (LIGER; train.dense_weight > 0)",
-                            version_suffix="+dense"),
-    "cemg_dense_merge": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender",
-                                  {"cold_share": 0.0, "rerank": "merge"},
-                                  description="the beam's list in its order, cold-start items merged in where the "
-                                              "dense head scores them above the next beam item",
-                                  version_suffix="+dense-merge"),
-    "cemg_hybrid": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender",
-                             {"cold_share": 0.0, "rerank": "hybrid"},
-                             description="the beam's candidates plus the cold-start items, ranked by the mixture of "
-                                         "the code head's and the dense head's probabilities",
-                             version_suffix="+hybrid"),
-    "cemg_dense_all": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender",
-                                {"cold_share": 0.0, "rerank": "all"},
-                                description="the generator's dense head over the whole catalog (no beam search)",
-                                version_suffix="+dense-all"),
-    "cemg_unconstrained": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender",
-                                    {"constrained": False, "cold_share": 0.0},
-                                    description="the generator without the trie (the paper's w/o-Trie row)",
-                                    version_suffix="+unconstrained"),
-    "mscgrec": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender", {"cold_share": 0.0},
-                         description="MSCGRec: the generator over per-modality codes (tokenize.scheme: mscgrec) with "
-                                     "trie-constrained beam search; refuses a run tokenized with another scheme",
-                         version_suffix="+mscgrec", scheme="mscgrec"),
+    "cemg": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender",
+                      description="the generator over semantic IDs; decoded by a policy (cemg:beam, cemg:hybrid, ...)",
+                      decodes=True),
+    "mscgrec": ModelSpec("train", "cemg_ray.generate.recommender:load_recommender",
+                         description="MSCGRec: the generator over per-modality codes (tokenize.scheme: mscgrec); "
+                                     "refuses a run tokenized with another scheme",
+                         version_suffix="+mscgrec", scheme="mscgrec", decodes=True),
 }
 
 
@@ -109,60 +87,111 @@ def check_scheme(name: str, store: Store) -> None:
             f"later ones with tokenize.scheme: {need} (as jobs/{need}-cpu.yaml does), or ask for 'cemg'")
 
 
-def spec(name: str, where: str = "model") -> ModelSpec:
+def spec(ref: str, where: str = "model") -> ModelSpec:
+    """The registered model a reference (``MODEL`` or ``MODEL:POLICY(...)``) names."""
+    name = model_name(ref, where)
     if name not in MODELS:
-        raise UnknownModelError(f"{where}: unknown model {name!r}; known: {', '.join(MODELS)}")
+        hint = legacy_hint(name)
+        raise UnknownModelError(f"{where}: {hint}" if hint else
+                                f"{where}: unknown model {name!r}; known: {', '.join(MODELS)}")
     return MODELS[name]
+
+
+def model_name(ref: str, where: str = "model") -> str:
+    """The model part of a reference (``cemg:hybrid`` -> ``cemg``)."""
+    return parse_ref(ref, where)[0]
+
+
+def resolve_policy(ref: str, cfg: JobConfig, where: str = "model") -> tuple[str, Any]:
+    """(policy name, policy object) of a generator reference; a bare ``cemg`` decodes with ``decode.policy``.
+    A policy asked of a model that has none (``sasrec:beam``) is an error that says so."""
+    name, policy, knobs = parse_ref(ref, where)
+    if not spec(ref, where).decodes:
+        if policy:
+            raise PolicyError(f"{where}: {ref!r}: {name} is not a generator and has no decoding policies")
+        return "", None
+    policy = policy or cfg.decode.policy
+    return policy, resolve(policy, knobs, cfg.decode.named(), f"{where} {ref!r}")
+
+
+def check_ref(ref: str, cfg: JobConfig, where: str = "model") -> None:
+    """Raise (naming ``where``) unless ``ref`` is a registered model with a policy the job defines."""
+    resolve_policy(ref, cfg, where)
 
 
 def model_stage(name: str, where: str = "model") -> str:
     return spec(name, where).stage
 
 
-def stages_for(names: list[str]) -> list[str]:
+def stages_for(refs: list[str]) -> list[str]:
     """The stages the named (known) models read, in the order first needed."""
+    names = [parse_ref(r)[0] if _is_ref(r) else r for r in refs]
     return list(dict.fromkeys(MODELS[n].stage for n in names if n in MODELS))
+
+
+def _is_ref(ref: str) -> bool:
+    try:
+        parse_ref(ref)
+    except PolicyError:
+        return False
+    return True
 
 
 FALLBACK_MODEL = "cemg"
 
 
 def default_model(store: Store) -> str:
-    """The run's recommended list: the one its evaluate stage chose on the validation split
-    (``evaluate.select_default``), else ``cemg``. Serving, export and ``open_run`` use it when no model is named."""
+    """The run's recommended list (a reference such as ``cemg:hybrid``): the one its evaluate stage chose on the
+    validation split (``evaluate.select_default``), else ``cemg``. Serving, export and ``open_run`` use it when
+    no model is named. A choice recorded under an old model name (``cemg_hybrid``) is read as its policy."""
     if store.exists(artifacts.DEFAULT_MODEL):
-        chosen = store.read_json(artifacts.DEFAULT_MODEL).get("model")
-        if chosen in MODELS:
+        chosen = str(store.read_json(artifacts.DEFAULT_MODEL).get("model") or "")
+        chosen = LEGACY_MODELS.get(chosen, chosen)
+        if _is_ref(chosen) and parse_ref(chosen)[0] in MODELS:
             return chosen
     return FALLBACK_MODEL
 
 
-def model_version(name: str, store: Store) -> str:
-    """One version string per trained model: the generator's own, else ``<model>-<stage hash>-<finish time>``."""
-    s = spec(name)
+def model_version(ref: str, store: Store, cfg: JobConfig | None = None) -> str:
+    """One version string per trained model and decoding policy: the generator's own (``+POLICY`` unless the beam),
+    else ``<model>-<stage hash>-<finish time>``. A bare generator name decodes with ``cfg.decode.policy``."""
+    s = spec(ref)
+    policy = resolve_policy(ref, cfg)[0] if cfg is not None else (parse_ref(ref)[1] or "")
     if s.stage == "train" and store.exists(artifacts.GENERATOR_REPORT):
         own = str(store.read_json(artifacts.GENERATOR_REPORT).get("model_version") or "")
         if own:
-            return own + s.version_suffix
+            return own + s.version_suffix + (f"+{policy}" if policy and policy != "beam" else "")
     marker = artifacts.read_marker(store, s.stage) or {}
     stamp = ""
     if marker.get("finished"):
         stamp = "-" + datetime.fromisoformat(marker["finished"]).strftime("%Y%m%dT%H%M%S")
-    return f"{name}-{marker.get('hash', 'unknown')}{stamp}"
+    return f"{model_name(ref)}-{marker.get('hash', 'unknown')}{stamp}"
 
 
-def load(name: str, cfg: JobConfig, store: Store) -> Recommender:
-    """Load a registered model from a run directory, with its name and version set."""
-    s = spec(name)
-    check_scheme(name, store)
+def load(ref: str, cfg: JobConfig, store: Store, where: str = "model") -> Recommender:
+    """Load a registered model from a run directory, decoding with the reference's policy (a generator), with
+    its name (the reference as asked) and version set."""
+    s = spec(ref, where)
+    policy = resolve_policy(ref, cfg, where)[1]
+    check_scheme(model_name(ref), store)
     module, attr = s.loader.split(":")
     obj: Any = importlib.import_module(module)
     for part in attr.split("."):
         obj = getattr(obj, part)
-    rec = obj(cfg, store, **s.kwargs)
-    rec.name = name
-    rec.model_version = model_version(name, store)
+    rec = obj(cfg, store, **s.kwargs, **({"policy": policy} if s.decodes else {}))
+    rec.name = ref
+    rec.model_version = model_version(ref, store, cfg)
     return rec
+
+
+def with_policy(rec: Recommender, ref: str, cfg: JobConfig, store: Store, where: str = "policy") -> Recommender:
+    """The loaded generator ``rec`` decoding with the policy of reference ``ref`` (same model, nothing reloaded)."""
+    if model_name(ref, where) != model_name(rec.name):
+        raise PolicyError(f"{where}: {ref!r} names another model than the loaded {rec.name!r}")
+    view = rec.with_policy(resolve_policy(ref, cfg, where)[1])
+    view.name = ref
+    view.model_version = model_version(ref, store, cfg)
+    return view
 
 
 def fetch_size(k: int, seen: int, catalog: int) -> int:

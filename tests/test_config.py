@@ -79,7 +79,7 @@ def test_extends_merges_the_base_job_and_catches_cycles(tmp_path) -> None:
     ("tokenize.codebook_size=0", "tokenize.codebook_size"), ("tokenize.num_levels=0", "tokenize.num_levels"),
     ("train.batch_size=-1", "train.batch_size"), ("train.batch_size=true", "train.batch_size"),
     ("lightgcn.dim=0", "lightgcn.dim"), ("dataset.max_len=-1", "dataset.max_len"), ("ray.num_cpus=-2", "ray.num_cpus"),
-    ("train.dropout=1.5", "train.dropout"), ("decode.cold_share=2", "decode.cold_share"),
+    ("train.dropout=1.5", "train.dropout"), ("decode.policies.cold_share.share=2", "decode.policies.cold_share.share"),
     ("train.max_train_s=0", "train.max_train_s"), ("sasrec.epochs=0", "sasrec.epochs"),
     ("tokenize.hidden_dims=[64,0]", "tokenize.hidden_dims.1"), ("evaluate.ks=[]", "evaluate.ks"),
 ])

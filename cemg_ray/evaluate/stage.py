@@ -11,6 +11,7 @@ from cemg_ray.data.split import Split, load_split
 from cemg_ray.evaluate.harness import evaluate
 from cemg_ray.evaluate.report import write_report
 from cemg_ray.evaluate.sasrec import train_sasrec
+from cemg_ray.generate.policy import LEGACY_MODELS, PolicyError
 from cemg_ray.pipeline import StageContext, require, stage
 from cemg_ray.recommenders import Recommender, UnknownModelError, load, model_stage, model_version, stages_for
 from cemg_ray.store import Store
@@ -21,9 +22,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("cemg_ray")
 
 
-def load_model(name: str, ctx: StageContext) -> Recommender:
-    require(ctx.store, ctx.cfg, model_stage(name, "evaluate.models"))
-    return load(name, ctx.cfg, ctx.store)
+def load_model(ref: str, ctx: StageContext, where: str = "evaluate.models") -> Recommender:
+    """A model reference (``cemg``, ``cemg:hybrid``, ``sasrec``) loaded once its stage has completed."""
+    require(ctx.store, ctx.cfg, model_stage(ref, where))
+    return load(ref, ctx.cfg, ctx.store, where)
 
 
 def _upstream(cfg: JobConfig) -> tuple[str, ...]:
@@ -36,7 +38,7 @@ def run(ctx: StageContext) -> dict:
     """Evaluate each model in ``evaluate.models``; rows of models not re-run are kept."""
     cfg = ctx.cfg
     split = load_split(ctx.store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
-    metrics, dropped = kept_rows(ctx.store, cfg.evaluate.models)
+    metrics, dropped = kept_rows(ctx.store, cfg.evaluate.models, cfg)
     for name in cfg.evaluate.models:
         rec = load_model(name, ctx)
         result = evaluate(rec, split, cfg.evaluate.split, cfg.evaluate.ks, cfg.evaluate.batch_size,
@@ -59,14 +61,14 @@ def select_default(ctx: StageContext, split: Split) -> dict:
     cfg = ctx.cfg
     valid = {}
     for name in cfg.evaluate.select_default:
-        res = evaluate(load_model(name, ctx), split, "valid", [10], cfg.evaluate.batch_size,
+        res = evaluate(load_model(name, ctx, "evaluate.select_default"), split, "valid", [10], cfg.evaluate.batch_size,
                        exclude_seen=cfg.evaluate.exclude_seen)
         valid[name] = {**res["overall"], "se": res["overall_se"], "cold_start": res["cold_start"]}
     best = max(valid, key=lambda n: (valid[n]["NDCG@10"], valid[n]["HR@10"]))
     return {"model": best, "selected_on": "valid", "metric": "NDCG@10", "valid": valid}
 
 
-def kept_rows(store: Store, rerun: list[str]) -> tuple[dict, list[str]]:
+def kept_rows(store: Store, rerun: list[str], cfg: JobConfig | None = None) -> tuple[dict, list[str]]:
     """The committed metrics rows of models not re-run now, each kept only while its model is the one the run
     directory holds (same ``model_version``); a row of a model retrained since, removed from the registry or
     recorded without a version is dropped with a message naming it. Reads the last commit, not the staged
@@ -74,12 +76,13 @@ def kept_rows(store: Store, rerun: list[str]) -> tuple[dict, list[str]]:
     committed = store.committed()
     previous = committed.read_json(METRICS) if committed.exists(METRICS) else {}
     kept, dropped = {}, []
-    for name, row in previous.items():
+    for old_name, row in previous.items():
+        name = LEGACY_MODELS.get(old_name, old_name)  # rows written when policies were models: their new names
         if name in rerun:
             continue
         try:
-            current = model_version(name, committed)
-        except UnknownModelError:
+            current = model_version(name, committed, cfg)
+        except (UnknownModelError, PolicyError):
             current = None
         if current is not None and row.get("model_version") == current:
             kept[name] = row

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+import logging
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from cemg_ray.configbase import Section
+from cemg_ray.generate.policy import BUILTIN, DEFAULT_POLICY, LEGACY_DECODE_KEYS, Policy, named_policies
+
+log = logging.getLogger("cemg_ray")
 
 
 class TrainConfig(Section):
@@ -112,17 +116,61 @@ class TrainConfig(Section):
 
 
 class DecodeConfig(Section):
-    HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"cold_bias", "hybrid_weight", "hybrid_cold_bias"})
+    """How the generator's lists are decoded: beam width, the named decoding policies and the default one
+    (cemg_ray/generate/policy.py). Runs and job files written before policies existed are read through
+    :func:`_legacy_keys`."""
+
+    HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"policy", "policies"})
 
     num_beams: int = Field(20, ge=1)
-    # share of the top-K reserved for cold-start items (<= dataset.cold_start_max training interactions),
-    # as TIGER reserves a share for unseen items; used by the ``cemg_cold`` model (item-level generator)
-    cold_share: float = Field(0.2, ge=0.0, le=1.0)
-    # cemg_dense: added to the cold-start items' dense logits before ranking. They were rarely a training target,
-    # so the dense head under-scores them; the bias (chosen on the validation split) trades overall for cold figures
-    cold_bias: float = Field(0.0, ge=-100.0, le=100.0)
-    # cemg_hybrid: the code head's share w of the mixture w * p_beam + (1 - w) * p_dense that ranks the beam's
-    # candidates plus the cold-start items, and the log-factor that raises the cold items' dense term
-    hybrid_weight: float = Field(0.8, gt=0.0, lt=1.0)
-    hybrid_cold_bias: float = Field(0.0, ge=-100.0, le=100.0)
+    # the policy a model without one (``cemg``) decodes with, unless evaluate.select_default chose another on
+    # the validation split (eval/default_model.json)
+    policy: str = DEFAULT_POLICY
+    # knobs of named policies: built-in names (beam, unconstrained, cold_share, dense, merge, hybrid, dense_all)
+    # need no ``kind``; a new name needs one. Asked for as ``cemg:NAME`` wherever a model is named.
+    policies: dict[str, Policy] = Field(default_factory=dict)
     batch_size: int = Field(256, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_keys(cls, data: Any) -> Any:
+        """Read the keys decode had when each policy was a model of its own (old job files and manifests)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        policies = {name: dict(body) if isinstance(body, dict) else body
+                    for name, body in (data.get("policies") or {}).items()}
+        moved = []
+        for key, (name, knob) in LEGACY_DECODE_KEYS.items():
+            if key in data:
+                value = data.pop(key)
+                if not (key == "cold_share" and not value):  # a share of 0 was "no reserved share"
+                    policies.setdefault(name, {}).setdefault(knob, value)
+                moved.append(f"decode.{key} -> decode.policies.{name}.{knob}")
+        if "cold_bias" in data:  # read by two of the old models
+            value = data.pop("cold_bias")
+            for name in ("dense", "merge"):
+                policies.setdefault(name, {}).setdefault("cold_bias", value)
+            moved.append("decode.cold_bias -> decode.policies.dense.cold_bias and decode.policies.merge.cold_bias")
+        for name, body in policies.items():
+            if isinstance(body, dict) and "kind" not in body:
+                if name not in BUILTIN:
+                    raise ValueError(f"decode.policies.{name}: a policy with a new name needs a kind (one of "
+                                     f"{', '.join(dict.fromkeys(p.kind for p in BUILTIN.values()))})")
+                body["kind"] = BUILTIN[name].kind
+        if moved:
+            log.warning("decode: read old keys as decoding policies (write them so in the job): %s", "; ".join(moved))
+        if policies or "policies" in data:
+            data["policies"] = policies
+        return data
+
+    @model_validator(mode="after")
+    def _default_policy_known(self) -> DecodeConfig:
+        if self.policy not in self.named():
+            raise ValueError(f"decode.policy: unknown policy {self.policy!r}; known: {', '.join(self.named())}")
+        return self
+
+    def named(self) -> dict[str, Any]:
+        """Every policy the job can ask for by name: the built-ins with ``policies`` laid over them."""
+        return named_policies(self.policies)
+

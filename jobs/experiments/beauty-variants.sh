@@ -5,7 +5,7 @@
 #   bash jobs/experiments/beauty-variants.sh BUDGET_S VARIANT...      e.g. 480 items-dense items-content
 #   bash jobs/experiments/beauty-variants.sh 300 cpu cpu-lr1e3 cpu-lr4e3 cpu-warmup1000 cpu-batch256 cpu-d256 cpu-layers4
 #
-# VALID_MODELS="cemg cemg_cold cemg_dense" also scores those models of each trained variant on every user's
+# VALID_MODELS="cemg cemg:cold_share cemg:dense" also scores those models of each trained variant on every user's
 # validation target, overall and cold-start (jobs/experiments/valid_models.py; the test split is not read).
 #
 # Each variant trains in a copy of the upstream run directory that holds its features and codes

@@ -1,8 +1,8 @@
-"""The cemg_hybrid setting chosen from a validation sweep (``hybrid_sweep.sh``): the rule, written once.
+"""The hybrid policy's setting chosen from a validation sweep (``hybrid_sweep.sh``): the rule, written once.
 
     .venv/bin/python jobs/experiments/pick_hybrid.py hybrid_selection.json
 
-Among the ``cemg_hybrid@...`` rows, the largest cold-start HR@10 whose overall HR@10 and NDCG@10 both stay
+Among the ``cemg:hybrid(...)`` rows, the largest cold-start HR@10 whose overall HR@10 and NDCG@10 both stay
 within one standard error of ``cemg``'s (the beam alone): cold-start items get recommended without the overall
 list getting measurably worse. Validation figures only; the test split is read once, after the pick.
 """
@@ -17,7 +17,7 @@ def pick(rows: dict) -> tuple[str | None, dict[str, float]]:
     """The chosen row's name (None when no row passes) and the floors it had to clear."""
     base, se = rows["cemg"]["overall"], rows["cemg"]["overall_se"]
     floors = {m: base[m] - se[m] for m in ("HR@10", "NDCG@10")}
-    passing = [name for name, res in rows.items() if name.startswith("cemg_hybrid@")
+    passing = [name for name, res in rows.items() if name.startswith("cemg:hybrid")
                and all(res["overall"][m] >= floor for m, floor in floors.items())]
     best = max(passing, key=lambda name: rows[name]["cold_start"]["HR@10"], default=None)
     return best, floors

@@ -105,6 +105,7 @@ def test_checkpoints_only_every_checkpoint_every_s_and_after_the_last_epoch(demo
 
 def test_token_layout_still_trains_serves_and_is_reported(demo_run, tmp_path) -> None:
     """The paper's layout (every code a token, one example per prefix) stays selectable beside the item one."""
+    from cemg_ray.generate.policy import BUILTIN
     from cemg_ray.generate.recommender import CEMGRecommender, load_recommender
 
     report, store = _train_report(demo_run, tmp_path, ["train.backbone=t5", "train.history=tokens",
@@ -117,8 +118,11 @@ def test_token_layout_still_trains_serves_and_is_reported(demo_run, tmp_path) ->
     assert isinstance(rec, CEMGRecommender)
     items, _ = rec.recommend([np.array([0, 1, 2])], 5)
     assert ((items >= 0) & (items < rec.num_items)).all()
+    from cemg_ray.generate.policy import ColdSharePolicy
+
     with pytest.raises(ValueError, match="item-level generator"):
-        load_recommender(cfg, store, cold_share=0.2)
+        load_recommender(cfg, store, policy=ColdSharePolicy())
+    assert rec.with_policy(BUILTIN["unconstrained"]).constrained is False
 
 
 def test_item_level_generator_trains_on_two_ddp_workers(demo_run, tmp_path) -> None:

@@ -17,18 +17,18 @@ def _row(hr: float, ndcg: float, cold_hr: float) -> dict:
 def test_pick_takes_the_best_cold_start_row_that_stays_within_one_standard_error():
     rows = {
         "cemg": _row(0.090, 0.047, 0.02),
-        "cemg_hybrid@a": _row(0.0885, 0.0465, 0.04),  # within both floors
-        "cemg_hybrid@b": _row(0.0850, 0.0465, 0.06),  # HR@10 below 0.088
-        "cemg_hybrid@c": _row(0.0890, 0.0455, 0.07),  # NDCG@10 below 0.046
-        "cemg_hybrid@d": _row(0.0900, 0.0470, 0.03),
+        "cemg:hybrid(a)": _row(0.0885, 0.0465, 0.04),  # within both floors
+        "cemg:hybrid(b)": _row(0.0850, 0.0465, 0.06),  # HR@10 below 0.088
+        "cemg:hybrid(c)": _row(0.0890, 0.0455, 0.07),  # NDCG@10 below 0.046
+        "cemg:hybrid(d)": _row(0.0900, 0.0470, 0.03),
     }
     best, floors = pick_hybrid.pick(rows)
-    assert best == "cemg_hybrid@a"
+    assert best == "cemg:hybrid(a)"
     assert floors["HR@10"] == 0.090 - 0.002 and floors["NDCG@10"] == 0.047 - 0.001
 
 
 def test_pick_says_none_when_every_setting_costs_too_much():
-    rows = {"cemg": _row(0.090, 0.047, 0.02), "cemg_hybrid@a": _row(0.080, 0.040, 0.09)}
+    rows = {"cemg": _row(0.090, 0.047, 0.02), "cemg:hybrid(a)": _row(0.080, 0.040, 0.09)}
     assert pick_hybrid.pick(rows)[0] is None
 
 
