@@ -5,6 +5,7 @@
     run = open_run("runs/demo")                       # or "s3://bucket/runs/demo"
     run.recommend_for_users(["u1", "u2"], k=10)       # known users: their own histories
     run.recommend([["i3", "i17"]], k=10)              # any history of item ids
+    run.recommend([["i3"]], k=10, policy="dense_all") # another decoding policy of the same generator
     run.codes(["i3"])                                 # semantic IDs
     run.assign_codes("new_items.jsonl")               # codes for items added after training
 
@@ -14,6 +15,7 @@ the evaluation, the bulk export and the serving replicas (``serve_app.model_stat
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,23 +36,31 @@ class RunError(RuntimeError):
 
 
 class Run:
-    """A run directory's model, catalog and users, loaded once and never changed."""
+    """A run directory's model, catalog and users, loaded once and never changed: the one predictor that the
+    Python API, the serving replicas (``serve_app.model_state``) and the bulk export's actors
+    (``export.stage.ExportDecoder``) rank through."""
 
-    def __init__(self, store: Store, model: str | None = None):
+    def __init__(self, store: Store, model: str | None = None, policy: str | None = None,
+                 cfg: JobConfig | None = None):
+        """``cfg``: the job's resolved config (a job's stage, such as export); None: the run's own (its manifest)."""
         from cemg_ray.recommenders import default_model, model_stage
 
         if not store.exists(artifacts.MANIFEST):
             raise RunError(f"run_dir {store.root_uri} has no manifest.json: not a run directory")
         self.store = store
-        self.cfg = JobConfig.model_validate(artifacts.read_manifest(store)["config"])
-        self.cfg.run_dir = store.root_uri
+        self.cfg = cfg or JobConfig.model_validate(artifacts.read_manifest(store)["config"])
+        if cfg is None:
+            self.cfg.run_dir = store.root_uri
         model = model or default_model(store)  # the list the run chose on validation
+        if policy:  # another decoding of the same model: cemg:hybrid + policy "dense" -> cemg:dense
+            model = f"{model.split(':')[0]}:{policy}"
         self.model = model
         stage = model_stage(model)
         if (artifacts.read_marker(store, stage) or {}).get("status") != "ok":
             raise RunError(f"model {model!r} needs the {stage!r} stage, which has not completed in "
                            f"{store.root_uri}; run: cemg-ray run JOB.yaml --stages {stage}")
         self.recommender: Recommender = load(model, self.cfg, store)
+        self._by_policy: dict[str, Recommender] = {}  # the loaded generator under other policies, per request
         self.model_version = self.recommender.model_version
         self.popular = None
         if store.exists(artifacts.POPULARITY):
@@ -62,19 +72,38 @@ class Run:
         self.item_ids = np.empty(len(idx), dtype=object)
         self.item_ids[idx] = [str(i) for i in items.column("item_id").to_pylist()]
         self.item_index = {iid: int(i) for i, iid in enumerate(self.item_ids)}
-        seqs = artifacts.read_sequences(store, ["user_id", "items"])
-        self.user_history = {str(u): np.asarray(s, dtype=np.int64)
-                             for u, s in zip(seqs.column("user_id").to_pylist(), seqs.column("items").to_pylist())}
         self.code_config = artifacts.read_codes_meta(store) if store.exists(artifacts.CODES_META) else None
         self.run_uri = store.root_uri
 
+    @functools.cached_property
+    def user_history(self) -> dict[str, np.ndarray]:
+        """Every user's full sequence, read on first use (the export's actors are sent their users instead)."""
+        seqs = artifacts.read_sequences(self.store, ["user_id", "items"])
+        return {str(u): np.asarray(s, dtype=np.int64)
+                for u, s in zip(seqs.column("user_id").to_pylist(), seqs.column("items").to_pylist())}
+
     # -- the core every consumer shares (item indices in, ranked item ids out) ------------------------------------
-    def rank(self, histories: list[np.ndarray], ks: list[int], exclude: list[bool]) -> list[list[tuple[str, float]]]:
+    def recommender_for(self, policy: str | None = None) -> Recommender:
+        """The loaded model, or the same loaded generator decoding with another named ``policy`` (with its knobs:
+        ``hybrid(weight=0.7)``); nothing is reloaded."""
+        from cemg_ray.recommenders import with_policy
+
+        if not policy:
+            return self.recommender
+        if policy not in self._by_policy:
+            ref = f"{self.model.split(':')[0]}:{policy}"
+            self._by_policy[policy] = with_policy(self.recommender, ref, self.cfg, self.store)
+        return self._by_policy[policy]
+
+    def rank(self, histories: list[np.ndarray], ks: list[int], exclude: list[bool],
+             policy: str | None = None) -> list[list[tuple[str, float]]]:
         """One ranked list per history (one model call per fetch bucket); empty histories get popular items.
 
         With ``exclude`` the model is asked for ``k`` plus the number of distinct seen items, so the
-        list is still ``k`` long after the seen ones are removed.
+        list is still ``k`` long after the seen ones are removed. ``policy``: another decoding of the loaded
+        generator (:meth:`recommender_for`).
         """
+        rec = self.recommender_for(policy)
         n = len(self.item_ids)
         seen = [set(h.tolist()) if ex else set() for h, ex in zip(histories, exclude)]
         wants = [fetch_size(k, len(s), n) for k, s in zip(ks, seen)]
@@ -82,7 +111,7 @@ class Run:
         rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         nonempty = [i for i, h in enumerate(asked) if len(h)]
         if nonempty:
-            ranked = recommend_rows(self.recommender, [asked[i] for i in nonempty], [wants[i] for i in nonempty])
+            ranked = recommend_rows(rec, [asked[i] for i in nonempty], [wants[i] for i in nonempty])
             rows.update(zip(nonempty, ranked))
         if len(nonempty) < len(asked):
             if self.popular is None:
@@ -94,8 +123,8 @@ class Run:
                 for i in range(len(histories))]
 
     # -- by ids, for people ---------------------------------------------------------------------------------------
-    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10,
-                  exclude_seen: bool = True) -> list[list[tuple[str, float]]]:
+    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, exclude_seen: bool = True,
+                  policy: str | None = None) -> list[list[tuple[str, float]]]:
         """Top-``k`` (item id, score) per history of item ids; ids not in the catalog are an error that names them."""
         idx = []
         for n, history in enumerate(histories):
@@ -103,16 +132,16 @@ class Run:
             if unknown:
                 raise KeyError(f"histories[{n}]: item id(s) not in the catalog: {unknown[:5]}")
             idx.append(np.asarray([self.item_index[i] for i in history], dtype=np.int64))
-        return self.rank(idx, [k] * len(idx), [exclude_seen] * len(idx))
+        return self.rank(idx, [k] * len(idx), [exclude_seen] * len(idx), policy)
 
-    def recommend_for_users(self, user_ids: Sequence[str], k: int = 10,
-                            exclude_seen: bool = True) -> dict[str, list[tuple[str, float]]]:
+    def recommend_for_users(self, user_ids: Sequence[str], k: int = 10, exclude_seen: bool = True,
+                            policy: str | None = None) -> dict[str, list[tuple[str, float]]]:
         """Top-``k`` for users of the run's data, from their own full histories."""
         unknown = [u for u in user_ids if str(u) not in self.user_history]
         if unknown:
             raise KeyError(f"user id(s) not in {self.run_uri}: {unknown[:5]}")
         lists = self.rank([self.user_history[str(u)] for u in user_ids], [k] * len(user_ids),
-                          [exclude_seen] * len(user_ids))
+                          [exclude_seen] * len(user_ids), policy)
         return {str(u): ranked for u, ranked in zip(user_ids, lists)}
 
     def codes(self, item_ids: Sequence[str]) -> dict[str, list[int]]:
@@ -145,8 +174,10 @@ def run_store(run_dir: str | Path, endpoint_url: str | None = None, region: str 
 
 
 def open_run(run_dir: str | Path, model: str | None = None, endpoint_url: str | None = None,
-             region: str | None = None) -> Run:
+             region: str | None = None, policy: str | None = None) -> Run:
     """Open a trained run directory (a local path or ``s3://bucket/prefix``; credentials from the AWS chain).
 
-    ``model`` None: the run's default list (``eval/default_model.json``, chosen on validation), else ``cemg``."""
-    return Run(run_store(run_dir, endpoint_url, region), model)
+    ``model``: a registered model, optionally with a decoding policy (``cemg``, ``cemg:hybrid``, ``sasrec``);
+    None: the run's default list (``eval/default_model.json``, chosen on validation), else ``cemg``.
+    ``policy``: decode the model with this named policy instead (``open_run(d, policy="dense_all")``)."""
+    return Run(run_store(run_dir, endpoint_url, region), model, policy)

@@ -1,13 +1,13 @@
 """The serving application: a thin HTTP ingress in front of replicated model deployments.
 
 ``Ingress`` (FastAPI, one small replica per proxy) validates the request, guards the body, headers and
-API key, and calls ``Recommender`` through a deployment handle. ``Recommender`` replicas hold the model
+API key, and calls ``ModelReplica`` through a deployment handle. ``ModelReplica`` replicas hold the model
 and batch what arrives together (``@serve.batch``). Splitting them, as Ray's own model-composition
 examples do, is what lets a request survive a model replica's death: a recommendation is idempotent,
 so the ingress retries it on another replica instead of returning the proxy's plain-text 500.
 
 ``serve run serve_app/config.yaml`` locally (after ``make demo``) or ``serve deploy`` of the same
-file on a cluster. The model comes from the Recommender's ``user_config`` (see ``ServeConfig``); changing
+file on a cluster. The model comes from the ModelReplica's ``user_config`` (see ``ServeConfig``); changing
 it loads the new version beside the old one and swaps it in, so requests in flight are not failed.
 """
 
@@ -83,9 +83,9 @@ def validate_user_config(user_config: dict) -> ServeConfig:
         raise ValueError("user_config: " + "; ".join(lines)) from None
 
 
-@serve.deployment(name="Recommender", max_ongoing_requests=64, ray_actor_options={"num_cpus": 1},
+@serve.deployment(name="ModelReplica", max_ongoing_requests=64, ray_actor_options={"num_cpus": 1},
                   autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 8})
-class Recommender:
+class ModelReplica:
     """One model replica: the current ``ModelState`` and a batching queue in front of it.
 
     Its methods answer the ingress with ``(status, JSON body)``: a client error is an answer, not an
@@ -126,16 +126,17 @@ class Recommender:
         return self.state
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def _decode(self, jobs: list[tuple[ModelState, np.ndarray, int, bool]]) -> list[list[tuple[str, float]]]:
-        """Requests that arrive together go to the model as one batch (one per model version)."""
+    async def _decode(self, jobs: list[tuple[ModelState, np.ndarray, int, bool, str | None]]
+                      ) -> list[list[tuple[str, float]]]:
+        """Requests that arrive together go to the model as one batch (one per model version and policy)."""
         out: list[list[tuple[str, float]]] = [[] for _ in jobs]
         self.stats["requests"] += len(jobs)
         self.stats["largest_batch"] = max(self.stats["largest_batch"], len(jobs))
-        for state in {id(j[0]): j[0] for j in jobs}.values():
-            idx = [i for i, j in enumerate(jobs) if j[0] is state]
+        for state, policy in {(id(j[0]), j[4]): (j[0], j[4]) for j in jobs}.values():
+            idx = [i for i, j in enumerate(jobs) if j[0] is state and j[4] == policy]
             self.stats["model_calls"] += 1
             lists = await asyncio.to_thread(state.rank, [jobs[i][1] for i in idx], [jobs[i][2] for i in idx],
-                                            [jobs[i][3] for i in idx])
+                                            [jobs[i][3] for i in idx], policy)
             for i, ranked in zip(idx, lists):
                 out[i] = ranked
         return out
@@ -146,18 +147,22 @@ class Recommender:
         if req.history is not None and len(req.history) > state.conf.max_history:
             raise ClientError(422, f"history has {len(req.history)} items; at most {state.conf.max_history} "
                               "are accepted")
+        try:
+            rec = state.recommender_for(req.policy)
+        except ValueError as exc:  # an unknown policy, bad knobs, or one this model cannot decode with
+            raise ClientError(422, f"policy: {exc}") from None
         resolved = state.resolve(req.user_id, req.history)
         if resolved.error:
             raise ClientError(resolved.status, resolved.error, unknown_items=resolved.unknown)
-        ranked = await self._decode((state, resolved.history, req.k, req.exclude_seen))
+        ranked = await self._decode((state, resolved.history, req.k, req.exclude_seen, req.policy))
         empty = len(resolved.history) == 0
         message = None
         if empty:
             message = "empty history: most popular items"
         elif resolved.unknown:
             message = f"{len(resolved.unknown)} unknown item id(s) ignored"
-        return RecommendResponse(items=[Item(item_id=i, score=s) for i, s in ranked], model=state.model,
-                                 model_version=state.model_version, unknown_items=resolved.unknown,
+        return RecommendResponse(items=[Item(item_id=i, score=s) for i, s in ranked], model=rec.name,
+                                 model_version=rec.model_version, unknown_items=resolved.unknown,
                                  fallback="popular" if empty else None, message=message)
 
     async def recommend(self, body: dict) -> tuple[int, dict]:
@@ -280,4 +285,4 @@ class Ingress:
         return response
 
 
-app = Ingress.bind(Recommender.bind())
+app = Ingress.bind(ModelReplica.bind())

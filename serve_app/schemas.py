@@ -18,6 +18,9 @@ class RecommendRequest(BaseModel):
     history: list[StrictStr] | None = Field(default=None, description="catalog item ids, oldest first")
     k: StrictInt = 10
     exclude_seen: StrictBool = True
+    policy: StrictStr | None = Field(default=None, description="a decoding policy of the served generator (beam, "
+                                     "hybrid, dense_all, a name from the job's decode.policies, knobs as "
+                                     "hybrid(weight=0.7)); none: the one the deployment serves")
 
     @model_validator(mode="after")
     def _one_source(self) -> RecommendRequest:
@@ -69,14 +72,30 @@ def known_models() -> list[str]:
     return list(MODELS)
 
 
+def check_model_ref(value: str) -> None:
+    """Raise ValueError unless ``value`` is a registered model, optionally with a policy (``cemg:hybrid``); an old
+    model name that is now a policy says what to write instead. The policy itself is checked against the run's
+    job when the model loads."""
+    from cemg_ray.generate.policy import PolicyError, legacy_hint
+    from cemg_ray.recommenders import model_name
+
+    try:
+        name = model_name(value)
+    except PolicyError as exc:
+        raise ValueError(str(exc)) from None
+    if name not in known_models():
+        raise ValueError(legacy_hint(name) or f"unknown model {value!r}; known: {', '.join(known_models())}")
+
+
 class ServeConfig(BaseModel):
     """The deployment's ``user_config``. Changing it at run time loads a new model version."""
 
     model_config = ConfigDict(extra="forbid")
 
     run_dir: str = Field(description="trained run directory: local path or s3://bucket/prefix")
-    model: str | None = Field(default=None, description="a name from cemg_ray.recommenders.MODELS; none: the "
-                              "run's default list (chosen on validation by its evaluate stage), else cemg")
+    model: str | None = Field(default=None, description="a model of cemg_ray.recommenders.MODELS, optionally with a "
+                              "decoding policy (cemg:hybrid); none: the run's default list (chosen on validation "
+                              "by its evaluate stage), else cemg")
     max_k: int = Field(default=100, ge=1, le=10_000)
     max_history: int = Field(default=200, ge=1, description="longest history a request may send")
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="larger request bodies get a 413")
@@ -92,7 +111,6 @@ class ServeConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _registered(cls, value: str | None) -> str | None:
-        models = known_models()
-        if value is not None and value not in models:
-            raise ValueError(f"unknown model {value!r}; known: {', '.join(models)}")
+        if value is not None:
+            check_model_ref(value)
         return value

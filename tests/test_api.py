@@ -51,3 +51,23 @@ def test_the_api_ranks_like_serving_and_names_bad_input(demo_run, tmp_path) -> N
         open_run(tmp_path / "missing")
     with pytest.raises(RunError, match="no manifest.json"):
         open_run(tmp_path)
+
+
+def test_a_policy_is_asked_of_the_run_or_per_call_and_both_give_the_same_lists(demo_run) -> None:
+    from serve_app.model_state import ModelState
+    from serve_app.schemas import ServeConfig
+
+    _, store = demo_run
+    run = open_run(store.root_uri, model="cemg")
+    dense = open_run(store.root_uri, policy="dense_all")
+    assert dense.model == "cemg:dense_all" and dense.model_version.endswith("+dense_all")
+    users = list(run.user_history)[:3]
+    assert run.recommend_for_users(users, k=5, policy="dense_all") == dense.recommend_for_users(users, k=5)
+    assert run.recommend_for_users(users, k=5) != dense.recommend_for_users(users, k=5)
+    state = ModelState(ServeConfig(run_dir=store.root_uri, model="cemg"))  # serving's request-level policy
+    histories = [run.user_history[u] for u in users]
+    assert state.rank(histories, [5] * 3, [True] * 3, "dense_all") == dense.rank(histories, [5] * 3, [True] * 3)
+    with pytest.raises(ValueError, match="unknown decoding policy 'nope'"):
+        run.recommend_for_users(users, policy="nope")
+    with pytest.raises(ValueError, match="not a generator"):
+        open_run(store.root_uri, model="sasrec").recommend_for_users(users, policy="beam")

@@ -61,7 +61,7 @@ def test_a_users_beam_list_does_not_depend_on_who_shares_the_batch(demo_run) -> 
     both = decoder({"user_id": np.asarray(["s", "l"], dtype=object), "items": [short.tolist(), long_.tolist()]})
     solo = decoder({"user_id": np.asarray(["s"], dtype=object), "items": [short.tolist()]})
     assert list(both["item_id"][both["user_id"] == "s"]) == list(solo["item_id"])
-    assert len(solo["item_id"]) == 10 and not set(solo["item_id"]) & {decoder.item_ids[i] for i in short}
+    assert len(solo["item_id"]) == 10 and not set(solo["item_id"]) & {decoder.run.item_ids[i] for i in short}
 
 
 def test_unseen_top_k_drops_seen_padding_and_non_finite_scores_in_order() -> None:
@@ -74,7 +74,13 @@ def test_unseen_top_k_drops_seen_padding_and_non_finite_scores_in_order() -> Non
 def test_unknown_model_names_the_key_and_the_known_models() -> None:
     with pytest.raises(UnknownModelError) as err:
         recommenders.spec("cemgg", "export.model")
-    assert "export.model" in str(err.value) and "cemg_cold" in str(err.value)
+    assert "export.model" in str(err.value) and "sasrec" in str(err.value)
+
+
+def test_registry_holds_trained_models_only_and_old_names_say_what_to_write() -> None:
+    assert set(MODELS) == {"popularity", "sasrec", "cemg", "mscgrec"}
+    with pytest.raises(UnknownModelError, match="write 'cemg:hybrid'"):
+        recommenders.spec("cemg_hybrid", "evaluate.models")
 
 
 def test_every_model_loads_from_a_run_with_its_name_and_a_distinct_version(demo_run) -> None:
@@ -91,28 +97,45 @@ def test_every_model_loads_from_a_run_with_its_name_and_a_distinct_version(demo_
         versions[name] = rec.model_version
     assert len(set(versions.values())) == len(versions) >= len(MODELS) - 1
     generator = store.read_json("generate/report.json")["model_version"]
-    assert versions["cemg"] == generator and versions["cemg_cold"] == generator + "+cold"
+    assert versions["cemg"] == generator
     assert versions["popularity"].startswith("popularity-")
 
 
-def test_serving_and_export_return_the_same_list_for_the_same_user(demo_run) -> None:
+def test_serving_and_export_rank_through_the_same_predictor(demo_run) -> None:
+    """One predictor: the export's Ray Data actor holds an ``api.Run`` and calls its ``rank``, the method a
+    serving replica (a ``Run`` subclass that adds its limits) calls, so the two cannot drift apart."""
+    from cemg_ray.api import Run
+    from cemg_ray.config import JobConfig
     from cemg_ray.export.stage import ExportDecoder
     from serve_app.model_state import ModelState
-    from serve_app.schemas import ServeConfig
 
     cfg, store = demo_run
     raw = cfg.model_dump(mode="json")
     raw["export"] = {**raw["export"], "model": "sasrec", "k": 7}
-    from cemg_ray.config import JobConfig
-
     decoder = ExportDecoder(JobConfig.model_validate(raw).model_dump(mode="json"), store.root_uri)
+    assert type(decoder.run) is Run and issubclass(ModelState, Run) and ModelState.rank is Run.rank
+    assert "user_history" not in vars(decoder.run)  # an actor is sent its users; it never reads them all
     seqs = store.read_parquet("data/sequences.parquet").slice(0, 6).to_pydict()
-    batch = {"user_id": np.asarray(seqs["user_id"], dtype=object), "items": seqs["items"]}
-    exported = decoder(batch)
-    state = ModelState(ServeConfig(run_dir=store.root_uri, model="sasrec"))
-    served = state.rank([np.asarray(s, dtype=np.int64) for s in seqs["items"]], [7] * 6, [True] * 6)
+    exported = decoder({"user_id": np.asarray(seqs["user_id"], dtype=object), "items": seqs["items"]})
+    ranked = decoder.run.rank([np.asarray(s, dtype=np.int64) for s in seqs["items"]], [7] * 6, [True] * 6)
     for u, uid in enumerate(seqs["user_id"]):
-        rows = exported["user_id"] == uid
-        assert list(exported["item_id"][rows]) == [item for item, _ in served[u]]
-        assert len(served[u]) == 7
-    assert set(exported["model_version"]) == {state.model_version}
+        assert list(exported["item_id"][exported["user_id"] == uid]) == [item for item, _ in ranked[u]]
+    assert set(exported["model_version"]) == {decoder.run.model_version}
+
+
+def test_every_policy_is_a_view_of_one_loaded_generator_and_decodes_as_a_fresh_load(demo_run) -> None:
+    cfg, store = demo_run
+    base = recommenders.load("cemg", cfg, store)
+    histories = [np.array([0, 1, 2]), np.array([5])]
+    versions = set()
+    for name in cfg.decode.named():
+        fresh = recommenders.load(f"cemg:{name}", cfg, store)
+        view = recommenders.with_policy(base, f"cemg:{name}", cfg, store)
+        assert view.model is base.model and view.name == f"cemg:{name}"  # nothing reloaded
+        for a, b in zip(fresh.recommend(histories, 10), view.recommend(histories, 10)):
+            np.testing.assert_array_equal(a, b)
+        assert view.model_version == fresh.model_version
+        versions.add(view.model_version)
+    assert len(versions) == len(cfg.decode.named())  # one version per policy
+    with pytest.raises(ValueError, match="not a generator"):
+        recommenders.load("sasrec:beam", cfg, store)

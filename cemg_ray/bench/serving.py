@@ -163,7 +163,7 @@ def run(run_dir: str, model: str, replicas: list[int], concurrency: int, request
     from ray import serve
 
     try:
-        from serve_app.app import Ingress, Recommender
+        from serve_app.app import Ingress, ModelReplica
     except ModuleNotFoundError as exc:
         if exc.name != "serve_app":
             raise
@@ -186,7 +186,7 @@ def run(run_dir: str, model: str, replicas: list[int], concurrency: int, request
         for n in replicas:
             for batching in (True, False):
                 user_config = {"run_dir": run_dir, "model": model, "max_batch_size": 32 if batching else 1}
-                dep = Recommender.options(num_replicas=n, autoscaling_config=None, user_config=user_config,
+                dep = ModelReplica.options(num_replicas=n, autoscaling_config=None, user_config=user_config,
                                           max_ongoing_requests=64, ray_actor_options={"num_cpus": replica_cpus})
                 # the ingress reserves no CPU here, so that n model replicas of replica_cpus each fit the host
                 ingress = Ingress.options(ray_actor_options={"num_cpus": 0})

@@ -20,19 +20,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from cemg_ray.artifacts import read_items, read_sequences
+from cemg_ray.artifacts import read_sequences
 from cemg_ray.config import JobConfig
 from cemg_ray.export.commit import STAGING, commit, committed_manifest
 from cemg_ray.pipeline import StageContext, require, stage
 from cemg_ray.recommenders import (
     FALLBACK_MODEL,
     default_model,
-    fetch_size,
-    load,
     model_stage,
     model_version,
-    recommend_rows,
-    unseen_top_k,
 )
 from cemg_ray.store import Store
 
@@ -43,28 +39,28 @@ OUTPUT_SCHEMA = pa.schema([("user_id", pa.string()), ("rank", pa.int32()), ("ite
 
 
 class ExportDecoder:
-    """Ray Data actor: loads the model and the item ids once, then ranks batches of users."""
+    """Ray Data actor around the one predictor that serving and the Python API use (:class:`cemg_ray.api.Run`):
+    loaded once per actor, it ranks batches of users with ``Run.rank``, the same method a serving replica calls."""
 
     def __init__(self, cfg_json: dict[str, Any], run_dir: str):
-        self.cfg = JobConfig.model_validate(cfg_json)
-        store = Store(run_dir, self.cfg.storage.endpoint_url, self.cfg.storage.region)
-        self.rec = load(self.cfg.export.model, self.cfg, store)
-        self.item_ids = np.asarray(read_items(store, ["item_idx", "item_id"]).column("item_id").to_pylist(),
-                                   dtype=object)
-        self.version = self.rec.model_version
+        from cemg_ray.api import Run
+
+        cfg = JobConfig.model_validate(cfg_json)
+        store = Store(run_dir, cfg.storage.endpoint_url, cfg.storage.region)
+        self.run = Run(store, cfg.export.model, cfg=cfg)
+        self.k, self.exclude_seen = cfg.export.k, cfg.export.exclude_seen
+        self.version = self.run.model_version
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        ecfg, max_len, catalog = self.cfg.export, self.cfg.dataset.max_len, len(self.item_ids)
         sequences = [np.asarray(h, dtype=np.int64) for h in batch["items"]]
-        seen = [set(seq.tolist()) if ecfg.exclude_seen else set() for seq in sequences]
-        wants = [fetch_size(ecfg.k, len(s), catalog) for s in seen]
-        ranked = recommend_rows(self.rec, [seq[-max_len:] for seq in sequences], wants)
+        n = len(sequences)
+        ranked = self.run.rank(sequences, [self.k] * n, [self.exclude_seen] * n)
         users, ranks, out_items, out_scores = [], [], [], []
-        for uid, user_seen, (row, srow) in zip(batch["user_id"], seen, ranked):
-            for rank, (item, score) in enumerate(unseen_top_k(row, srow, user_seen, ecfg.k, catalog), start=1):
+        for uid, row in zip(batch["user_id"], ranked):
+            for rank, (item, score) in enumerate(row, start=1):
                 users.append(uid)
                 ranks.append(rank)
-                out_items.append(self.item_ids[item])
+                out_items.append(item)
                 out_scores.append(score)
         return {"user_id": np.asarray(users, dtype=object), "rank": np.asarray(ranks, dtype=np.int32),
                 "item_id": np.asarray(out_items, dtype=object), "score": np.asarray(out_scores, dtype=np.float32),
@@ -87,7 +83,7 @@ def run_export(cfg: JobConfig, run_store: Store) -> dict:
         cfg = cfg.model_copy(update={"export": cfg.export.model_copy(update={"model": default_model(run_store)})})
     ecfg = cfg.export
     out, partition = export_target(cfg, run_store)
-    version = model_version(ecfg.model, run_store)
+    version = model_version(ecfg.model, run_store, cfg)
     done = committed_manifest(out, partition)
     if (done and not ecfg.force and done.get("model") == ecfg.model and done.get("model_version") == version
             and done.get("k") == ecfg.k):

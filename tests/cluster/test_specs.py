@@ -46,7 +46,7 @@ def test_specs_parse_and_hold_no_credentials(path: Path) -> None:
 def test_serve_config_is_deployable_and_typo_free() -> None:
     conf = load(REPO / "serve_app" / "config.yaml")
     assert check_serve_config(conf) == []
-    assert [d["name"] for d in conf["applications"][0]["deployments"]] == ["Recommender", "Ingress"]
+    assert [d["name"] for d in conf["applications"][0]["deployments"]] == ["ModelReplica", "Ingress"]
 
 
 def test_config_check_catches_what_ray_serve_ignores() -> None:

@@ -167,8 +167,8 @@ def test_exclude_seen_drops_items_older_than_the_decoded_history(demo_run) -> No
     raw["dataset"]["max_len"] = 2
     raw["export"] = {"model": "popularity", "k": 5}
     decoder = ExportDecoder(raw, store.root_uri)
-    ids = decoder.item_ids
-    popular = decoder.rec.recommend([np.array([], dtype=np.int64)], 3)[0][0]  # the 3 most popular items
+    ids = decoder.run.item_ids
+    popular = decoder.run.recommender.recommend([np.array([], dtype=np.int64)], 3)[0][0]  # the 3 most popular items
     sequence = np.array([*popular.tolist(), 0, 1], dtype=np.int64)  # the popular ones fall outside max_len=2
     out = decoder({"user_id": np.array(["u"], dtype=object), "items": [sequence]})
     assert not set(out["item_id"].tolist()) & {ids[i] for i in sequence.tolist()}

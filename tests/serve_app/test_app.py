@@ -24,7 +24,7 @@ def serve_config(port: int, user_config: dict, replicas: int = 1) -> dict:
     replica) and ``user_config``."""
     conf = yaml.safe_load(CONFIG.read_text())
     conf["http_options"] = {"host": "127.0.0.1", "port": port}
-    dep = next(d for d in conf["applications"][0]["deployments"] if d["name"] == "Recommender")
+    dep = next(d for d in conf["applications"][0]["deployments"] if d["name"] == "ModelReplica")
     dep.pop("autoscaling_config")
     dep.update(ray_actor_options={"num_cpus": 0.5}, user_config=user_config)
     if replicas == 1:
@@ -172,6 +172,8 @@ BAD = [
     ({"user_id": "u", "history": ["x"]}, 422, "not both"),
     ({"user_id": 7}, 422, "user_id: Input should be a valid string"),
     ({"history": ["x"], "colour": "red"}, 422, "colour: unknown field"),
+    ({"history": ["x"], "policy": "hybrid"}, 422, "policy: 'sasrec:hybrid': sasrec is not a generator"),
+    ({"history": ["x"], "policy": 3}, 422, "policy: Input should be a valid string"),
     ({"user_id": "no-such-user"}, 404, "unknown user_id 'no-such-user'"),
     ([1, 2], 422, "valid dictionary"),
     ("null", 422, "valid dictionary"),
@@ -272,6 +274,8 @@ def test_user_config_errors_name_the_key() -> None:
         validate_user_config({"run_dir": "x", "modle": "cemg"})
     with pytest.raises(ValueError, match="unknown model 'bert4rec'"):
         validate_user_config({"run_dir": "x", "model": "bert4rec"})
+    with pytest.raises(ValueError, match="write 'cemg:hybrid'"):
+        validate_user_config({"run_dir": "x", "model": "cemg_hybrid"})
     with pytest.raises(ValueError, match="run_dir"):
         validate_user_config({"model": "cemg"})
     with pytest.raises(ValueError, match="max_k"):
@@ -284,7 +288,7 @@ def _running_model_replicas() -> list[str]:
     import ray
 
     return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                  if a["namespace"] == "serve" and "REPLICA" in a["name"] and "Recommender" in a["name"])
+                  if a["namespace"] == "serve" and "REPLICA" in a["name"] and "ModelReplica" in a["name"])
 
 
 def test_killing_one_of_two_model_replicas_under_load_fails_no_request(served, catalog) -> None:
@@ -300,7 +304,7 @@ def test_killing_one_of_two_model_replicas_under_load_fails_no_request(served, c
     deadline = time.time() + 300  # a new replica imports torch and loads the model: slow on a loaded machine
     while len(_running_model_replicas()) < 2 and time.time() < deadline:
         time.sleep(1)
-    status = serve.status().applications["cemg"].deployments["Recommender"]
+    status = serve.status().applications["cemg"].deployments["ModelReplica"]
     assert len(_running_model_replicas()) == 2, (status.status, status.replica_states, status.message)
     users = list(catalog[1])[:50]
     stop, statuses, errors = threading.Event(), [], []
