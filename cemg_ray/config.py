@@ -10,9 +10,11 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from cemg_ray.collab.config import LightGCNConfig
 from cemg_ray.configbase import Section
@@ -78,6 +80,32 @@ class EvaluateConfig(Section):
     select_default: list[str] = []
 
 
+SECRET_ERROR = "secret_in_value"  # a validation error whose message must not quote the value
+
+
+class TrackingConfig(Section):
+    """Experiment tracking with MLflow (docs/TRACKING.md): off by default, needs ``pip install "cemg-ray[tracking]"``.
+
+    Each ``cemg-ray run`` becomes one MLflow run. ``uri: null`` uses ``$MLFLOW_TRACKING_URI`` when it is set, else a
+    local store ``mlruns/`` beside a local run directory (in the working directory for an ``s3://`` one); a plain path
+    names such a store folder; a URI with a scheme (``http://``, ``sqlite://``, ``databricks``) goes to MLflow as is.
+    """
+
+    enabled: bool = False
+    uri: str | None = None
+    experiment: str | None = None  # None: the job's name
+
+    @field_validator("uri")
+    @classmethod
+    def _no_credentials(cls, value: str | None) -> str | None:
+        # the resolved config goes to manifest.json and to the run's params: a password there would be published
+        if value and "://" in value and urlsplit(value).password is not None:
+            raise PydanticCustomError(  # its own type: the error line must not echo the value back
+                SECRET_ERROR, "a password in the tracking URI would be written to manifest.json and the logs; give "
+                "credentials through MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN")
+        return value
+
+
 class JobConfig(Section):
     name: str = "cemg"
     run_dir: str = "runs/demo"
@@ -93,6 +121,7 @@ class JobConfig(Section):
     sasrec: SASRecConfig = SASRecConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     export: ExportConfig = ExportConfig()
+    tracking: TrackingConfig = TrackingConfig()
     stages: list[str] | None = None  # default: every stage in pipeline order
 
     def section_hash(self, *sections: str) -> str:
@@ -128,7 +157,7 @@ class ConfigError(ValueError):
 def _format_errors(source: str, exc: ValidationError) -> list[str]:
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        loc = ".".join(str(p) for p in _without_union_tags(err["loc"])) or "<root>"
         kind = err["type"]
         if kind == "extra_forbidden":
             msg = "unknown key (not part of the job schema)"
@@ -136,10 +165,23 @@ def _format_errors(source: str, exc: ValidationError) -> list[str]:
             msg = "required key is missing"
         else:
             msg = err["msg"]
-            if "input" in err and kind not in ("literal_error",):
+            if "input" in err and kind not in ("literal_error", SECRET_ERROR):
                 msg += f" (got {type(err['input']).__name__} {err['input']!r})"
         lines.append(f"{source}: {loc}: {msg}")
     return lines
+
+
+def _without_union_tags(loc: tuple) -> list:
+    """``decode.policies.NAME.KIND.knob`` -> ``decode.policies.NAME.knob``: pydantic puts a discriminated union's
+    tag in the path, which is not a key the user wrote."""
+    from cemg_ray.generate.policy import KINDS
+
+    parts = list(loc)
+    for i in range(len(parts) - 2):
+        if parts[i] == "policies" and parts[i + 2] in KINDS:
+            del parts[i + 2]
+            break
+    return parts
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
