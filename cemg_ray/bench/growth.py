@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cemg_ray.bench import emit
+from cemg_ray.plotting import pyplot
 
 STAGES = ["data", "popularity", "features", "pca", "lightgcn", "tokenize", "train", "evaluate", "export"]
 # what a stage's time scales with, for the table (per item, per user, per interaction)
@@ -163,10 +164,7 @@ def _print(res: dict[str, Any]) -> None:
 
 def plot(res: dict[str, Any], path: str) -> None:
     """Stage wall time against catalog size on log-log axes, with a linear-growth guide from the smallest size."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sizes = [r["items"] for r in res["rows"]]
     fig, ax = plt.subplots(figsize=(7, 4.5))

@@ -30,8 +30,7 @@ import pyarrow.parquet as pq
 
 from cemg_ray import artifacts
 from cemg_ray.data.catalog import Catalog, DataError, LoadReport, build_items_table, compose_text
-
-FORMATS = ("synthetic", "sequences", "json", "amazon", "parquet", "movielens")
+from cemg_ray.data.formats import FILE_FORMATS, FORMATS
 
 
 def _natural_key(x: str) -> tuple[int, int | str]:
@@ -453,7 +452,7 @@ def detect_format(path: str | Path) -> str:
             return "json"
         if p.suffix == ".txt":
             return "sequences"
-        raise DataError(f"{p}: cannot tell the format from this file; pass --format ({', '.join(FORMATS[1:])})")
+        raise DataError(f"{p}: cannot tell the format from this file; pass --format ({', '.join(FILE_FORMATS)})")
     if (p / artifacts.PARQUET_DATASET_INTERACTIONS).exists():
         return "parquet"
     if any((q / name).is_file() for q in [p, *(d for d in p.iterdir() if d.is_dir())]
@@ -465,7 +464,7 @@ def detect_format(path: str | Path) -> str:
         return "amazon"
     if list(p.glob("*.txt")):
         return "sequences"
-    raise DataError(f"{p}: no known dataset layout here; pass --format ({', '.join(FORMATS[1:])})")
+    raise DataError(f"{p}: no known dataset layout here; pass --format ({', '.join(FILE_FORMATS)})")
 
 
 def load_catalog(fmt: str, path: str | None, *, kcore_k: int = 5, images_dir: str | None = None,

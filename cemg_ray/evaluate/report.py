@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cemg_ray import artifacts
+from cemg_ray.plotting import pyplot
 from cemg_ray.store import Store
 
 
@@ -32,10 +33,7 @@ def metrics_markdown(metrics: dict, ks: list[int]) -> str:
 
 def write_report(store: Store, metrics: dict, ks: list[int]) -> None:
     store.write_text(artifacts.EVAL_REPORT, metrics_markdown(metrics, ks))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(metrics)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))

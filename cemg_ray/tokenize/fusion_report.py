@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from cemg_ray import artifacts
+from cemg_ray.plotting import pyplot
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -171,10 +172,7 @@ def initial_weights(inputs: ItemInputs, tcfg: TokenizeConfig) -> np.ndarray:
 
 def fusion_figure(table: pa.Table, breakdown: dict[str, Any]) -> Figure:
     """Three panels: the alpha_visual histogram, alpha_visual by popularity bucket, mean alpha_visual by genre."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     both = table.column("has_image").to_numpy(zero_copy_only=False) & \
         table.column("has_text").to_numpy(zero_copy_only=False)

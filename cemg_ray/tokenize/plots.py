@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from cemg_ray.plotting import pyplot
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -16,7 +14,7 @@ if TYPE_CHECKING:
 
 def code_usage_figure(codes: np.ndarray, codebook_size: int) -> Figure:
     levels = codes.shape[1]
-    fig, axes = plt.subplots(1, levels, figsize=(3.2 * levels, 2.8), squeeze=False)
+    fig, axes = pyplot().subplots(1, levels, figsize=(3.2 * levels, 2.8), squeeze=False)
     for lvl, ax in enumerate(axes[0]):
         counts = np.sort(np.bincount(codes[:, lvl], minlength=codebook_size))[::-1]
         ax.bar(np.arange(len(counts)), counts, width=1.0, color="tab:blue")
@@ -28,7 +26,7 @@ def code_usage_figure(codes: np.ndarray, codebook_size: int) -> Figure:
 
 
 def alpha_figure(alpha: np.ndarray, both_present: np.ndarray) -> Figure:
-    fig, ax = plt.subplots(figsize=(4.5, 3))
+    fig, ax = pyplot().subplots(figsize=(4.5, 3))
     a = alpha[both_present, 0] if both_present.any() else np.zeros(0)
     ax.hist(a, bins=40, range=(0, 1), color="tab:orange")
     ax.set_xlabel("alpha_visual (alpha_text = 1 - alpha_visual)")
@@ -39,7 +37,7 @@ def alpha_figure(alpha: np.ndarray, both_present: np.ndarray) -> Figure:
 
 
 def curves_figure(history: list[dict]) -> Figure:
-    fig, ax1 = plt.subplots(figsize=(5, 3))
+    fig, ax1 = pyplot().subplots(figsize=(5, 3))
     ep = [h["epoch"] for h in history]
     for key in ("recon", "quant", "div"):
         ax1.plot(ep, [h[key] for h in history], label=key)
