@@ -1,14 +1,22 @@
-"""Ray Train plumbing shared by the trained stages: where checkpoints live and how runs resume."""
+"""The one Ray Train harness of the trained stages (LightGCN, the generator): how a worker group starts, where
+its checkpoints live, when it reports them, and the reductions its ranks agree through.
+
+Each stage keeps only what is its own: the model, the loss, what a checkpoint holds and how it resumes from one.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+import tempfile
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from cemg_ray.store import Store
 
 if TYPE_CHECKING:
     from ray.train import RunConfig
+    from ray.train.torch import TorchTrainer
 
 
 def run_config(store: Store, rel: str, name: str, max_failures: int = 0, num_to_keep: int | None = 2,
@@ -34,3 +42,72 @@ def run_config(store: Store, rel: str, name: str, max_failures: int = 0, num_to_
             num_to_keep=num_to_keep, checkpoint_score_attribute=score_attribute,
             checkpoint_score_order=score_order),
     )
+
+
+def torch_trainer(stage: str, loop: Callable[[dict], None], loop_config: dict[str, Any], run_config: RunConfig,
+                  num_workers: int = 1, use_gpu: bool = False, cpus_per_worker: float = 1.0) -> TorchTrainer:
+    """The one way a stage starts a worker group: its request checked against the cluster's nodes first (a request
+    no node can meet fails at once with the stage's name, never waits), gloo on CPUs, NCCL on GPUs."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from cemg_ray.raycluster import check_fits
+
+    check_fits(stage, {"CPU": cpus_per_worker, "GPU": 1.0 if use_gpu else 0.0})
+    return TorchTrainer(
+        loop, train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                               resources_per_worker={"CPU": cpus_per_worker}),
+        run_config=run_config,
+    )
+
+
+def worker_rank() -> tuple[int, int]:
+    """(rank, world size) of this Ray Train worker."""
+    import ray.train
+
+    ctx = ray.train.get_context()
+    return ctx.get_world_rank(), ctx.get_world_size()
+
+
+def all_reduce(values: list[float], op: str = "sum") -> list[float]:
+    """``values`` summed (or their maximum, ``op="max"``) over the worker group; unchanged outside one."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+class CheckpointCadence:
+    """When a worker group reports a checkpoint: after its last epoch, when asked to, or once ``every_s`` seconds
+    have passed since the last one. Each ``ray.train.report`` costs about 2 s of synchronisation with the
+    controller (measured on the demo: 30 LightGCN epochs of 0.03 s took 73 s with a report per epoch), so epochs
+    travel in the checkpoint's history instead. Every rank gets the same answer: the report is collective."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self.last = time.perf_counter()
+
+    def due(self, last_epoch: bool = False, force: bool = False) -> bool:
+        mine = last_epoch or force or time.perf_counter() - self.last >= self.every_s
+        agreed = all_reduce([float(mine)], "max")[0] > 0
+        if agreed:
+            self.last = time.perf_counter()
+        return agreed
+
+
+def report(metrics: dict[str, Any], fill: Callable[[str], None] | None = None, attach: bool = True) -> None:
+    """Report ``metrics`` with a checkpoint: ``fill(folder)`` writes this rank's part (on every rank that takes part
+    in a collective save), ``attach`` says whether this rank's folder is handed to Ray Train."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if fill is not None:
+            fill(tmp)
+        checkpoint = ray.train.Checkpoint.from_directory(tmp) if fill is not None and attach else None
+        ray.train.report(metrics, checkpoint=checkpoint)

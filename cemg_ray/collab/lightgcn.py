@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from cemg_ray.collab.config import LightGCNConfig
+from cemg_ray.raytrain import CheckpointCadence, report, torch_trainer, worker_rank
 
 if TYPE_CHECKING:
     from ray.train import RunConfig
@@ -114,31 +114,16 @@ def recall_ndcg_at(user_emb: np.ndarray, item_emb: np.ndarray, histories: list[n
     return {f"Recall@{k}": hits / n, f"NDCG@{k}": gains / n}
 
 
-def _all_max(value: float) -> float:
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
-    t = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t.item())
-
-
 def train_loop(config: dict) -> None:
-    """Ray Train worker loop: BPR over shuffled training edges; a report with a checkpoint at most every
-    ``checkpoint_every_s`` seconds and after the last epoch.
-
-    Each ``ray.train.report`` costs about 2 s of synchronisation with the controller (measured on the demo:
-    30 epochs of 0.03 s took 73 s with a report per epoch), so epochs are logged in the checkpoint instead and
-    reported only with it."""
+    """Ray Train worker loop: BPR over shuffled training edges; a checkpoint at most every ``checkpoint_every_s``
+    seconds and after the last epoch (``raytrain.CheckpointCadence``), the epochs' log inside it."""
     import ray.train
     import ray.train.torch
 
     cfg = LightGCNConfig(**config["cfg"])
     graph = Graph(config["num_users"], config["num_items"], config["users"], config["items"])
     torch.manual_seed(cfg.seed)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank, world = worker_rank()
     model = build_model(graph, cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start_epoch, log = 0, []
@@ -155,7 +140,7 @@ def train_loop(config: dict) -> None:
     edge_index = graph.adjacency()
     seen = graph.positive_keys()
     n_edges = len(graph.users)
-    last_ckpt = time.perf_counter()
+    cadence = CheckpointCadence(cfg.checkpoint_every_s)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         rng = np.random.default_rng(cfg.seed * 1000 + epoch)
@@ -181,36 +166,22 @@ def train_loop(config: dict) -> None:
             steps += 1
         metrics = {"epoch": epoch, "loss": total / max(steps, 1), "epoch_s": time.perf_counter() - t0}
         log.append(metrics)
-        due = epoch == cfg.epochs - 1 or time.perf_counter() - last_ckpt >= cfg.checkpoint_every_s
-        due = bool(_all_max(float(due)))  # one decision for every rank: the report is collective
-        if not due:
+        if not cadence.due(last_epoch=epoch == cfg.epochs - 1):
             continue
-        last_ckpt = time.perf_counter()
-        with tempfile.TemporaryDirectory() as tmp:
-            checkpoint = None
-            if rank == 0:
-                torch.save({"model": core.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "log": log},
-                           os.path.join(tmp, "state.pt"))
-                checkpoint = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=checkpoint)
+
+        def fill(folder: str, epoch: int = epoch) -> None:
+            torch.save({"model": core.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "log": log},
+                       os.path.join(folder, "state.pt"))
+
+        report(metrics, fill if rank == 0 else None)
 
 
 def fit(graph: Graph, cfg: LightGCNConfig, run_config: RunConfig) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Train with ``cfg.num_workers`` Ray Train workers; return user/item embeddings and the epoch log."""
-    import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    from cemg_ray.raycluster import check_fits
-
-    check_fits("lightgcn", {"CPU": 1.0, "GPU": 1.0 if cfg.use_gpu else 0.0})  # ScalingConfig's default: 1 CPU
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={"cfg": cfg.model_dump(), "num_users": graph.num_users, "num_items": graph.num_items,
-                           "users": graph.users, "items": graph.items},
-        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
-        scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu),
-        run_config=run_config,
-    )
+    trainer = torch_trainer("lightgcn", train_loop,
+                            {"cfg": cfg.model_dump(), "num_users": graph.num_users, "num_items": graph.num_items,
+                             "users": graph.users, "items": graph.items},
+                            run_config, num_workers=cfg.num_workers, use_gpu=cfg.use_gpu)
     result = trainer.fit()
     model = build_model(graph, cfg)
     with result.checkpoint.as_directory() as d:

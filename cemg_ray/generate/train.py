@@ -1,9 +1,10 @@
 """Generator training on Ray Train: DDP or DeepSpeed ZeRO, checkpoints, resume, early stopping.
 
-Every epoch ends with a checkpoint reported through ``ray.train.report``; Ray Train restarts a
-failed worker group from the latest one (``FailureConfig``), and a re-submitted job with the same
-run name and storage continues from it too. Model selection is on validation NDCG@10 computed
-with the same constrained beam search used at serving time, on a fixed sample of users.
+Checkpoints are reported through the shared harness (``cemg_ray.raytrain``: after the last epoch and at most
+every ``train.checkpoint_every_s``); Ray Train restarts a failed worker group from the latest one
+(``FailureConfig``), and a re-submitted job with the same run name and storage continues from it too. Model
+selection is on validation NDCG@10 (``train.valid_list``: the constrained beam search serving runs, or the dense
+head's ranking), on a fixed sample of users.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 import math
 import os
 import signal
-import tempfile
 import time
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ from cemg_ray import artifacts
 from cemg_ray.generate.config import TrainConfig
 from cemg_ray.generate.engines import Engine, make_engine
 from cemg_ray.generate.tokens import TokenLayout
+from cemg_ray.raytrain import CheckpointCadence, all_reduce, report, torch_trainer, worker_rank
 from cemg_ray.tokenize.codes import load_codes
 
 if TYPE_CHECKING:
@@ -110,16 +111,6 @@ def budget_schedule(warmup_steps: int, budget_s: float, clock: dict) -> Callable
     return factor
 
 
-def _all_sum(values: list[float]) -> list[float]:
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return values
-    t = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(t)
-    return t.tolist()
-
-
 def _schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int,
               clock: dict) -> torch.optim.lr_scheduler.LambdaLR:
     """Cosine over the step budget, or over the wall-clock budget (``train.max_train_s``)."""
@@ -147,23 +138,22 @@ def _report(engine: Engine, state: dict, best_state: dict | None, metrics: dict,
             checkpoint: bool = True) -> None:
     """Report the epoch's metrics to Ray Train with a checkpoint (engine state, trainer state with the history
     of every epoch, best weights) when ``checkpoint``; otherwise nothing (the history travels in the state)."""
-    import ray.train
     from safetensors.torch import save_file
 
     if not checkpoint:  # each report costs ~2 s of controller sync; the epoch is in the next checkpoint's history
         return
 
-    with tempfile.TemporaryDirectory() as tmp:
-        engine.save(tmp, rank)
+    def fill(folder: str) -> None:
+        engine.save(folder, rank)  # collective under DeepSpeed: every rank takes part
         if rank == 0:
-            with open(os.path.join(tmp, STATE_FILE), "w") as f:
+            with open(os.path.join(folder, STATE_FILE), "w") as f:
                 json.dump(state, f)
             if best_state is not None:
                 # a plain dict of CPU copies: under ZeRO the live parameters are views into one flat
                 # buffer (and tied), which safetensors' save_model refuses to write
-                save_file(best_state, os.path.join(tmp, BEST_FILE))
-        write = engine.every_rank_writes or rank == 0
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if write else None)
+                save_file(best_state, os.path.join(folder, BEST_FILE))
+
+    report(metrics, fill, attach=engine.every_rank_writes or rank == 0)
 
 
 def _build_model(cfg: TrainConfig, layout: TokenLayout, codes: np.ndarray, store: Store,
@@ -231,8 +221,7 @@ def train_loop(config: dict) -> None:
     layout = TokenLayout.from_json(config["layout"])
     if not cfg.use_gpu:
         torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank, world = worker_rank()
     store = Store(config["run_dir"], config.get("endpoint_url"), config.get("region"), config.get("redirect"))
     train = store.read_tensors(artifacts.GENERATOR_TRAIN_DATA)
     valid = store.read_tensors(artifacts.GENERATOR_VALID_DATA)
@@ -264,7 +253,7 @@ def train_loop(config: dict) -> None:
         batch = {k: v.long() for k, v in batch.items()} if item_level else lm_batch(batch, enc_dec)
         return {k: v.to(ray.train.torch.get_device()) for k, v in batch.items()} if cfg.use_gpu else batch
 
-    last_checkpoint = time.perf_counter()
+    cadence = CheckpointCadence(cfg.checkpoint_every_s)
     engine.train()
     for epoch in range(state["epoch"] + 1, cfg.epochs):
         if _budget_spent(cfg, state, total_steps):
@@ -277,7 +266,7 @@ def train_loop(config: dict) -> None:
                                                       rank)
         state["train_s"] = state.get("train_s", 0.0) + train_s
         nd, hr = validate(core, valid, index, cfg.valid_beams, valid_list=cfg.valid_list)
-        loss_tot, cnt_tot, nd, hr, seen_tot = _all_sum([loss_sum, count, nd, hr, seen])
+        loss_tot, cnt_tot, nd, hr, seen_tot = all_reduce([loss_sum, count, nd, hr, seen])
         users = max(config["valid_users"], 1)
         metrics = {"epoch": epoch, "step": state["step"], "loss": loss_tot / max(cnt_tot, 1),
                    "valid_ndcg10": nd / users, "valid_hr10": hr / users, "train_s": round(train_s, 2),
@@ -291,12 +280,8 @@ def train_loop(config: dict) -> None:
         state["epoch"] = epoch
         state["history"].append(metrics)
         last = epoch + 1 >= cfg.epochs or _budget_spent(cfg, state, total_steps)
-        due = (last or cfg.kill_worker_after_epoch == epoch
-               or time.perf_counter() - last_checkpoint >= cfg.checkpoint_every_s)
-        due = _all_sum([float(due)])[0] > 0  # one decision for every rank: saving a checkpoint is collective
+        due = cadence.due(last_epoch=last, force=cfg.kill_worker_after_epoch == epoch)
         _report(engine, state, best_state, metrics, rank, checkpoint=due)
-        if due:
-            last_checkpoint = time.perf_counter()
         if cfg.kill_worker_after_epoch == epoch and not resumed and rank == world - 1:
             os.kill(os.getpid(), signal.SIGKILL)  # fault injection: a worker dies after a checkpoint
 
@@ -305,24 +290,14 @@ def fit(cfg: TrainConfig, layout: TokenLayout, run_dir: str, endpoint_url: str |
         valid_users: int, run_config: RunConfig, max_items: int = 20,
         redirect: dict[str, str] | None = None) -> Result:
     """Train the generator on Ray Train; ``redirect`` is the stage's staging view of the run directory."""
-    import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
-
     if cfg.strategy == "deepspeed" and not cfg.use_gpu:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     env = {"DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu" if not cfg.use_gpu else "cuda")}
     run_config.worker_runtime_env = {"env_vars": env}
-    from cemg_ray.raycluster import check_fits
-
-    check_fits("train", {"CPU": cfg.cpus_per_worker, "GPU": 1.0 if cfg.use_gpu else 0.0})
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={"cfg": cfg.model_dump(), "layout": layout.to_json(), "run_dir": run_dir,
-                           "redirect": redirect or {}, "endpoint_url": endpoint_url, "region": region,
-                           "valid_users": valid_users, "max_items": max_items},
-        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
-        scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                               resources_per_worker={"CPU": cfg.cpus_per_worker}),
-        run_config=run_config,
-    )
+    trainer = torch_trainer("train", train_loop,
+                            {"cfg": cfg.model_dump(), "layout": layout.to_json(), "run_dir": run_dir,
+                             "redirect": redirect or {}, "endpoint_url": endpoint_url, "region": region,
+                             "valid_users": valid_users, "max_items": max_items},
+                            run_config, num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                            cpus_per_worker=cfg.cpus_per_worker)
     return trainer.fit()
