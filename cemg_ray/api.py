@@ -25,7 +25,7 @@ import numpy as np
 
 from cemg_ray import artifacts
 from cemg_ray.config import JobConfig
-from cemg_ray.recommenders import Recommender, fetch_size, load, recommend_rows, unseen_top_k
+from cemg_ray.recommenders import Recommender, fetch_size, load, rank_unseen, unseen_top_k
 from cemg_ray.store import Store
 
 log = logging.getLogger("cemg_ray")
@@ -95,32 +95,40 @@ class Run:
             self._by_policy[policy] = with_policy(self.recommender, ref, self.cfg, self.store)
         return self._by_policy[policy]
 
-    def rank(self, histories: list[np.ndarray], ks: list[int], exclude: list[bool],
-             policy: str | None = None) -> list[list[tuple[str, float]]]:
-        """One ranked list per history (one model call per fetch bucket); empty histories get popular items.
+    def rank_indices(self, histories: list[np.ndarray], ks: list[int], exclude: list[bool],
+                     policy: str | None = None) -> list[list[tuple[int, float]]]:
+        """One ranked list of (item_idx, score) per history of item indices; empty histories get popular items.
 
-        With ``exclude`` the model is asked for ``k`` plus the number of distinct seen items, so the
-        list is still ``k`` long after the seen ones are removed. ``policy``: another decoding of the loaded
-        generator (:meth:`recommender_for`).
+        With ``exclude`` the model is asked for ``k`` plus the number of distinct seen items, so the list is still
+        ``k`` long after the seen ones are removed (``recommenders.rank_unseen``); the model reads the last
+        ``dataset.max_len`` items. ``policy``: another decoding of the loaded generator (:meth:`recommender_for`).
         """
         rec = self.recommender_for(policy)
         n = len(self.item_ids)
         seen = [set(h.tolist()) if ex else set() for h, ex in zip(histories, exclude)]
-        wants = [fetch_size(k, len(s), n) for k, s in zip(ks, seen)]
         asked = [h[-self.cfg.dataset.max_len:] for h in histories]
-        rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        out: list[list[tuple[int, float]]] = [[] for _ in histories]
         nonempty = [i for i, h in enumerate(asked) if len(h)]
         if nonempty:
-            ranked = recommend_rows(rec, [asked[i] for i in nonempty], [wants[i] for i in nonempty])
-            rows.update(zip(nonempty, ranked))
-        if len(nonempty) < len(asked):
+            ranked = rank_unseen(rec, [asked[i] for i in nonempty], [ks[i] for i in nonempty],
+                                 [seen[i] for i in nonempty], n)
+            for i, row in zip(nonempty, ranked):
+                out[i] = row
+        empty = [i for i, h in enumerate(asked) if not len(h)]
+        if empty:
             if self.popular is None:
                 raise RunError(f"an empty history needs the popularity baseline, which {self.run_uri} does not have")
-            pop_items, pop_scores = self.popular.recommend([np.zeros(0, np.int64)], max(wants))
-            for i in set(range(len(asked))) - set(nonempty):
-                rows[i] = (pop_items[0], pop_scores[0])
-        return [[(str(self.item_ids[item]), score) for item, score in unseen_top_k(*rows[i], seen[i], ks[i], n)]
-                for i in range(len(histories))]
+            want = max(fetch_size(ks[i], len(seen[i]), n) for i in empty)
+            pop_items, pop_scores = self.popular.recommend([np.zeros(0, np.int64)], want)
+            for i in empty:
+                out[i] = unseen_top_k(pop_items[0], pop_scores[0], seen[i], ks[i], n)
+        return out
+
+    def rank(self, histories: list[np.ndarray], ks: list[int], exclude: list[bool],
+             policy: str | None = None) -> list[list[tuple[str, float]]]:
+        """:meth:`rank_indices` with catalog item ids: what serving's replicas and the export's actors return."""
+        return [[(str(self.item_ids[item]), score) for item, score in row]
+                for row in self.rank_indices(histories, ks, exclude, policy)]
 
     # -- by ids, for people ---------------------------------------------------------------------------------------
     def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, exclude_seen: bool = True,

@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from cemg_ray.collab.config import LightGCNConfig
 from cemg_ray.configbase import Section
+from cemg_ray.data.formats import DatasetFormat
 from cemg_ray.evaluate.config import SASRecConfig
 from cemg_ray.export.config import ExportConfig
 from cemg_ray.features.config import FeaturesConfig, PCAConfig
@@ -43,7 +44,7 @@ class DatasetConfig(Section):
     HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"min_rating", "overview"})
 
     name: str = "synthetic"
-    format: Literal["synthetic", "sequences", "json", "amazon", "parquet", "movielens"] = "synthetic"
+    format: DatasetFormat = "synthetic"
     path: str | None = None
     max_len: int = Field(20, ge=1)  # history truncation
     kcore: int = Field(5, ge=0)  # only for the raw Amazon format
@@ -68,6 +69,8 @@ class RayConfig(Section):
 
 
 class EvaluateConfig(Section):
+    HASH_IGNORE: ClassVar[frozenset[str]] = frozenset({"num_actors", "cpus_per_actor", "gpus_per_actor"})
+
     models: list[str] = ["popularity"]
     ks: list[Annotated[int, Field(ge=1)]] = Field([5, 10, 20], min_length=1)
     split: Literal["test", "valid"] = "test"
@@ -78,6 +81,12 @@ class EvaluateConfig(Section):
     # the lists the run chooses its default from (best validation NDCG@10, then HR@10; written to
     # eval/default_model.json), which serving, export and the Python API return when no model is named
     select_default: list[str] = []
+    # 0: every user ranked in the driver's process; N: users sharded over a Ray Data pool of N actors, each
+    # ranking with the run's one predictor (api.Run, as the export's actors and serving's replicas do), the ranks
+    # reduced exactly in the driver (the same figures to the last digit: tests/evaluate/test_distributed.py)
+    num_actors: int = Field(0, ge=0)
+    cpus_per_actor: float = Field(1.0, gt=0)
+    gpus_per_actor: float = Field(0.0, ge=0)
 
 
 SECRET_ERROR = "secret_in_value"  # a validation error whose message must not quote the value

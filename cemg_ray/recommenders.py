@@ -188,7 +188,8 @@ def with_policy(rec: Recommender, ref: str, cfg: JobConfig, store: Store, where:
     """The loaded generator ``rec`` decoding with the policy of reference ``ref`` (same model, nothing reloaded)."""
     if model_name(ref, where) != model_name(rec.name):
         raise PolicyError(f"{where}: {ref!r} names another model than the loaded {rec.name!r}")
-    view = rec.with_policy(resolve_policy(ref, cfg, where)[1])
+    policy = resolve_policy(ref, cfg, where)[1]  # first: a model without policies is refused, saying so
+    view = rec.with_policy(policy)
     view.name = ref
     view.model_version = model_version(ref, store, cfg)
     return view
@@ -232,6 +233,16 @@ def recommend_rows(rec: Recommender, histories: list[np.ndarray],
         for pos, row in enumerate(rows):
             out[row] = (items[pos], scores[pos])
     return out
+
+
+def rank_unseen(rec: Recommender, histories: list[np.ndarray], ks: list[int], seen: list[set[int]],
+                catalog: int) -> list[list[tuple[int, float]]]:
+    """The one composition every consumer ranks through (the Python API, serving, the export and the evaluation):
+    each history's first ``ks[i]`` real, finitely scored items outside ``seen[i]``, from one model call per fetch
+    bucket, the model asked for enough items that ``k`` remain after the seen ones go."""
+    wants = [fetch_size(k, len(s), catalog) for k, s in zip(ks, seen)]
+    rows = recommend_rows(rec, histories, wants)
+    return [unseen_top_k(items, scores, s, k, catalog) for (items, scores), s, k in zip(rows, seen, ks)]
 
 
 def unseen_top_k(items: np.ndarray, scores: np.ndarray, seen: set[int], k: int,

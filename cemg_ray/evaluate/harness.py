@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from cemg_ray.data.split import Split
 from cemg_ray.evaluate.metrics import hr_ndcg, standard_errors, target_ranks
-from cemg_ray.recommenders import fetch_size, recommend_rows, unseen_top_k
+from cemg_ray.recommenders import rank_unseen
 
 if TYPE_CHECKING:
     from cemg_ray.recommenders import Recommender
@@ -27,17 +27,21 @@ def ranked_lists(rec: Recommender, histories: list[np.ndarray], k: int, exclude_
         return np.asarray(items)
     seen = [set(np.asarray(h).tolist()) for h in histories]
     catalog = getattr(rec, "num_items", None) or 1 << 62
-    rows = recommend_rows(rec, histories, [fetch_size(k, len(s), catalog) for s in seen])
-    out = np.full((len(histories), k), -1, dtype=np.int64)
-    for r, ((items, scores), s) in enumerate(zip(rows, seen)):
-        kept = [item for item, _ in unseen_top_k(np.asarray(items), np.asarray(scores), s, k, catalog)]
-        out[r, :len(kept)] = kept
+    return padded(rank_unseen(rec, histories, [k] * len(histories), seen, catalog), k)
+
+
+def padded(ranked: list[list[tuple[int, float]]], k: int) -> np.ndarray:
+    """Ranked (item, score) rows as item ids [B, k], ``-1`` after a row's last item."""
+    out = np.full((len(ranked), k), -1, dtype=np.int64)
+    for r, row in enumerate(ranked):
+        out[r, :len(row)] = [item for item, _ in row]
     return out
 
 
 def evaluate(rec: Recommender, split: Split, which: str = "test", ks: list[int] | None = None,
              batch_size: int = 512, limit: int | None = None, exclude_seen: bool = True) -> dict:
-    """Full-ranking HR/NDCG overall and on cold-start targets (<= cold_start_max train interactions).
+    """Full-ranking HR/NDCG overall and on cold-start targets (<= cold_start_max train interactions), every user
+    ranked in this process (``evaluate.distributed`` ranks them on a Ray Data actor pool instead).
 
     ``exclude_seen``: a user's history items are removed before the top-K (the field's protocol, and what
     users of the API, export and serving get)."""
@@ -52,20 +56,24 @@ def evaluate(rec: Recommender, split: Split, which: str = "test", ks: list[int] 
     order = np.argsort([len(h) for h in histories], kind="stable")
     t0 = time.perf_counter()
     for start in tqdm(range(0, len(targets), batch_size), desc=f"eval {rec.name}", unit="batch",
-                      leave=False, mininterval=5):
+                      leave=False, mininterval=5, disable=None):  # None: no bar off a terminal
         rows = order[start:start + batch_size]
         items = ranked_lists(rec, [histories[r] for r in rows], kmax, exclude_seen)
         ranks[rows] = target_ranks(items, targets[rows])
-    wall = time.perf_counter() - t0
-    cold = split.cold_items()[targets]
+    return summarize(ranks, split.cold_items()[targets], ks, which, exclude_seen, time.perf_counter() - t0)
+
+
+def summarize(ranks: np.ndarray, cold: np.ndarray, ks: list[int], which: str, exclude_seen: bool,
+              wall: float) -> dict:
+    """The metrics row of one model from each user's 0-based target rank (-1: not in the top ``max(ks)``)."""
     return {
         "overall": hr_ndcg(ranks, ks),
         "cold_start": hr_ndcg(ranks[cold], ks),
         "overall_se": standard_errors(ranks, ks),
         "cold_start_se": standard_errors(ranks[cold], ks),
-        "users": int(len(targets)),
+        "users": int(len(ranks)),
         "cold_start_users": int(cold.sum()),
         "split": which,
         "exclude_seen": exclude_seen,
-        "users_per_s": round(len(targets) / max(wall, 1e-9), 1),
+        "users_per_s": round(len(ranks) / max(wall, 1e-9), 1),
     }
