@@ -18,7 +18,9 @@ from typing import Any
 
 from cemg_ray import artifacts
 from cemg_ray.config import JobConfig, load_config
-from cemg_ray.pipeline import is_done, run_pipeline
+from cemg_ray.pipeline import run_pipeline
+from cemg_ray.stagekit import is_done
+from cemg_ray.stages import outputs
 from cemg_ray.store import Store
 
 log = logging.getLogger("cemg_ray")
@@ -72,7 +74,7 @@ def adopt_stage(src: Store, dst: Store, cfg: JobConfig, stage: str) -> bool:
     """Copy ``stage``'s outputs and marker from ``src`` when they are done for ``cfg``; True when copied."""
     if not is_done(src, cfg, stage) or is_done(dst, cfg, stage):
         return False
-    for out in artifacts.STAGE_OUTPUTS[stage]:
+    for out in outputs(stage):
         for rel in src.list(out, recursive=True) if src.is_dir(out) else [out] if src.exists(out) else []:
             dst.write_bytes(rel, src.read_bytes(rel))
     dst.write_bytes(artifacts.stage_marker(stage), src.read_bytes(artifacts.stage_marker(stage)))

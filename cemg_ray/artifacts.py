@@ -65,6 +65,7 @@ PARQUET_DATASET_INTERACTIONS = "interactions.parquet"
 PARQUET_DATASET_ITEMS = "items.parquet"
 STAGE_MARKERS = "_stages"
 PREVIOUS = "_previous"  # the last good outputs of a stage for the moment its new ones are swapped in
+RUN_LOGS = "_logs"  # each ``cemg-ray run``'s log file (cemg_ray/console.py), beside the stages' outputs
 STAGING = "_staging"  # a running stage's outputs (``_staging/<stage>/<output>``) until they commit
 STAGING_HASH = "config_hash"  # the config hash of the attempt that owns a staging area
 
@@ -72,21 +73,6 @@ STAGING_HASH = "config_hash"  # the config hash of the attempt that owns a stagi
 def features_file(modality: str) -> str:
     """The features stage's table for one modality (``image`` or ``text``)."""
     return f"features/{modality}.parquet"
-
-
-# what each stage writes (a folder or a file) besides its marker ``_stages/<stage>.json``
-STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "data": ("data",),
-    "popularity": (POPULARITY,),
-    "sasrec": (SASREC,),
-    "features": ("features",),
-    "pca": ("pca",),
-    "lightgcn": ("lightgcn",),
-    "tokenize": ("tokenize",),
-    "train": ("generate",),
-    "evaluate": ("eval",),
-    "export": (),  # writes to export.output, outside the run directory
-}
 
 
 def stage_marker(stage: str) -> str:
@@ -110,7 +96,9 @@ class ArtifactError(FileNotFoundError):
 
 def owner(rel: str) -> str | None:
     """The stage whose outputs hold ``rel`` (None for the manifest and markers)."""
-    for stage, outputs in STAGE_OUTPUTS.items():
+    from cemg_ray.stages import STAGES  # the stage table names each stage's outputs (it imports this module)
+
+    for stage, outputs in ((s.name, s.outputs) for s in STAGES.values()):
         if any(rel == out or rel.startswith(out.rstrip("/") + "/") for out in outputs):
             return stage
     return None

@@ -1,167 +1,39 @@
-"""Stage registry, ordering, skip-if-done and the run manifest.
+"""The runner: the requested stages in pipeline order, skip-if-done, staging and the commit of each stage.
 
-A stage is a plain function ``run(ctx) -> report`` registered with :func:`stage`. Its identity
-is a hash of the dataset section, its own config sections and the hashes of the stages it
-reads from; when ``_stages/<name>.json`` in the run directory carries the same hash and status
-``ok``, the stage is skipped, so an interrupted job resumes where it stopped. A stage writes its
-outputs under ``_staging/<stage>/`` while it runs (the last good ones stay readable); they are swapped in
-and the marker is written last, which makes it the commit point.
+Stages are declared in ``cemg_ray/stages.py`` (the table this runner reads) and written against the kit of
+``cemg_ray/stagekit.py``. A stage's identity is a hash of the dataset section, its own config sections and the
+hashes of the stages it reads from; when ``_stages/<name>.json`` in the run directory carries the same hash and
+status ``ok``, the stage is skipped, so an interrupted job resumes where it stopped. A stage writes its outputs
+under ``_staging/<stage>/`` while it runs (the last good ones stay readable); they are swapped in and the marker
+is written last, which makes it the commit point. The manifest's bookkeeping is ``cemg_ray/run_manifest.py``'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import logging
-import os
-import platform
-import subprocess
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 from cemg_ray import artifacts
-from cemg_ray.artifacts import read_marker
 from cemg_ray.config import JobConfig
+from cemg_ray.console import PROGRESS
+from cemg_ray.run_manifest import RunManifest
+from cemg_ray.stagekit import StageContext, is_done, require, stage_config, stage_hash
+from cemg_ray.stages import STAGES, outputs, spec
 from cemg_ray.store import Store
 
 log = logging.getLogger("cemg_ray")
-
-
-@dataclass
-class StageContext:
-    """What a stage gets: the resolved config, the run directory and its upstream hashes."""
-
-    cfg: JobConfig
-    store: Store
-    name: str = ""
-
-    def ensure_ray(self) -> None:
-        """Connect to the configured cluster, or start a local one, once per process."""
-        from cemg_ray.raycluster import ensure_ray
-
-        ensure_ray(self.cfg.ray)
-
-
-@dataclass
-class Stage:
-    name: str
-    run: Callable[[StageContext], dict[str, Any]]
-    sections: tuple[str, ...] = ()
-    after: tuple[str, ...] | Callable[[JobConfig], tuple[str, ...]] = ()
-    doc: str = ""
-
-    def deps(self, cfg: JobConfig) -> tuple[str, ...]:
-        """Upstream stages; a callable ``after`` lets a stage depend on what its config asks for."""
-        return tuple(self.after(cfg)) if callable(self.after) else self.after
-
-
-# Pipeline order; the module named beside each stage registers it on import.
-STAGE_MODULES: dict[str, str] = {
-    "data": "cemg_ray.data.stage",
-    "popularity": "cemg_ray.evaluate.stage",
-    "sasrec": "cemg_ray.evaluate.stage",
-    "features": "cemg_ray.features.stage",
-    "pca": "cemg_ray.features.stage",
-    "lightgcn": "cemg_ray.collab.stage",
-    "tokenize": "cemg_ray.tokenize.stage",
-    "train": "cemg_ray.generate.stage",
-    "evaluate": "cemg_ray.evaluate.stage",
-    "export": "cemg_ray.export.stage",
-}
-
-_REGISTRY: dict[str, Stage] = {}
-
-
-def stage(name: str, sections: tuple[str, ...] = (),
-          after: tuple[str, ...] | Callable[[JobConfig], tuple[str, ...]] = ()) -> Callable:
-    """Register ``fn`` as the stage ``name``; ``sections`` are the config sections it depends on."""
-
-    def deco(fn: Callable[[StageContext], dict[str, Any]]) -> Callable:
-        if name not in STAGE_MODULES:
-            raise ValueError(f"stage {name!r} is not in pipeline.STAGE_MODULES")
-        _REGISTRY[name] = Stage(name, fn, tuple(sections), after, (fn.__doc__ or "").strip())
-        return fn
-
-    return deco
-
-
-def get_stage(name: str) -> Stage:
-    if name not in STAGE_MODULES:
-        raise KeyError(f"unknown stage {name!r}; stages are: {', '.join(STAGE_MODULES)}")
-    if name not in _REGISTRY:
-        importlib.import_module(STAGE_MODULES[name])
-    return _REGISTRY[name]
-
-
-def stage_hash(cfg: JobConfig, name: str, _memo: dict[str, str] | None = None) -> str:
-    memo = {} if _memo is None else _memo
-    if name in memo:
-        return memo[name]
-    st = get_stage(name)
-    parts = [name, cfg.section_hash("dataset", *st.sections)]
-    parts += [stage_hash(cfg, dep, memo) for dep in st.deps(cfg)]
-    memo[name] = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-    return memo[name]
-
-
-def stage_config(cfg: JobConfig, name: str) -> dict[str, Any]:
-    """The resolved config sections a stage's hash covers (``dataset`` and its own), as JSON values."""
-    return {s: getattr(cfg, s).model_dump(mode="json") for s in ("dataset", *get_stage(name).sections)}
-
-
-def is_done(store: Store, cfg: JobConfig, name: str) -> bool:
-    info = read_marker(store, name) or {}
-    return info.get("status") == "ok" and info.get("hash") == stage_hash(cfg, name)
-
-
-class StageMissingError(RuntimeError):
-    """A stage needs the output of one that has not completed in this run directory for this config."""
-
-
-def require(store: Store, cfg: JobConfig, name: str) -> None:
-    """Fail with a clear message when a stage this one reads from has not completed."""
-    if not is_done(store, cfg, name):
-        raise StageMissingError(
-            f"stage {name!r} has no completed output for this config in {store.root_uri}; "
-            f"run it first: cemg-ray run JOB.yaml --stages {name}")
-
-
-def _git_commit() -> str | None:
-    try:
-        here = os.path.dirname(os.path.abspath(__file__))
-        out = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def package_versions() -> dict[str, str]:
-    names = ["cemg-ray", "ray", "torch", "transformers", "deepspeed", "torch-geometric", "pyarrow",
-             "boto3", "peft", "pydantic", "numpy"]
-    out = {"python": platform.python_version()}
-    for n in names:
-        try:
-            out[n] = metadata.version(n)
-        except metadata.PackageNotFoundError:
-            out[n] = "not installed"
-    return out
+progress = logging.getLogger(PROGRESS).info
 
 
 def resolve_stages(cfg: JobConfig, requested: list[str] | None) -> list[str]:
-    names = requested or cfg.stages or list(STAGE_MODULES)
-    unknown = [n for n in names if n not in STAGE_MODULES]
+    names = requested or cfg.stages or list(STAGES)
+    unknown = [n for n in names if n not in STAGES]
     if unknown:
-        raise KeyError(f"unknown stage(s) {', '.join(unknown)}; stages are: {', '.join(STAGE_MODULES)}")
-    order = list(STAGE_MODULES)
+        raise KeyError(f"unknown stage(s) {', '.join(unknown)}; stages are: {', '.join(STAGES)}")
+    order = list(STAGES)
     return sorted(dict.fromkeys(names), key=order.index)
-
-
-MAX_PREVIOUS_CONFIGS = 10
 
 
 def staging_store(store: Store, name: str, config_hash: str) -> Store:
@@ -175,7 +47,7 @@ def staging_store(store: Store, name: str, config_hash: str) -> Store:
     if store.exists(staging) and (not store.exists(stamp) or store.read_text(stamp) != config_hash):
         store.delete(staging)
     store.write_text(stamp, config_hash)
-    return store.staged(artifacts.STAGE_OUTPUTS[name], staging)
+    return store.staged(outputs(name), staging)
 
 
 def commit_staged(store: Store, name: str, marker_entry: dict[str, Any]) -> None:
@@ -189,7 +61,7 @@ def commit_staged(store: Store, name: str, marker_entry: dict[str, Any]) -> None
     marker = artifacts.stage_marker(name)
     store.delete(kept)
     store.move(marker, f"{kept}/{marker}")
-    for rel in artifacts.STAGE_OUTPUTS[name]:
+    for rel in outputs(name):
         store.move(rel, f"{kept}/{rel}")
         store.move(f"{staging}/{rel}", rel)
     store.write_json(marker, marker_entry)
@@ -200,65 +72,40 @@ def commit_staged(store: Store, name: str, marker_entry: dict[str, Any]) -> None
             store.delete(area)
 
 
+def run_stage(cfg: JobConfig, store: Store, name: str, config_hash: str) -> tuple[dict[str, Any], float]:
+    """Run one stage against its staging view: (its report, wall seconds)."""
+    log.info("stage %s: running (config %s)", name, config_hash)
+    t0 = time.perf_counter()
+    report = spec(name).run()(StageContext(cfg=cfg, store=staging_store(store, name, config_hash), name=name))
+    return report or {}, time.perf_counter() - t0
+
+
 def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = False) -> dict[str, Any]:
     """Run the requested stages in pipeline order and return the run manifest."""
     store = Store.for_job(cfg)
     names = resolve_stages(cfg, stages)
-    manifest: dict[str, Any] = {
-        "job": cfg.name,
-        "run_dir": store.root_uri,
-        "config": cfg.model_dump(mode="json"),
-        "versions": package_versions(),
-        "git_commit": _git_commit(),
-        "started": datetime.now(UTC).isoformat(),
-        "stages": {},
-    }
-    if store.exists(artifacts.MANIFEST):  # a run of some stages keeps the record of the others
-        try:
-            before = artifacts.read_manifest(store)
-            manifest["stages"] = dict(before.get("stages", {}))
-            # ``config`` is this invocation's; each stage's record keeps the config sections its outputs were
-            # made with, and the configs of earlier invocations stay listed (the last MAX_PREVIOUS_CONFIGS)
-            previous = list(before.get("previous_configs", []))
-            if before.get("config") is not None and before["config"] != manifest["config"]:
-                previous.append({"started": before.get("started"), "git_commit": before.get("git_commit"),
-                                 "config": before["config"]})
-            if previous:
-                manifest["previous_configs"] = previous[-MAX_PREVIOUS_CONFIGS:]
-        except Exception:  # noqa: BLE001 - an unreadable manifest is replaced, never trusted
-            log.warning("manifest.json in %s is unreadable; starting a new one", store.root_uri)
+    manifest = RunManifest(store, cfg)
     for name in names:
-        st = get_stage(name)
         h = stage_hash(cfg, name)
         if not force and is_done(store, cfg, name):
-            log.info("stage %s: outputs exist for config %s, skipped", name, h)
-            # the record of the run that produced the outputs stays: its wall time, report and config
-            done = store.read_json(artifacts.stage_marker(name))
-            manifest["stages"][name] = {**{k: v for k, v in done.items() if k != "status"}, "status": "skipped",
-                                        "hash": h, "wall_s_now": 0.0}
+            progress("stage %-10s skipped (outputs exist for config %s)", name, h)
+            manifest.skipped(name, h, store.read_json(artifacts.stage_marker(name)))
             continue
-        for dep in st.deps(cfg):  # declared once, in @stage(after=...), checked here for every stage
+        for dep in spec(name).deps(cfg):  # declared once, in the stage table, checked here for every stage
             require(store, cfg, dep)
-        log.info("stage %s: running (config %s)", name, h)
         t0 = time.perf_counter()
         try:
-            report = st.run(StageContext(cfg=cfg, store=staging_store(store, name, h), name=name)) or {}
+            report, wall = run_stage(cfg, store, name, h)
         except BaseException as exc:
+            wall = time.perf_counter() - t0
             if artifacts.read_marker(store, name):
                 log.warning("stage %s failed; the outputs of its last good run are untouched", name)
-            wall = time.perf_counter() - t0
-            manifest["stages"][name] = {"status": "failed", "hash": h, "wall_s": round(wall, 3),
-                                        "error": f"{type(exc).__name__}: {exc}"}
-            artifacts.write_manifest(store, manifest)
+            log.error("stage %-10s failed after %.1fs", name, wall)
+            manifest.failed(name, h, wall, exc)
             raise
-        wall = time.perf_counter() - t0
         entry = {"status": "ok", "hash": h, "wall_s": round(wall, 3), "report": report,
                  "finished": datetime.now(UTC).isoformat(), "config": stage_config(cfg, name)}
         commit_staged(store, name, entry)
-        manifest["stages"][name] = entry
-        log.info("stage %s: ok in %.1fs", name, wall)
-        artifacts.write_manifest(store, manifest)
-    manifest["finished"] = datetime.now(UTC).isoformat()
-    artifacts.write_manifest(store, manifest)
-    return manifest
-
+        manifest.ok(name, entry)
+        progress("stage %-10s ok in %.1fs", name, wall)
+    return manifest.finish()

@@ -16,8 +16,8 @@ RUN_DIR_SCHEMES = ("s3://",)
 def preflight(cfg: JobConfig, stages: list[str], source: str) -> None:
     """Raise a ConfigError listing every problem found in ``cfg`` for running ``stages``."""
     from cemg_ray.generate.policy import PolicyError
-    from cemg_ray.pipeline import is_done
     from cemg_ray.recommenders import MODELS, UnknownModelError, check_ref, model_name, stages_for
+    from cemg_ray.stagekit import is_done
     from cemg_ray.store import Store
 
     problems: list[str] = []

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from cemg_ray import artifacts
+from cemg_ray.stages import STAGES
 
 if TYPE_CHECKING:
     from cemg_ray.config import JobConfig, TrackingConfig
@@ -208,7 +209,7 @@ def artifact_files(store: Store) -> list[str]:
     """The run's plots and reports: ``manifest.json`` and the .png/.md/.json files at the top of every stage's
     folder (not model folders or checkpoints below them)."""
     found = [artifacts.MANIFEST] if store.exists(artifacts.MANIFEST) else []
-    for outputs in artifacts.STAGE_OUTPUTS.values():
+    for outputs in (s.outputs for s in STAGES.values()):
         for folder in outputs:
             if store.is_dir(folder):
                 found += [p for p in store.list(folder) if p.endswith(ARTIFACT_SUFFIXES)]

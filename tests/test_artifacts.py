@@ -1,14 +1,29 @@
-"""The artifact contract names every stage the pipeline knows."""
+"""The artifact contract and the stage table: every stage declared once, its outputs with it."""
 
 from __future__ import annotations
 
 from cemg_ray import artifacts
-from cemg_ray.pipeline import STAGE_MODULES
+from cemg_ray.stages import STAGES
 
 
-def test_every_stage_declares_its_outputs() -> None:
-    assert set(artifacts.STAGE_OUTPUTS) == set(STAGE_MODULES)
+def test_every_stage_is_declared_once_in_the_table_and_its_module_knows_no_runner() -> None:
+    """Name, function, sections, dependencies and outputs live in cemg_ray/stages.py; a stage's module imports
+    the kit (cemg_ray/stagekit.py), never the runner, and registers nothing."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    for st in STAGES.values():
+        assert callable(st.run()) and st.doc, st.name
+        assert all(isinstance(out, str) for out in st.outputs)
+        path = Path(importlib.util.find_spec(st.function.split(":")[0]).origin)
+        tree = ast.parse(path.read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "cemg_ray.pipeline" not in imported, f"{path}: a stage imports the runner"
+        decorators = [d for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) for d in n.decorator_list]
+        assert not any(getattr(getattr(d, "func", d), "id", "") == "stage" for d in decorators), path
     assert artifacts.stage_marker("tokenize") == "_stages/tokenize.json"
+    assert artifacts.owner("tokenize/codes.parquet") == "tokenize" and artifacts.owner("manifest.json") is None
 
 
 def test_no_artifact_path_is_spelled_outside_the_contract_module() -> None:
@@ -17,7 +32,7 @@ def test_no_artifact_path_is_spelled_outside_the_contract_module() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    folders = "|".join(sorted({out.split("/")[0] for outs in artifacts.STAGE_OUTPUTS.values() for out in outs}
+    folders = "|".join(sorted({out.split("/")[0] for st in STAGES.values() for out in st.outputs}
                               | {"baselines", artifacts.STAGE_MARKERS}))
     literal = re.compile(rf"[\"']({folders})/[\w./{{}}-]+[\"']")
     found = []

@@ -131,7 +131,7 @@ def test_export_date_is_accepted_as_a_yaml_date():
 
 def test_checkpoint_cadence_does_not_change_what_a_stage_computes(tmp_path) -> None:
     from cemg_ray.config import load_config
-    from cemg_ray.pipeline import stage_hash
+    from cemg_ray.stagekit import stage_hash
 
     base = load_config(None, [f"run_dir={tmp_path}"])
     cadence = load_config(None, [f"run_dir={tmp_path}", "lightgcn.checkpoint_every_s=0"])

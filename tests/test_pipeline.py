@@ -1,7 +1,9 @@
 import pytest
 
+import cemg_ray.evaluate.stage as popularity_stage
 from cemg_ray.config import JobConfig, load_config
-from cemg_ray.pipeline import is_done, resolve_stages, run_pipeline, stage_hash
+from cemg_ray.pipeline import resolve_stages, run_pipeline
+from cemg_ray.stagekit import is_done, stage_hash
 from cemg_ray.store import Store
 
 FOUNDATION = ["data", "popularity", "evaluate"]
@@ -58,23 +60,21 @@ def test_a_run_with_another_config_keeps_what_made_the_other_stages_outputs(smal
 
 def test_interrupted_stage_is_not_trusted_and_reruns(small_job, monkeypatch):
     import cemg_ray.evaluate.popularity as pop
-    from cemg_ray.pipeline import get_stage
 
     run_pipeline(small_job, ["data"])
-    st = get_stage("popularity")
-    original = st.run
+    original = popularity_stage.run_popularity  # the stage table imports the function when its stage runs
 
     def crash(ctx):
         ctx.store.write_json("baselines/popularity.json", {"partial": True})
         raise KeyboardInterrupt("killed mid-stage")
 
-    monkeypatch.setattr(st, "run", crash)
+    monkeypatch.setattr(popularity_stage, "run_popularity", crash)
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(small_job, ["popularity"])
     store = Store(small_job.run_dir)
     assert not is_done(store, small_job, "popularity")
     assert store.read_json("manifest.json")["stages"]["popularity"]["status"] == "failed"
-    monkeypatch.setattr(st, "run", original)
+    monkeypatch.setattr(popularity_stage, "run_popularity", original)
     m = run_pipeline(small_job, ["data", "popularity"])
     assert m["stages"]["data"]["status"] == "skipped" and m["stages"]["popularity"]["status"] == "ok"
     assert "counts" in store.read_json("baselines/popularity.json")
@@ -82,18 +82,15 @@ def test_interrupted_stage_is_not_trusted_and_reruns(small_job, monkeypatch):
 
 
 def _completed_popularity(job: JobConfig) -> tuple:
-    """(store, its popularity output, its marker, the stage) after a first good run."""
-    from cemg_ray.pipeline import get_stage
-
+    """(store, its popularity output, its marker) after a first good run."""
     run_pipeline(job, ["data", "popularity"])
     store = Store(job.run_dir)
-    return store, store.read_json("baselines/popularity.json"), store.read_json("_stages/popularity.json"), \
-        get_stage("popularity")
+    return store, store.read_json("baselines/popularity.json"), store.read_json("_stages/popularity.json")
 
 
 def test_a_rerun_leaves_the_last_good_outputs_and_marker_readable_until_it_commits(small_job, monkeypatch):
-    store, good, marker, st = _completed_popularity(small_job)
-    original = st.run
+    store, good, marker = _completed_popularity(small_job)
+    original = popularity_stage.run_popularity
     seen = {}
 
     def rerun(ctx):
@@ -104,7 +101,7 @@ def test_a_rerun_leaves_the_last_good_outputs_and_marker_readable_until_it_commi
         seen["own"] = ctx.store.read_json("baselines/popularity.json")  # the stage reads what it wrote
         return original(ctx)
 
-    monkeypatch.setattr(st, "run", rerun)
+    monkeypatch.setattr(popularity_stage, "run_popularity", rerun)
     run_pipeline(small_job, ["popularity"], force=True)
     assert seen == {"output": good, "done": True, "own": {"partial": True}}
     assert store.read_json("baselines/popularity.json") == good  # the committed re-run (same counts)
@@ -113,13 +110,13 @@ def test_a_rerun_leaves_the_last_good_outputs_and_marker_readable_until_it_commi
 
 
 def test_a_failed_rerun_never_touches_the_last_good_outputs_or_marker(small_job, monkeypatch):
-    store, good, marker, st = _completed_popularity(small_job)
+    store, good, marker = _completed_popularity(small_job)
 
     def fail(ctx):
         ctx.store.write_json("baselines/popularity.json", {"partial": True})
         raise RuntimeError("bad config")
 
-    monkeypatch.setattr(st, "run", fail)
+    monkeypatch.setattr(popularity_stage, "run_popularity", fail)
     with pytest.raises(RuntimeError, match="bad config"):
         run_pipeline(small_job, ["popularity"], force=True)
     assert store.read_json("baselines/popularity.json") == good
@@ -187,10 +184,11 @@ def test_foundation_stages_on_s3(s3_bucket):
 
 
 def test_the_pipeline_checks_declared_dependencies_before_a_stage_runs(tmp_path) -> None:
-    """``@stage(after=...)`` is the one declaration: a stage whose upstream has not run fails before it starts,
-    naming the missing stage, and leaves no marker or manifest entry claiming it ran."""
+    """The stage table (cemg_ray/stages.py) is the one declaration: a stage whose upstream has not run fails before
+    it starts, naming the missing stage, and leaves no marker or manifest entry claiming it ran."""
     from cemg_ray.config import load_config
-    from cemg_ray.pipeline import StageMissingError, run_pipeline
+    from cemg_ray.pipeline import run_pipeline
+    from cemg_ray.stagekit import StageMissingError
     from cemg_ray.store import Store
 
     cfg = load_config(None, [f"run_dir={tmp_path}"])

@@ -9,13 +9,12 @@ import numpy as np
 from cemg_ray import artifacts
 from cemg_ray.collab.lightgcn import Graph, fit, recall_ndcg_at
 from cemg_ray.data.split import load_split
-from cemg_ray.pipeline import StageContext, stage
 from cemg_ray.raytrain import run_config
+from cemg_ray.stagekit import StageContext
 
 log = logging.getLogger("cemg_ray")
 
 
-@stage("lightgcn", sections=("lightgcn",), after=("data",))
 def run(ctx: StageContext) -> dict:
     """Train LightGCN (BPR) on ``Split.train`` edges and save user and item embeddings."""
     cfg = ctx.cfg

@@ -6,12 +6,11 @@ import logging
 
 from cemg_ray import artifacts
 from cemg_ray.data.loaders import load_catalog
-from cemg_ray.pipeline import StageContext, stage
+from cemg_ray.stagekit import StageContext
 
 log = logging.getLogger("cemg_ray")
 
 
-@stage("data", sections=())
 def run(ctx: StageContext) -> dict:
     """Load the dataset once; every later stage reads the normalised Parquet tables."""
     ds = ctx.cfg.dataset

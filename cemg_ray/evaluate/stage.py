@@ -12,8 +12,8 @@ from cemg_ray.evaluate.harness import evaluate
 from cemg_ray.evaluate.report import write_report
 from cemg_ray.evaluate.sasrec import train_sasrec
 from cemg_ray.generate.policy import LEGACY_MODELS, PolicyError
-from cemg_ray.pipeline import StageContext, require, stage
 from cemg_ray.recommenders import Recommender, UnknownModelError, load, model_stage, model_version, stages_for
+from cemg_ray.stagekit import StageContext, require
 from cemg_ray.store import Store
 
 if TYPE_CHECKING:
@@ -28,22 +28,34 @@ def load_model(ref: str, ctx: StageContext, where: str = "evaluate.models") -> R
     return load(ref, ctx.cfg, ctx.store, where)
 
 
-def _upstream(cfg: JobConfig) -> tuple[str, ...]:
+def score(ref: str, ctx: StageContext, split: Split, which: str, ks: list[int],
+          where: str = "evaluate.models") -> tuple[dict, str]:
+    """(metrics row, model version) of one model on one split: in this process, or on a Ray Data actor pool
+    (``evaluate.num_actors``) whose actors rank with the run's one predictor."""
+    cfg = ctx.cfg
+    if not cfg.evaluate.num_actors:
+        rec = load_model(ref, ctx, where)
+        return evaluate(rec, split, which, ks, cfg.evaluate.batch_size, exclude_seen=cfg.evaluate.exclude_seen), \
+            rec.model_version
+    from cemg_ray.evaluate.distributed import evaluate_on_actors
+
+    require(ctx.store, cfg, model_stage(ref, where))
+    return evaluate_on_actors(cfg, ctx.store.committed(), ref, split, which, ks)
+
+
+def upstream(cfg: JobConfig) -> tuple[str, ...]:
     """Evaluation depends on the stages that produce the models it is asked to score."""
     return tuple(dict.fromkeys(["data", *stages_for(cfg.evaluate.models + cfg.evaluate.select_default)]))
 
 
-@stage("evaluate", sections=("evaluate", "decode"), after=_upstream)
 def run(ctx: StageContext) -> dict:
     """Evaluate each model in ``evaluate.models``; rows of models not re-run are kept."""
     cfg = ctx.cfg
     split = load_split(ctx.store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     metrics, dropped = kept_rows(ctx.store, cfg.evaluate.models, cfg)
     for name in cfg.evaluate.models:
-        rec = load_model(name, ctx)
-        result = evaluate(rec, split, cfg.evaluate.split, cfg.evaluate.ks, cfg.evaluate.batch_size,
-                          exclude_seen=cfg.evaluate.exclude_seen)
-        metrics[name] = {**result, "model_version": rec.model_version}
+        result, version = score(name, ctx, split, cfg.evaluate.split, cfg.evaluate.ks)
+        metrics[name] = {**result, "model_version": version}
         log.info("evaluate %s: %s", name, {k: round(v, 4) for k, v in result["overall"].items()})
     ctx.store.write_json(METRICS, metrics)
     write_report(ctx.store, metrics, cfg.evaluate.ks)
@@ -61,8 +73,7 @@ def select_default(ctx: StageContext, split: Split) -> dict:
     cfg = ctx.cfg
     valid = {}
     for name in cfg.evaluate.select_default:
-        res = evaluate(load_model(name, ctx, "evaluate.select_default"), split, "valid", [10], cfg.evaluate.batch_size,
-                       exclude_seen=cfg.evaluate.exclude_seen)
+        res, _ = score(name, ctx, split, "valid", [10], "evaluate.select_default")
         valid[name] = {**res["overall"], "se": res["overall_se"], "cold_start": res["cold_start"]}
     best = max(valid, key=lambda n: (valid[n]["NDCG@10"], valid[n]["HR@10"]))
     return {"model": best, "selected_on": "valid", "metric": "NDCG@10", "valid": valid}
@@ -95,7 +106,6 @@ def kept_rows(store: Store, rerun: list[str], cfg: JobConfig | None = None) -> t
     return kept, dropped
 
 
-@stage("popularity", sections=(), after=("data",))
 def run_popularity(ctx: StageContext) -> dict:
     """Count training interactions per item (validation and test never counted)."""
     split = load_split(ctx.store, ctx.cfg.dataset.max_len, ctx.cfg.dataset.cold_start_max)
@@ -104,7 +114,6 @@ def run_popularity(ctx: StageContext) -> dict:
     return {"items_with_interactions": int((counts > 0).sum()), "max_count": int(counts.max())}
 
 
-@stage("sasrec", sections=("sasrec",), after=("data",))
 def run_sasrec(ctx: StageContext) -> dict:
     """Train SASRec on the training split and keep its weights (safetensors) for evaluation."""
     from safetensors.torch import save

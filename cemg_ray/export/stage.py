@@ -23,13 +23,13 @@ import pyarrow.dataset as pads
 from cemg_ray.artifacts import read_sequences
 from cemg_ray.config import JobConfig
 from cemg_ray.export.commit import STAGING, commit, committed_manifest
-from cemg_ray.pipeline import StageContext, require, stage
 from cemg_ray.recommenders import (
     FALLBACK_MODEL,
     default_model,
     model_stage,
     model_version,
 )
+from cemg_ray.stagekit import StageContext, require
 from cemg_ray.store import Store
 
 log = logging.getLogger("cemg_ray")
@@ -123,17 +123,16 @@ def run_export(cfg: JobConfig, run_store: Store) -> dict:
     return manifest
 
 
-def _upstream(cfg: JobConfig) -> tuple[str, ...]:
+def upstream(cfg: JobConfig) -> tuple[str, ...]:
     return ("data", model_stage(cfg.export.model or FALLBACK_MODEL, "export.model"))
 
 
 def check_inputs(cfg: JobConfig, store: Store) -> None:
     """Fail before any work when the exported model or the data are not in the run directory."""
-    for dep in _upstream(cfg):
+    for dep in upstream(cfg):
         require(store, cfg, dep)
 
 
-@stage("export", sections=("export", "decode"), after=_upstream)
 def run(ctx: StageContext) -> dict:
     """Write every user's top-K under <output>/dt=YYYY-MM-DD/ with _SUCCESS last."""
     check_inputs(ctx.cfg, ctx.store)

@@ -24,7 +24,7 @@ from cemg_ray.features.extract import EMPTY_TEXT, MODALITIES, all_missing_table,
 from cemg_ray.features.images import NO_IMAGE
 from cemg_ray.features.pca import MODEL, REDUCED, fit_pca, project
 from cemg_ray.features.precomputed import load_precomputed
-from cemg_ray.pipeline import StageContext, stage
+from cemg_ray.stagekit import StageContext
 
 log = logging.getLogger("cemg_ray")
 
@@ -54,7 +54,6 @@ def _absent(idx: np.ndarray, reason: str, what: str) -> tuple[pa.Table, dict]:
         "note": f"no item has {what}: missing for every item, encoder not run"}
 
 
-@stage("features", sections=("features",), after=("data",))
 def run(ctx: StageContext) -> dict:
     """Encode text and images of every catalog item (Ray Data actor pool, or in-process)."""
     cfg, fcfg, store = ctx.cfg, ctx.cfg.features, ctx.store
@@ -93,7 +92,6 @@ def _fit_rows(train_items: np.ndarray, missing: np.ndarray, sample_size: int,
     return rows
 
 
-@stage("pca", sections=("pca",), after=("features",))
 def run_pca(ctx: StageContext) -> dict:
     """Fit PCA per modality on the training catalog and reduce every item to d dimensions."""
     cfg, store = ctx.cfg, ctx.store

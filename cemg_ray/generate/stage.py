@@ -7,21 +7,18 @@ import os
 import tempfile
 from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cemg_ray import artifacts  # noqa: E402
-from cemg_ray.data.split import load_split  # noqa: E402
-from cemg_ray.generate.dataset import build_tensors, item_eval_tensors, item_tensors, prefix_examples  # noqa: E402
-from cemg_ray.generate.itemseq import build_item_model, save_item_model  # noqa: E402
-from cemg_ray.generate.model import build_model, describe, layout_for, save_model  # noqa: E402
-from cemg_ray.generate.train import BEST_FILE, STATE_FILE, fit  # noqa: E402
-from cemg_ray.pipeline import StageContext, stage, stage_hash  # noqa: E402
-from cemg_ray.raytrain import run_config  # noqa: E402
-from cemg_ray.tokenize.codes import load_codes  # noqa: E402
+from cemg_ray import artifacts
+from cemg_ray.data.split import load_split
+from cemg_ray.generate.dataset import build_tensors, item_eval_tensors, item_tensors, prefix_examples
+from cemg_ray.generate.itemseq import build_item_model, save_item_model
+from cemg_ray.generate.model import build_model, describe, layout_for, save_model
+from cemg_ray.generate.train import BEST_FILE, STATE_FILE, fit
+from cemg_ray.plotting import pyplot
+from cemg_ray.raytrain import run_config
+from cemg_ray.stagekit import StageContext, stage_hash
+from cemg_ray.tokenize.codes import load_codes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -41,7 +38,7 @@ def mean_examples_per_s(history: list[dict]) -> float | None:
 
 
 def curves_figure(history: list[dict]) -> Figure:
-    fig, ax1 = plt.subplots(figsize=(5.5, 3.2))
+    fig, ax1 = pyplot().subplots(figsize=(5.5, 3.2))
     ep = [h["epoch"] for h in history]
     ax1.plot(ep, [h["loss"] for h in history], "o-", color="tab:blue", label="train loss")
     ax1.set_xlabel("epoch")
@@ -53,7 +50,6 @@ def curves_figure(history: list[dict]) -> Figure:
     return fig
 
 
-@stage("train", sections=("train",), after=("data", "tokenize"))
 def run(ctx: StageContext) -> dict:
     """Train the generator on every prefix of the training sequences; keep the best-on-validation model."""
     cfg, tcfg, store = ctx.cfg, ctx.cfg.train, ctx.store

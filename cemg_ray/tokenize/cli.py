@@ -10,7 +10,7 @@ from cemg_ray import artifacts
 
 def _cmd_assign(args: argparse.Namespace) -> int:
     from cemg_ray.config import load_config
-    from cemg_ray.pipeline import require
+    from cemg_ray.stagekit import require
     from cemg_ray.store import Store
     from cemg_ray.tokenize.assign import assign_codes, read_new_items
 
@@ -25,7 +25,7 @@ def _cmd_assign(args: argparse.Namespace) -> int:
 
 def _cmd_fusion(args: argparse.Namespace) -> int:
     from cemg_ray.config import load_config
-    from cemg_ray.pipeline import require
+    from cemg_ray.stagekit import require
     from cemg_ray.store import Store
     from cemg_ray.tokenize.fusion_report import analyse_run
 

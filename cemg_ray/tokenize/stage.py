@@ -14,7 +14,7 @@ import torch
 
 from cemg_ray import artifacts
 from cemg_ray.data.split import load_split
-from cemg_ray.pipeline import StageContext, stage
+from cemg_ray.stagekit import StageContext
 from cemg_ray.tokenize.codes import collision_stats, disambiguate, level_stats
 from cemg_ray.tokenize.fusion import alpha_entropy
 from cemg_ray.tokenize.fusion_report import initial_weights, write_fusion_analysis
@@ -32,7 +32,7 @@ log = logging.getLogger("cemg_ray")
 COLLAB_STAGES = {"lightgcn": "lightgcn", "sasrec": "sasrec"}  # tokenize.collab_source -> the stage writing it
 
 
-def _upstream(cfg: JobConfig) -> tuple[str, ...]:
+def upstream(cfg: JobConfig) -> tuple[str, ...]:
     deps = ["data", "pca"]
     if cfg.tokenize.use_collab:
         deps.append(COLLAB_STAGES[cfg.tokenize.collab_source])
@@ -55,7 +55,6 @@ def planted_agreement(codes: np.ndarray, clusters: np.ndarray) -> dict:
             "p_same_code_any_pair": float((both + diff_cluster_same_code) / (n * (n - 1))) if n > 1 else nan}
 
 
-@stage("tokenize", sections=("tokenize",), after=_upstream)
 def run(ctx: StageContext) -> dict:
     """Train fusion + RQ-VAE jointly on all catalog items and assign every item a unique code (or, with
     ``tokenize.scheme: mscgrec``, quantize every modality on its own and concatenate the codes)."""

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from cemg_ray.config import load_config
-from cemg_ray.pipeline import STAGE_MODULES, resolve_stages
+from cemg_ray.pipeline import resolve_stages
+from cemg_ray.stages import STAGES
 from serve_app.config_check import check_serve_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,7 +156,7 @@ def test_every_job_validates(path: Path) -> None:
     assert resolve_stages(load_config(path), None)
 
 
-@pytest.mark.parametrize("stage", list(STAGE_MODULES))
+@pytest.mark.parametrize("stage", list(STAGES))
 def test_a_job_per_stage_runs_just_that_stage_of_the_pipeline(stage: str) -> None:
     path = REPO / "jobs" / f"{stage}.yaml"
     assert load(path) == {"extends": "pipeline.yaml", "stages": [stage]}

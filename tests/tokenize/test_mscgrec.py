@@ -94,7 +94,8 @@ def test_a_modality_off_or_missing_for_the_whole_catalog_is_skipped_with_the_rea
 
 def test_defaults_keep_the_stage_hashes_and_the_collab_source_picks_the_upstream_stage() -> None:
     from cemg_ray.config import _hash_payload, load_config
-    from cemg_ray.pipeline import get_stage, stage_hash
+    from cemg_ray.stagekit import stage_hash
+    from cemg_ray.stages import spec
 
     new = {"scheme", "modality_levels", "modality_codebook_size", "collab_source"}
     default = load_config(REPO / "jobs" / "demo.yaml")
@@ -105,7 +106,7 @@ def test_defaults_keep_the_stage_hashes_and_the_collab_source_picks_the_upstream
     assert stage_hash(explicit, "tokenize") == stage_hash(default, "tokenize")
     mscg = load_config(REPO / "jobs" / "demo.yaml", ["tokenize.scheme=mscgrec"])
     assert stage_hash(mscg, "tokenize") != stage_hash(default, "tokenize")
-    deps = get_stage("tokenize").deps
+    deps = spec("tokenize").deps
     assert deps(default) == ("data", "pca", "lightgcn")
     sasrec = load_config(REPO / "jobs" / "mscgrec-cpu.yaml", ["tokenize.collab_source=sasrec"])
     assert deps(sasrec) == ("data", "pca", "sasrec")
@@ -221,7 +222,7 @@ def test_a_modality_missing_for_the_whole_catalog_is_skipped_by_the_stage_and_re
     the collaborative block of every item with interactions) stays as it was."""
     from cemg_ray import artifacts
     from cemg_ray.data.split import load_split
-    from cemg_ray.pipeline import StageContext
+    from cemg_ray.stagekit import StageContext
     from cemg_ray.store import Store
     from cemg_ray.tokenize.codes import load_codes
     from cemg_ray.tokenize.model import load_tokenizer
