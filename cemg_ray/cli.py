@@ -8,10 +8,11 @@ import json
 import logging
 import sys
 
-from cemg_ray import artifacts
+from cemg_ray import artifacts, console
+from cemg_ray.data.formats import FILE_FORMATS
 
 # Modules that add their own subcommands: each exposes ``add_parser(subparsers)``.
-COMMAND_MODULES = ["cemg_ray.tokenize.cli", "cemg_ray.export.cli", "cemg_ray.ablate"]
+COMMAND_MODULES = ["cemg_ray.tokenize.cli", "cemg_ray.export.cli", "cemg_ray.ablate", "cemg_ray.ui.cli"]
 BENCH_MODULES = ["cemg_ray.bench.features", "cemg_ray.bench.decode", "cemg_ray.bench.serving",
                  "cemg_ray.bench.export", "cemg_ray.bench.lightgcn", "cemg_ray.bench.train", "cemg_ray.bench.growth"]
 
@@ -54,21 +55,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"run_dir={args.run_dir}")
     cfg = load_config(args.job, overrides)  # a ConfigError reaches main(): its lines, exit 2
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+    log_file = console.log_path(cfg.run_dir, cfg.name)
+    console.configure(args.verbose, log_file)
     from cemg_ray.pipeline import resolve_stages
     from cemg_ray.preflight import preflight
 
     preflight(cfg, resolve_stages(cfg, stages), str(args.job or "<default>"))
-    manifest = run_pipeline(cfg, stages, force=args.force)
-    print()
-    for name, info in manifest["stages"].items():
-        print(f"  {name:<11} {info['status']:<8} {info['wall_s']:8.1f}s")
+    from cemg_ray.tracking import track
+
+    console.progress("job %s: %d stage(s) into %s; log: %s%s", cfg.name, len(resolve_stages(cfg, stages)),
+                     cfg.run_dir, log_file, "" if args.verbose else " (--verbose: everything here)")
+    with track(cfg):  # with tracking.enabled: one MLflow run, logged when the job ends, also on failure
+        manifest = run_pipeline(cfg, stages, force=args.force)
     from cemg_ray.store import Store
 
     store = Store.for_job(cfg)
-    print(f"\nrun directory: {store.uri()}")
+    total = sum(info.get("wall_s_now", info.get("wall_s", 0.0)) for info in manifest["stages"].values())
+    print(f"\ndone in {total:.1f}s; run directory: {store.uri()}")
     if store.exists(artifacts.METRICS):
-        print(f"metrics: {store.uri(artifacts.METRICS)}")
-        print(f"report:  {store.uri(artifacts.EVAL_REPORT)}")
+        print(f"test figures ({store.uri(artifacts.METRICS)}; report: {store.uri(artifacts.EVAL_REPORT)}):")
+        for line in console.figures_table(store.read_json(artifacts.METRICS)):
+            print(f"  {line}")
     return 0
 
 
@@ -100,7 +107,8 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cemg-ray", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="everything on the console (Ray's lines, the workers' output)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -124,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     s = dsub.add_parser("stats", help="users, items, interactions, lengths, text and image coverage")
     s.add_argument("path", help="dataset file or folder")
-    s.add_argument("--format", choices=["sequences", "json", "amazon", "parquet", "movielens"],
+    s.add_argument("--format", choices=FILE_FORMATS,
                    help="default: detected")
     s.add_argument("--kcore", type=int, default=5, help="k-core filter for the amazon format")
     s.add_argument("--json", action="store_true", help="print JSON")
@@ -146,7 +154,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     """Failures a user can cause and fix (config, data, store, network): a message and exit 2."""
     from cemg_ray.config import ConfigError
     from cemg_ray.data.catalog import DataError
-    from cemg_ray.pipeline import StageMissingError
+    from cemg_ray.stagekit import StageMissingError
 
     found: list[type[BaseException]] = [ConfigError, DataError, StageMissingError, OSError, KeyError, ValueError,
                                         UnicodeError]
@@ -172,8 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; an expected failure prints one message (exit 2), ``--debug`` shows the traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if getattr(args, "func", None) is _cmd_run:
+        console.configure(args.verbose)  # quiet unless --verbose; the run's log file is added once it is known
+    else:
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -191,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 1
         return 2
+    finally:
+        console.reset()
 
 
 if __name__ == "__main__":

@@ -6,10 +6,13 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from cemg_ray.console import PROGRESS
+
 if TYPE_CHECKING:
     from cemg_ray.config import RayConfig
 
 log = logging.getLogger("cemg_ray")
+progress = logging.getLogger(PROGRESS).info  # a console line (cemg_ray/console.py)
 
 # runs in every worker of a local cluster this module starts (runtime_env's worker_process_setup_hook)
 LOCAL_WORKER_HOOK = "cemg_ray.raycluster.set_up_local_worker"
@@ -70,9 +73,19 @@ def ensure_ray(ray_cfg: RayConfig) -> None:
         if ray_cfg.num_gpus is not None:
             kwargs["num_gpus"] = ray_cfg.num_gpus
         kwargs["runtime_env"] = {"worker_process_setup_hook": LOCAL_WORKER_HOOK}
+    import ray.data  # noqa: F401 - imported here so that its progress bars are switched off with the rest
+
+    from cemg_ray.console import capture_native_stderr, quiet_ray_libraries, route_worker_output
+
+    quiet_ray_libraries()  # before and after init: Ray sets its loggers up when it is imported and again here
+    capture_native_stderr()
     ray.init(**kwargs)
+    quiet_ray_libraries()
+    route_worker_output()
     res = ray.cluster_resources()
-    log.info("ray: connected (%s CPUs, %s GPUs)", res.get("CPU", 0), res.get("GPU", 0))
+    joined = bool(address) and address != "local"
+    progress("ray: %s %s (%s CPUs, %s GPUs)", "joined the cluster at" if joined else "started a local cluster at",
+             ray.get_runtime_context().gcs_address, res.get("CPU", 0), res.get("GPU", 0))
 
 
 class InfeasibleRequestError(ValueError):

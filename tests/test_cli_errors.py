@@ -40,7 +40,7 @@ def _cases(tmp_path: Path) -> list[tuple[list[str], str]]:
          "need(s) the 'train' stage"),
         (["validate", str(bad_data)], "dataset.path"),
         (["validate", "jobs/demo.yaml", "--set", "evaluate.select_default=[cemg_hybird]"],
-         "evaluate.select_default: unknown model(s) cemg_hybird"),
+         "evaluate.select_default: unknown model 'cemg_hybird'; known: popularity, sasrec, cemg"),
         (["run", str(no_run), "--set", "run_dir=gs://bucket/x", "--stages", "data"], "only local paths and s3://"),
     ]
 

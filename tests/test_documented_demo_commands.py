@@ -45,15 +45,16 @@ def _run_verbatim(line: str, cwd: Path) -> str:
     env = {**os.environ, "RAY_ADDRESS": "local"}
     done = subprocess.run([str(cli), *shlex.split(line)[1:]], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=900)
-    out = done.stdout + done.stderr
+    out = done.stderr + done.stdout  # in the order a terminal shows them: the job's progress, then its figures
     assert done.returncode == 0, f"{line}: exit {done.returncode}\n{out[-3000:]}"
     assert "Traceback" not in out, out[-3000:]
     return out
 
 
 @pytest.fixture(scope="module")
-def demo_folder(tmp_path_factory, s3_server) -> tuple[Path, str]:
-    """A folder whose ``jobs`` is the repository's, with ``make demo``'s run trained in it; buckets created."""
+def demo_folder(tmp_path_factory, s3_server) -> tuple[Path, str, str]:
+    """A folder whose ``jobs`` is the repository's, with ``make demo``'s run trained in it; buckets created.
+    (folder, S3 endpoint, what the demo printed)"""
     import ray
 
     if ray.is_initialized():  # this process's cluster would sit idle on the two cores beside the commands'
@@ -64,13 +65,34 @@ def demo_folder(tmp_path_factory, s3_server) -> tuple[Path, str]:
     work = tmp_path_factory.mktemp("documented") / "repo"
     work.mkdir()
     (work / "jobs").symlink_to(REPO / "jobs")
-    _run_verbatim(DEMO_LINE, work)
+    out = _run_verbatim(DEMO_LINE, work)
     assert (work / "runs" / "demo" / "_stages" / "evaluate.json").exists()
-    return work, s3_server
+    return work, s3_server, out
+
+
+def test_the_demo_prints_a_line_per_stage_and_ends_with_the_figures(demo_folder) -> None:
+    """A newcomer's console: under 60 lines, no error-level line (Ray's and the libraries' lines are in the
+    run's log file), one line per stage, and the test figures of every evaluated model last."""
+    import json
+
+    work, _, out = demo_folder
+    lines = out.strip().splitlines()
+    assert len(lines) < 60, out
+    errors = [line for line in lines if re.search(r"\bERROR\b|^\[[^]]* E \d+ \d+\]|Traceback|core_worker\.cc", line)]
+    assert not errors, out
+    stages = [line.split()[1] for line in lines if line.startswith("stage ")]
+    assert stages == ["data", "popularity", "sasrec", "features", "pca", "lightgcn", "tokenize", "train",
+                      "evaluate", "export"][:len(stages)] and "evaluate" in stages, out
+    metrics = json.loads((work / "runs" / "demo" / "eval" / "metrics.json").read_text())
+    table = lines[-len(metrics):]
+    for name, row in zip(metrics, table):
+        assert row.split()[0] == name and f"{metrics[name]['overall']['HR@10']:.4f}" in row, out
+    log = next((work / "runs" / "demo" / "_logs").glob("demo-*.log")).read_text()
+    assert "Started a local Ray instance" in log  # Ray's lines were kept, in the log file
 
 
 def test_the_documented_export_to_s3_writes_every_users_list(demo_folder) -> None:
-    work, endpoint = demo_folder
+    work, endpoint, _ = demo_folder
     _run_verbatim(EXPORT_LINE, work)
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="my-bucket", Prefix="recs/").get("Contents", [])]
@@ -82,7 +104,7 @@ def test_the_documented_export_to_s3_writes_every_users_list(demo_folder) -> Non
 
 
 def test_the_readmes_run_into_an_s3_run_directory(demo_folder) -> None:
-    work, endpoint = demo_folder
+    work, endpoint, _ = demo_folder
     _run_verbatim(S3_RUN_LINE, work)
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="bucket", Prefix="runs/x/").get("Contents", [])}
@@ -97,7 +119,7 @@ def _table_rows(out: str, columns: int) -> list[list[str]]:
 
 
 def test_the_documented_serving_benchmark_measures_four_configurations(demo_folder) -> None:
-    work, _ = demo_folder
+    work, _, _ = demo_folder
     out = _run_verbatim(SERVING_LINE, work)
     rows = _table_rows(out, 6)  # replicas, batching, p50, p99, req/s, errors
     assert [(r[0], r[1]) for r in rows] == CONFIGS, out[-3000:]
@@ -107,7 +129,7 @@ def test_the_documented_serving_benchmark_measures_four_configurations(demo_fold
 
 
 def test_the_documented_open_loop_benchmark_reports_every_rate(demo_folder) -> None:
-    work, _ = demo_folder
+    work, _, _ = demo_folder
     out = _run_verbatim(OPEN_LOOP_LINE, work)
     assert "model alone (in process, one user per call)" in out
     single = [r for r in _table_rows(out, 6) if r[2] == "single"]  # replicas, batching, single, p50, p99, errors

@@ -143,7 +143,7 @@ def extract_in_process(items: pa.Table, modality: str, cfg: FeaturesConfig, imag
     table = _input_table(items, modality)
     parts = []
     for s in tqdm(range(0, table.num_rows, cfg.batch_size), desc=f"{modality} features", unit="batch",
-                  mininterval=5, disable=table.num_rows <= cfg.batch_size):
+                  mininterval=5, disable=True if table.num_rows <= cfg.batch_size else None):
         sl = table.slice(s, cfg.batch_size)
         parts.append(enc({c: sl.column(c).to_numpy(zero_copy_only=False) for c in sl.column_names}))
     return _merge(parts, enc.dim)

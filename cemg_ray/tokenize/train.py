@@ -30,7 +30,7 @@ def fit_tokenizer(inputs: ItemInputs, cfg: TokenizeConfig) -> tuple[Tokenizer, l
     opt = torch.optim.AdamW(tok.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict] = []
     stop_resets = int(cfg.epochs * 0.9)  # let the codes settle at the end
-    bar = tqdm(range(cfg.epochs), desc="rq-vae", unit="epoch", mininterval=5, leave=False)
+    bar = tqdm(range(cfg.epochs), desc="rq-vae", unit="epoch", mininterval=5, leave=False, disable=None)  # a tty only
     for epoch in bar:
         t0 = time.perf_counter()
         tok.train()
