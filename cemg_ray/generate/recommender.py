@@ -22,7 +22,27 @@ if TYPE_CHECKING:
     from cemg_ray.generate.tokens import TokenLayout
 
 
-class ItemCEMGRecommender:
+class PolicyViews:
+    """What both generator families share about decoding policies: a view of the loaded model under another
+    policy (nothing reloaded), checked by the family's own ``_checked``."""
+
+    policy: Any
+
+    def _checked(self, policy: Any) -> Any:
+        raise NotImplementedError
+
+    def with_policy(self, policy: Any) -> PolicyViews:
+        """This loaded model decoding with ``policy`` instead."""
+        view = copy.copy(self)
+        view.policy = self._checked(policy)
+        return view
+
+    @property
+    def constrained(self) -> bool:
+        return getattr(self.policy, "constrained", True)
+
+
+class ItemCEMGRecommender(PolicyViews):
     """The item-level generator (``train.history: items``) behind the ``recommend`` contract, decoding with one
     policy (cemg_ray/generate/policy.py). :meth:`with_policy` gives the same loaded model under another policy
     (the model, its prefix indexes and the dense head's item vectors are shared, not reloaded)."""
@@ -46,16 +66,6 @@ class ItemCEMGRecommender:
         if policy.kind in NEEDS_COLD and self.cold_ids is None:
             raise ValueError(f"decoding policy {policy.kind!r} needs the cold-start items")
         return policy
-
-    def with_policy(self, policy: Any) -> ItemCEMGRecommender:
-        """This loaded model decoding with ``policy`` instead."""
-        view = copy.copy(self)
-        view.policy = self._checked(policy)
-        return view
-
-    @property
-    def constrained(self) -> bool:
-        return getattr(self.policy, "constrained", True)
 
     @property
     def num_items(self) -> int:
@@ -121,7 +131,7 @@ class ItemCEMGRecommender:
         return items, scores
 
 
-class CEMGRecommender:
+class CEMGRecommender(PolicyViews):
     """The token-layout generator (the paper's T5 layout): beam search only, constrained or not."""
 
     name = "cemg"
@@ -141,15 +151,6 @@ class CEMGRecommender:
                              "this run's generator uses the token layout, which decodes with the beam only "
                              "(policies 'beam' and 'unconstrained')")
         return policy
-
-    def with_policy(self, policy: Any) -> CEMGRecommender:
-        view = copy.copy(self)
-        view.policy = self._checked(policy)
-        return view
-
-    @property
-    def constrained(self) -> bool:
-        return self.policy.constrained
 
     @property
     def num_items(self) -> int:
