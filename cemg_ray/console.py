@@ -116,8 +116,10 @@ def release_native_stderr() -> None:
         return
     thread, console_fd, console = _state["native"]
     sys.stderr.flush()
-    os.dup2(console_fd, 2)  # closes the pipe's last write end: the pump reads to its end and stops
-    thread.join(timeout=5)
+    os.dup2(console_fd, 2)
+    # Ray's own processes, started after the pipe, hold its write end until Ray shuts down at exit, so the pump
+    # may not see the end of it now: it gets a moment to write what it holds, then stays a daemon
+    thread.join(timeout=0.5)
     console.flush()
     _state["native"] = None
 
