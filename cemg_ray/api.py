@@ -31,6 +31,9 @@ from cemg_ray.store import Store
 log = logging.getLogger("cemg_ray")
 
 
+MAX_POLICY_VIEWS = 16  # views of the loaded generator under other policies kept per Run (each is a cheap copy)
+
+
 class RunError(RuntimeError):
     """The directory is not a usable run for the requested model; the message says what is missing."""
 
@@ -53,7 +56,9 @@ class Run:
             self.cfg.run_dir = store.root_uri
         model = model or default_model(store)  # the list the run chose on validation
         if policy:  # another decoding of the same model: cemg:hybrid + policy "dense" -> cemg:dense
-            model = f"{model.split(':')[0]}:{policy}"
+            from cemg_ray.recommenders import model_name
+
+            model = f"{model_name(model)}:{policy}"
         self.model = model
         stage = model_stage(model)
         if (artifacts.read_marker(store, stage) or {}).get("status") != "ok":
@@ -86,12 +91,14 @@ class Run:
     def recommender_for(self, policy: str | None = None) -> Recommender:
         """The loaded model, or the same loaded generator decoding with another named ``policy`` (with its knobs:
         ``hybrid(weight=0.7)``); nothing is reloaded."""
-        from cemg_ray.recommenders import with_policy
+        from cemg_ray.recommenders import model_name, with_policy
 
         if not policy:
             return self.recommender
         if policy not in self._by_policy:
-            ref = f"{self.model.split(':')[0]}:{policy}"
+            if len(self._by_policy) >= MAX_POLICY_VIEWS:  # requests may send any knobs: keep the newest few
+                self._by_policy.pop(next(iter(self._by_policy)))
+            ref = f"{model_name(self.model)}:{policy}"
             self._by_policy[policy] = with_policy(self.recommender, ref, self.cfg, self.store)
         return self._by_policy[policy]
 

@@ -67,6 +67,9 @@ def test_a_policy_is_asked_of_the_run_or_per_call_and_both_give_the_same_lists(d
     state = ModelState(ServeConfig(run_dir=store.root_uri, model="cemg"))  # serving's request-level policy
     histories = [run.user_history[u] for u in users]
     assert state.rank(histories, [5] * 3, [True] * 3, "dense_all") == dense.rank(histories, [5] * 3, [True] * 3)
+    for w in range(40):  # a request may send any knobs: the views kept stay bounded
+        run.recommender_for(f"hybrid(weight=0.{w + 10})")
+    assert len(run._by_policy) <= 16
     with pytest.raises(ValueError, match="unknown decoding policy 'nope'"):
         run.recommend_for_users(users, policy="nope")
     with pytest.raises(ValueError, match="not a generator"):
