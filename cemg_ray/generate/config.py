@@ -18,7 +18,8 @@ class TrainConfig(Section):
     HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"dense_weight", "dense_temperature",
                                                                         "dense_negatives", "item_ids",
                                                                         "item_id_min_count", "constrained_loss",
-                                                                        "valid_list"})
+                                                                        "valid_list", "code_weight", "dense_score",
+                                                                        "input_dropout"})
 
     backbone: Literal["t5", "decoder"] = "t5"
     # history layout: "tokens" feeds every code of every history item (the paper's); "items" one pooled
@@ -34,6 +35,15 @@ class TrainConfig(Section):
     # items with it, which is how items with few interactions reach the list (cemg_ray/generate/item_decoding.py)
     dense_weight: float = Field(0.0, ge=0)
     dense_temperature: float = Field(0.07, gt=0, le=10)
+    # how the dense head scores an item: "cosine" (unit vectors over dense_temperature, LIGER's) or "dot" (the
+    # projected state times the item's input vector, unbounded, as SASRec scores with its item embeddings)
+    dense_score: Literal["cosine", "dot"] = "cosine"
+    # weight of the code head's loss (items layout); 0 with a dense head trains the dense head alone, the code
+    # head then stays at its initialisation (beam search needs it: only the dense policies are meaningful)
+    code_weight: float = Field(1.0, ge=0)
+    # dropout on the item vectors before the backbone (None: train.dropout); GPT-2 applies its own embedding
+    # dropout (train.dropout) after adding positions, so the default drops inputs twice
+    input_dropout: float | None = Field(None, ge=0, lt=1)
     # 0: the dense softmax runs over the whole catalog (on Beauty it doubles a step's cost); N > 0: over the
     # batch's targets plus N items drawn uniformly per step (sampled softmax), a fraction of the cost
     dense_negatives: int = Field(0, ge=0)
@@ -105,6 +115,8 @@ class TrainConfig(Section):
                              "one example per prefix)")
         if self.valid_list == "dense" and not self.dense_weight:
             raise ValueError("train.valid_list: 'dense' ranks with the dense head; set train.dense_weight > 0")
+        if not self.code_weight and not self.dense_weight:
+            raise ValueError("train.code_weight: 0 leaves no loss without a dense head; set train.dense_weight > 0")
         if self.dense_weight and self.history != "items":
             raise ValueError("train.dense_weight: the dense head scores item vectors; it needs train.history: items")
         if self.content_input and self.history != "items":

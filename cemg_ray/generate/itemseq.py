@@ -77,7 +77,8 @@ class ItemSeqGenerator(nn.Module):
                  dropout: float = 0.1, content: torch.Tensor | None = None,
                  dense_temperature: float | None = None, dense_weight: float = 0.0,
                  dense_negatives: int = 0, id_mask: torch.Tensor | None = None,
-                 constrained: bool = False) -> None:
+                 constrained: bool = False, dense_score: str = "cosine", code_weight: float = 1.0,
+                 input_dropout: float | None = None) -> None:
         super().__init__()
         self.layout = layout
         self.d_model = d_model
@@ -99,10 +100,10 @@ class ItemSeqGenerator(nn.Module):
             nn.init.normal_(self.id_emb.weight, std=d_model ** -0.5)
         else:
             self.id_mask, self.id_emb = None, None
-        self.input_dropout = nn.Dropout(dropout)
+        self.input_dropout = nn.Dropout(dropout if input_dropout is None else input_dropout)
         self.heads = nn.ModuleList(LevelHead(d_model, dropout) for _ in range(layout.num_levels))
         self.dense_temperature, self.dense_weight = dense_temperature, dense_weight
-        self.dense_negatives = dense_negatives
+        self.dense_negatives, self.dense_score, self.code_weight = dense_negatives, dense_score, code_weight
         self.dense_proj = nn.Linear(d_model, d_model) if dense_temperature is not None else None
         offsets = layout.offsets.tolist()
         self.ranges = [(offsets[lvl], offsets[lvl] + size) for lvl, size in enumerate(layout.level_sizes)]
@@ -173,18 +174,23 @@ class ItemSeqGenerator(nn.Module):
         return self.dense_proj is not None
 
     def dense_keys(self, items: torch.Tensor | None = None) -> torch.Tensor:
-        """The unit-length item vectors the dense head scores against: [N, d] (or the given items)."""
+        """The item vectors the dense head scores against (unit length for the cosine head): [N, d] (or the given
+        items)."""
         if self.dense_proj is None:
             raise ValueError("this generator was trained without a dense head (train.dense_weight: 0)")
         ids = torch.arange(self.num_items, device=self.item_tokens.device) if items is None else items
-        return F.normalize(self.item_vectors(ids), dim=-1)
+        vectors = self.item_vectors(ids)
+        return vectors if self.dense_score == "dot" else F.normalize(vectors, dim=-1)
 
     def dense_logits(self, hidden: torch.Tensor, items: torch.Tensor | None = None,
                      keys: torch.Tensor | None = None) -> torch.Tensor:
-        """Cosine(projected state, item input vector) / temperature for states [R, d]: [R, N] (or given items).
+        """Cosine(projected state, item input vector) / temperature, or their dot product (``dense_score``), for
+        states [R, d]: [R, N] (or given items).
 
         ``keys``: precomputed ``dense_keys()`` (inference computes them once, not per call)."""
         keys = self.dense_keys(items) if keys is None else keys
+        if self.dense_score == "dot":
+            return (self.dense_proj(hidden) @ keys.T).float()
         query = F.normalize(self.dense_proj(hidden), dim=-1)
         return (query @ keys.T).float() / self.dense_temperature
 
@@ -203,7 +209,9 @@ class ItemSeqGenerator(nn.Module):
         loss = None
         if labels is not None:
             keep = labels >= 0
-            loss = self.code_loss(hidden[keep], labels[keep])
+            loss = hidden.new_zeros(())
+            if self.code_weight:
+                loss = loss + self.code_weight * self.code_loss(hidden[keep], labels[keep])
             if self.dense_proj is not None and self.dense_weight:
                 loss = loss + self.dense_weight * self.dense_loss(hidden[keep], labels[keep])
         return ItemSeqOutput(loss=loss, hidden=hidden)
@@ -295,7 +303,7 @@ def build_item_model(cfg: TrainConfig, layout: TokenLayout, codes: np.ndarray, m
                             cfg.dense_temperature if cfg.dense_weight else None, cfg.dense_weight,
                             cfg.dense_negatives,
                             torch.as_tensor(train_counts >= cfg.item_id_min_count) if cfg.item_ids else None,
-                            cfg.constrained_loss)
+                            cfg.constrained_loss, cfg.dense_score, cfg.code_weight, cfg.input_dropout)
 
 
 def save_item_model(model: ItemSeqGenerator, folder: str | Path) -> None:
@@ -314,7 +322,8 @@ def save_item_model(model: ItemSeqGenerator, folder: str | Path) -> None:
             "dropout": model.input_dropout.p, "backbone_config": backbone.config.to_dict(),
             "content_dim": None if model.content is None else int(model.content.shape[1]),
             "dense_temperature": model.dense_temperature, "dense_weight": model.dense_weight,
-            "item_ids": model.id_emb is not None, "constrained": model.trie is not None}
+            "item_ids": model.id_emb is not None, "constrained": model.trie is not None,
+            "dense_score": model.dense_score}
     (folder / CONFIG_FILE).write_text(json.dumps(meta))
 
 
@@ -337,6 +346,7 @@ def load_item_model(folder: str | Path) -> ItemSeqGenerator:
     model = ItemSeqGenerator(layout, state["item_tokens"], backbone, meta["d_model"], meta["dropout"], content,
                              meta.get("dense_temperature"), meta.get("dense_weight", 0.0),
                              id_mask=state.get("id_mask") if meta.get("item_ids") else None,
-                             constrained=bool(meta.get("constrained")))
+                             constrained=bool(meta.get("constrained")),
+                             dense_score=meta.get("dense_score", "cosine"))
     model.load_state_dict(state)
     return model.eval()

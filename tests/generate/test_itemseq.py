@@ -152,6 +152,33 @@ def test_dense_head_loss_is_catalog_softmax_of_cosine_over_temperature() -> None
     assert not _model().has_dense_head and _model().dense_proj is None
 
 
+def test_dot_head_scores_by_the_unnormalised_product_and_code_weight_scales_the_code_loss(tmp_path) -> None:
+    model = _model(content=True, dense_weight=0.5, dense_score="dot", code_weight=0.25)
+    items = torch.tensor([[0, 3, 5, -1]])
+    labels = torch.tensor([[3, 5, 7, -1]])
+    hidden = model.encode(items)[0, :3]
+    dot = model.dense_proj(hidden) @ model.item_vectors(torch.arange(len(CODES))).T
+    assert torch.allclose(model.dense_logits(hidden), dot, atol=1e-5)
+    explicit = -torch.log_softmax(dot, -1)[torch.arange(3), labels[0, :3]].mean()
+    total = 0.25 * model.code_loss(hidden, labels[0, :3]) + 0.5 * explicit
+    assert torch.allclose(model(items, labels).loss, total, atol=1e-5)
+    dense_only = _model(dense_weight=1.0, code_weight=0.0)
+    hidden = dense_only.encode(items)[0, :3]
+    assert torch.allclose(dense_only(items, labels).loss, dense_only.dense_loss(hidden, labels[0, :3]), atol=1e-6)
+    save_item_model(model, tmp_path)
+    back = load_item_model(tmp_path)
+    assert back.dense_score == "dot"
+    x = torch.tensor([[0, 3, 5]])
+    assert torch.allclose(model.dense_logits(model.last_hidden(x)), back.dense_logits(back.last_hidden(x)), atol=1e-5)
+    with pytest.raises(ValueError, match="train.code_weight"):
+        _cfg(code_weight=0.0)
+
+
+def test_input_dropout_is_its_own_knob() -> None:
+    assert _model(dropout=0.3).input_dropout.p == 0.3
+    assert _model(dropout=0.3, input_dropout=0.0).input_dropout.p == 0.0
+
+
 def test_sampled_dense_loss_is_the_softmax_over_the_targets_plus_the_drawn_items() -> None:
     model = _model(dense_weight=1.0, dense_negatives=3)
     hidden = model.encode(torch.tensor([[0, 3, 5]]))[0]
