@@ -6,6 +6,8 @@ import argparse
 import importlib
 import json
 import logging
+import os
+import shlex
 import sys
 
 from cemg_ray import artifacts, console
@@ -37,7 +39,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 print(line, file=sys.stderr)
         except OSError as exc:
             bad += 1
-            print(f"{path}: {exc}", file=sys.stderr)
+            print(f"{path}: {_message(exc)}", file=sys.stderr)
         except KeyError as exc:
             bad += 1
             print(f"{path}: stages: {exc.args[0]}", file=sys.stderr)
@@ -167,13 +169,36 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def _message(exc: BaseException) -> str:
+def _removed_working_dir() -> str | None:
+    """The working directory's path when it no longer exists (removed under the running command), else None."""
+    try:
+        os.getcwd()
+        return None
+    except FileNotFoundError:
+        try:  # Linux keeps the old path, with " (deleted)" after it
+            return os.readlink("/proc/self/cwd").removesuffix(" (deleted)")
+        except OSError:
+            return os.environ.get("PWD", "(unknown)")
+
+
+def _message(exc: BaseException, doing: str = "") -> str:
+    """One line for a failure. An OS error often names nothing (``[Errno 2] No such file or directory`` from
+    ``os.getcwd()``), so it also says what was being done (the stage and run directory the pipeline noted, else
+    ``doing``: the command) and on which path, the working directory when that is the one gone."""
     if isinstance(exc, KeyError) and exc.args:
         return str(exc.args[0])
     text = str(exc) or type(exc).__name__
-    if isinstance(exc, OSError) and getattr(exc, "filename", None) and str(exc.filename) not in text:
-        text = f"{exc.filename}: {text}"
-    return text
+    if not isinstance(exc, OSError):
+        return text
+    path = getattr(exc, "filename", None)
+    if path and str(path) not in text:
+        text = f"{path}: {text}"
+    if (gone := _removed_working_dir()) is not None:
+        text += (f"; the working directory {gone} no longer exists (removed while the command ran): run from a "
+                 f"folder that outlives the job")
+    stage = [n for n in getattr(exc, "__notes__", []) if n.startswith(console.STAGE_NOTE)]
+    where = stage[-1] if stage else doing
+    return f"{where}: {text}" if where else text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         expected = isinstance(exc, _expected_errors())
         lines = getattr(exc, "errors", None) if expected else None
-        for line in lines or [f"error: {_message(exc)}"]:
+        doing = shlex.join(["cemg-ray", *(sys.argv[1:] if argv is None else argv)])
+        for line in lines or [f"error: {_message(exc, doing[:300])}"]:
             print(line, file=sys.stderr)
         if not expected:
             print(f"(an unexpected {type(exc).__name__}: run again with --debug for the traceback and report it)",

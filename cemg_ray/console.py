@@ -21,6 +21,8 @@ from typing import Any, TextIO
 from cemg_ray import artifacts
 
 PROGRESS = "cemg_ray.progress"  # the logger whose INFO lines the console keeps
+# how the pipeline's note on a stage's OS error starts (a PEP 678 note: the CLI's message and --debug show it)
+STAGE_NOTE = "stage "
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _state: dict[str, Any] = {"quiet": False, "file": None, "native": None, "ray_handlers": None}
 # a line of Ray's C++ core (``[2026-12-07 01:51:21,965 E 20468 20468] core_worker.cc:2465: ...``)

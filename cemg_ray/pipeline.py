@@ -17,7 +17,7 @@ from typing import Any
 
 from cemg_ray import artifacts
 from cemg_ray.config import JobConfig
-from cemg_ray.console import PROGRESS
+from cemg_ray.console import PROGRESS, STAGE_NOTE
 from cemg_ray.run_manifest import RunManifest
 from cemg_ray.stagekit import StageContext, is_done, require, stage_config, stage_hash
 from cemg_ray.stages import STAGES, outputs, spec
@@ -102,6 +102,8 @@ def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = 
                 log.warning("stage %s failed; the outputs of its last good run are untouched", name)
             log.error("stage %-10s failed after %.1fs", name, wall)
             manifest.failed(name, h, wall, exc)
+            if isinstance(exc, OSError):  # what was being done, for an OS error that may name no path (cli.py)
+                exc.add_note(f"{STAGE_NOTE}{name} (run directory {store.uri()})")
             raise
         entry = {"status": "ok", "hash": h, "wall_s": round(wall, 3), "report": report,
                  "finished": datetime.now(UTC).isoformat(), "config": stage_config(cfg, name)}

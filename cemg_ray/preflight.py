@@ -1,7 +1,8 @@
 """Checks a job can pass before any stage runs: the ones that need no computation and no cluster.
 
 ``cemg-ray validate`` and ``cemg-ray run`` both call :func:`preflight`, so a job that cannot work fails
-in a second with every problem named (file or key), not after minutes in a later stage.
+in a second with every problem named (file or key), not after minutes in a later stage. The one look outside
+this machine: an ``s3://`` run directory's endpoint must answer (one request, seconds at most).
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ def preflight(cfg: JobConfig, stages: list[str], source: str) -> None:
     problems: list[str] = []
     if "://" in cfg.run_dir and not cfg.run_dir.startswith(RUN_DIR_SCHEMES):
         problems.append(f"{source}: run_dir: {cfg.run_dir!r}: only local paths and s3:// URIs are supported")
+    elif cfg.run_dir.startswith("s3://"):  # an endpoint that does not answer fails now, not in a stage's retries
+        from cemg_ray.store import s3_unreachable
+
+        if why := s3_unreachable(cfg.run_dir, cfg.storage.endpoint_url, cfg.storage.region):
+            problems.append(f"{source}: run_dir: {cfg.run_dir}: {why}")
     ds = cfg.dataset
     if "data" in stages and ds.format != "synthetic":
         if not ds.path:

@@ -92,6 +92,10 @@ class InfeasibleRequestError(ValueError):
     """A stage asks each worker for more than any alive node offers; Ray would wait for such a node forever."""
 
 
+class WorkerGroupStartError(InfeasibleRequestError):
+    """A request that fits a node but found no node with that much free within the bounded start attempts."""
+
+
 def check_fits(stage: str, request: dict[str, float], what: str = "worker") -> None:
     """Fail at once when no alive node can hold one ``what`` of ``stage`` with ``request`` ({"CPU": 2, "GPU": 1}).
 
@@ -105,10 +109,11 @@ def check_fits(stage: str, request: dict[str, float], what: str = "worker") -> N
         return
     largest = {k: max(node.get(k, 0.0) for node in nodes) for k in wanted}
     raise InfeasibleRequestError(
-        f"stage {stage}: each {what} asks for {_fmt(wanted)}, but no node of the cluster has that much "
-        f"(largest per resource: {_fmt(largest)}, {len(nodes)} node(s)); lower the request in the job "
+        f"stage {stage}: each {what} asks for {fmt_resources(wanted)}, but no node of the cluster has that much "
+        f"(largest per resource: {fmt_resources(largest)}, {len(nodes)} node(s)); lower the request in the job "
         f"or add a larger node")
 
 
-def _fmt(resources: dict[str, float]) -> str:
+def fmt_resources(resources: dict[str, float]) -> str:
+    """``{"CPU": 2.0, "GPU": 1.0}`` as ``2 CPU, 1 GPU`` for a message."""
     return ", ".join(f"{v:g} {k}" for k, v in sorted(resources.items()))

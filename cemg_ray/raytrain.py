@@ -15,16 +15,26 @@ from typing import TYPE_CHECKING, Any
 from cemg_ray.store import Store
 
 if TYPE_CHECKING:
-    from ray.train import RunConfig
+    from ray.train import Result, RunConfig
     from ray.train.torch import TorchTrainer
+
+# A worker group's start that timed out (Ray Train: RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S, 60 s by default) is tried
+# this many more times, then the stage fails; Ray Train's own default is to retry without limit.
+START_RETRIES = 2
+START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+# Ray Train's (internal) errors of a worker group that did not start: the ones its controller retries
+START_FAILURES = ("WorkerGroupStartupTimeoutError", "WorkerGroupStartupFailedError")
 
 
 def run_config(store: Store, rel: str, name: str, max_failures: int = 0, num_to_keep: int | None = 2,
-               score_attribute: str | None = None, score_order: str = "max") -> RunConfig:
+               score_attribute: str | None = None, score_order: str = "max",
+               start_retries: int = START_RETRIES) -> RunConfig:
     """A RunConfig whose storage is ``run_dir/<rel>``: a local folder or the S3 bucket of the run.
 
     Using the same ``name`` under the same storage makes Ray Train pick up the last checkpoint of
-    an earlier attempt (a re-submitted job continues rather than restarts).
+    an earlier attempt (a re-submitted job continues rather than restarts). A worker group that does not start
+    is retried ``start_retries`` times (the controller's failure limit; only start failures count against it):
+    Ray Train's default, no limit, left a job waiting forever with nothing said.
     """
     import ray.train
 
@@ -37,30 +47,67 @@ def run_config(store: Store, rel: str, name: str, max_failures: int = 0, num_to_
         name=name,
         storage_path=storage_path,
         storage_filesystem=filesystem,
-        failure_config=ray.train.FailureConfig(max_failures=max_failures),
+        failure_config=ray.train.FailureConfig(max_failures=max_failures, controller_failure_limit=start_retries),
         checkpoint_config=ray.train.CheckpointConfig(
             num_to_keep=num_to_keep, checkpoint_score_attribute=score_attribute,
             checkpoint_score_order=score_order),
     )
 
 
+class StageTrainer:
+    """A stage's ``TorchTrainer`` whose ``fit`` turns a worker group that never started into a message.
+
+    Why: a request that fits a node but never finds that much free at once (other actors hold it, the node went
+    away) timed out and was retried without limit; after the bounded retries of :func:`run_config` the stage now
+    fails with its name, the request and the cluster's free resources instead of Ray Train's controller error.
+    """
+
+    def __init__(self, stage: str, trainer: TorchTrainer, request: dict[str, float], num_workers: int,
+                 attempts: int) -> None:
+        self.stage, self.trainer, self.request = stage, trainer, request
+        self.num_workers, self.attempts = num_workers, attempts
+
+    def fit(self) -> Result:
+        import ray
+        from ray.train import ControllerError
+
+        from cemg_ray.raycluster import WorkerGroupStartError, fmt_resources
+
+        try:
+            return self.trainer.fit()
+        except ControllerError as exc:
+            if type(exc.controller_failure).__name__ not in START_FAILURES:
+                raise
+            free = {k: v for k, v in ray.available_resources().items() if k in self.request}
+            raise WorkerGroupStartError(
+                f"stage {self.stage}: the worker group ({self.num_workers} worker(s), each asking for "
+                f"{fmt_resources(self.request)}) did not start in {self.attempts} attempt(s) of "
+                f"{os.environ.get(START_TIMEOUT_ENV, '60')} s ({START_TIMEOUT_ENV}); free now: "
+                f"{fmt_resources(free) or 'nothing'}; free the resources, lower the request or add a node") from exc
+
+
 def torch_trainer(stage: str, loop: Callable[[dict], None], loop_config: dict[str, Any], run_config: RunConfig,
-                  num_workers: int = 1, use_gpu: bool = False, cpus_per_worker: float = 1.0) -> TorchTrainer:
+                  num_workers: int = 1, use_gpu: bool = False, cpus_per_worker: float = 1.0) -> StageTrainer:
     """The one way a stage starts a worker group: its request checked against the cluster's nodes first (a request
-    no node can meet fails at once with the stage's name, never waits), gloo on CPUs, NCCL on GPUs."""
+    no node can meet fails at once with the stage's name, never waits), a start that cannot succeed bounded
+    (:class:`StageTrainer`), gloo on CPUs, NCCL on GPUs."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from cemg_ray.raycluster import check_fits
 
-    check_fits(stage, {"CPU": cpus_per_worker, "GPU": 1.0 if use_gpu else 0.0})
-    return TorchTrainer(
+    request = {"CPU": cpus_per_worker, "GPU": 1.0 if use_gpu else 0.0}
+    check_fits(stage, request)
+    trainer = TorchTrainer(
         loop, train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                                resources_per_worker={"CPU": cpus_per_worker}),
         run_config=run_config,
     )
+    limit = getattr(run_config.failure_config, "controller_failure_limit", -1)
+    return StageTrainer(stage, trainer, {k: v for k, v in request.items() if v}, num_workers,
+                        attempts=limit + 1 if limit >= 0 else 0)
 
 
 def worker_rank() -> tuple[int, int]:

@@ -37,9 +37,66 @@ class StoreError(RuntimeError):
     """An artifact is missing, unreadable or could not be written; the message names it."""
 
 
+ENDPOINT_SOURCES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")  # environment, after the job's storage.endpoint_url
+
+
+def _s3_endpoint(endpoint_url: str | None) -> tuple[str | None, str]:
+    """(endpoint, where it was set): the job's ``storage.endpoint_url``, else the AWS environment's, else AWS's."""
+    if endpoint_url:
+        return endpoint_url, "storage.endpoint_url"
+    for var in ENDPOINT_SOURCES:
+        if os.environ.get(var):
+            return os.environ[var], var
+    return None, "AWS's endpoint for the region"
+
+
+def _s3_region(region: str | None) -> str:
+    return region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def s3_unreachable(uri: str, endpoint_url: str | None = None, region: str | None = None,
+                   timeout_s: float = 3.0) -> str | None:
+    """Why the bucket of the ``s3://`` ``uri`` cannot be used, or None when its endpoint answers and it exists.
+
+    Why: the store's S3 client retries an endpoint that does not answer for minutes and then stops a stage with
+    a bare network message; one HEAD of the bucket (a single attempt, ``timeout_s`` to connect and to read) tells
+    ``cemg-ray validate`` and ``run`` before anything starts. Credentials are the standard AWS chain's; without
+    any the HEAD goes unsigned, since any answer at all shows the endpoint is there.
+    """
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    endpoint, origin = _s3_endpoint(endpoint_url)
+    if endpoint and "://" not in endpoint:
+        endpoint = f"https://{endpoint}"  # the store's default scheme for an endpoint given as host:port
+    bucket = uri.removeprefix("s3://").split("/", 1)[0]
+    options = {"connect_timeout": timeout_s, "read_timeout": timeout_s, "retries": {"total_max_attempts": 1}}
+    where = f"{endpoint} ({origin})" if endpoint else f"{origin} {_s3_region(region)}"
+    for signed in (True, False):
+        try:
+            client = boto3.session.Session().client(
+                "s3", endpoint_url=endpoint, region_name=_s3_region(region),
+                config=Config(**options) if signed else Config(signature_version=UNSIGNED, **options))
+            client.head_bucket(Bucket=bucket)
+            return None
+        except NoCredentialsError:
+            continue  # no credentials in the chain: ask unsigned, the answer still shows the endpoint is there
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket"):
+                return f"bucket {bucket!r} does not exist at the S3 endpoint {where}"
+            return None  # it answered (403 without the right to list: the stages' own calls will tell)
+        except (BotoCoreError, ValueError) as exc:  # refused, timed out, DNS, TLS, a malformed endpoint URL
+            return (f"the S3 endpoint {where} does not answer ({exc}; waited up to {timeout_s:g} s); check the "
+                    f"endpoint (storage.endpoint_url or AWS_ENDPOINT_URL) and that the store is up")
+    return None
+
+
 def _s3_filesystem(endpoint_url: str | None, region: str | None) -> pafs.S3FileSystem:
-    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    endpoint = _s3_endpoint(endpoint_url)[0]
+    region = _s3_region(region)
     kwargs: dict[str, Any] = {"region": region}
     if endpoint:
         scheme = "https"

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import textwrap
+import time
 from typing import TYPE_CHECKING
 
 import pytest
 
 from cemg_ray.cli import main
+from tests.conftest import REPO
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -61,3 +67,47 @@ def test_debug_shows_the_traceback(tmp_path) -> None:
 
     with pytest.raises(ConfigError):
         main(["--debug", "run", str(child)])
+
+
+def test_validate_checks_that_an_s3_run_directorys_endpoint_answers(s3_bucket, capsys) -> None:
+    """An endpoint that did not answer passed ``validate`` and stopped the run in its first stage with a bare network
+    message; now one request with a short timeout names the run directory, the endpoint and where it was set."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    run_dir = f"{s3_bucket}/runs/x"
+    t0 = time.perf_counter()
+    rc = main(["validate", "jobs/demo.yaml", "--set", f"run_dir={run_dir}", "--set", f"storage.endpoint_url={closed}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and time.perf_counter() - t0 < 15, err
+    assert f"jobs/demo.yaml: run_dir: {run_dir}: the S3 endpoint {closed} (storage.endpoint_url) does not answer" in err
+    # the local S3 server through the AWS chain (AWS_ENDPOINT_URL): a missing bucket, then the fixture's own
+    assert main(["validate", "jobs/demo.yaml", "--set", "run_dir=s3://no-such-bucket/x"]) == 2
+    assert "bucket 'no-such-bucket' does not exist at the S3 endpoint http://127.0.0.1:" in capsys.readouterr().err
+    assert main(["validate", "jobs/demo.yaml", "--set", f"run_dir={run_dir}"]) == 0, capsys.readouterr().err
+
+
+# The command from a working directory that is removed under it (on a cluster whose nodes shared one temporary
+# folder, the driver's went mid-job); torch is loaded first, while the folder exists, as it would have been.
+GONE = textwrap.dedent("""
+    import os, shutil, sys
+    import torch  # noqa: F401
+    from cemg_ray.cli import main
+    os.chdir(sys.argv[1])
+    shutil.rmtree(sys.argv[1])
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+def test_an_os_error_says_what_was_being_done_and_on_which_path(tmp_path) -> None:
+    """It printed only ``error: [Errno 2] No such file or directory``: now the command (or the stage and its run
+    directory), the path, and that the working directory is the one that went."""
+    work = tmp_path / "work"
+    work.mkdir()
+    job = str(REPO / "jobs" / "demo.yaml")
+    done = subprocess.run([sys.executable, "-c", GONE, str(work), "run", job, "--stages", "data", "--set",
+                           "run_dir=run"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: cemg-ray run {job} --stages data --set run_dir=run: [Errno 2]"), line
+    assert f"the working directory {work} no longer exists" in line and "Traceback" not in done.stderr

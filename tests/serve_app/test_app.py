@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
+import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -195,6 +196,24 @@ def test_bad_requests_get_4xx_with_a_message(served, body, status: int, needle: 
     assert r.json()["error"]
     if needle:
         assert needle in r.text
+
+
+def test_a_169_mb_body_written_whole_before_reading_gets_its_413_through_serve(served) -> None:
+    """Serve's proxy closes a ``connection: close`` request's socket right after the answer; with the body's rest
+    unread (past the guard's former 16 MB bound) that close was a reset, and a client writing everything first saw
+    only the reset (tests/serve_app/test_errors.py has the same on uvicorn alone)."""
+    url, _, _, _ = served
+    host, port = url.removeprefix("http://").split(":")
+    body = b'{"history": ["' + b"x" * 16_900_000 + b'"]}'
+    head = (f"POST /recommend HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(head + body)  # a reset while writing raises here
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert b'{"error":"request body over 1000000 bytes"}' in answer
 
 
 def test_wrong_content_type_chunked_body_and_unknown_routes(served) -> None:

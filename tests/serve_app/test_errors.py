@@ -106,6 +106,31 @@ def test_a_body_over_the_limit_is_read_then_answered_413(server) -> None:
     assert _raw(server, chunked).startswith(b"HTTP/1.1 413")
 
 
+def post_head(length: int, extra: str = "connection: close\r\n") -> bytes:
+    """The head of a POST declaring a ``length``-byte JSON body; ``connection: close`` by default: the server closes
+    right after its answer, so body bytes left unread there would reset the connection."""
+    return (f"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n"
+            f"{extra}\r\n").encode()
+
+
+def test_a_169_mb_body_written_whole_before_reading_gets_its_413_not_a_reset(server) -> None:
+    """The 16.9 MB body of the corpus: the 413 went out with the body's rest unread past the former 16 MB bound,
+    the close was a reset, and a client that writes everything first (``sendall``, then read) saw only that."""
+    body = b'{"k": 1, "pad": "' + b"x" * 16_900_000 + b'"}'
+    answer = _raw(server, post_head(len(body)) + body, wait_s=60)  # a reset while writing raises here
+    assert answer.startswith(b"HTTP/1.1 413") and b'{"error":"request body over 2048 bytes"}' in answer
+
+
+def test_a_body_declared_past_the_drain_bound_is_answered_at_once(server) -> None:
+    """Past ``drain_cap_bytes`` nothing is read: a client that asked ``expect: 100-continue`` gets the 413 without
+    sending its body (a client that writes first gets a reset there: the documented bound)."""
+    LIMITS[0] = errors.Limits(max_body_bytes=2048, read_timeout_s=0.5, drain_cap_bytes=100_000)
+    t0 = time.perf_counter()
+    answer = _raw(server, post_head(500_000_000, "connection: close\r\nexpect: 100-continue\r\n"))
+    assert answer.startswith(b"HTTP/1.1 413") and b"request body over 2048 bytes" in answer
+    assert time.perf_counter() - t0 < 2
+
+
 def test_a_stalled_body_is_answered_408_within_the_timeout(server) -> None:
     head = (b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n"
             b"connection: close\r\n\r\n{\"k\":")
