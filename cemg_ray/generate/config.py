@@ -13,21 +13,9 @@ from cemg_ray.generate.policy import BUILTIN, DEFAULT_POLICY, LEGACY_DECODE_KEYS
 log = logging.getLogger("cemg_ray")
 
 
-class TrainConfig(Section):
-    HASH_IGNORE: ClassVar[frozenset[str]] = frozenset({"checkpoint_every_s"})
-    HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"dense_weight", "dense_temperature",
-                                                                        "dense_negatives", "item_ids",
-                                                                        "item_id_min_count", "constrained_loss",
-                                                                        "valid_list", "code_weight", "dense_score",
-                                                                        "input_dropout"})
+class ItemLayoutConfig(Section):
+    """The ``train`` keys only the item-level generator reads (``train.history: items``; item_family.py)."""
 
-    backbone: Literal["t5", "decoder"] = "t5"
-    # history layout: "tokens" feeds every code of every history item (the paper's); "items" one pooled
-    # vector per history item into a GPT-2 decoder (cemg_ray/generate/itemseq.py; needs backbone: decoder)
-    history: Literal["tokens", "items"] = "tokens"
-    # "prefix": one example per prefix, supervised at its end (the paper's); "dense": the next item's codes
-    # at every position of a user's sequence in one causal pass (needs history: items)
-    objective: Literal["prefix", "dense"] = "prefix"
     content_input: bool = False  # items layout: add a projection of each item's fused content vector
     # items layout: weight of a dense retrieval loss beside the code head's (LIGER): each position's state,
     # projected, scores every catalog item's input vector by cosine / dense_temperature, softmax over the
@@ -56,13 +44,39 @@ class TrainConfig(Section):
     # continue the teacher-forced prefix to a real item, in training and in scoring, so the head learns to tell
     # real items apart instead of pushing down codes no item has
     constrained_loss: bool = False
+
+
+class TokenLayoutConfig(Section):
+    """The ``train`` keys only the token layout reads (``train.history: tokens``; token_family.py)."""
+
+    num_decoder_layers: int | None = Field(None, ge=1)  # T5's decoder depth (None: num_layers)
+    d_kv: int = Field(64, ge=1)  # per-head size of T5 and of the decoder-only LLM
+
+
+class TrainConfig(ItemLayoutConfig, TokenLayoutConfig):
+    """The generator's ``train`` section: the keys both families read, with each family's own keys inherited
+    from its config class (the YAML stays flat; a key of the other family set to a non-default value is an
+    error)."""
+
+    HASH_IGNORE: ClassVar[frozenset[str]] = frozenset({"checkpoint_every_s"})
+    HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"dense_weight", "dense_temperature",
+                                                                        "dense_negatives", "item_ids",
+                                                                        "item_id_min_count", "constrained_loss",
+                                                                        "valid_list", "code_weight", "dense_score",
+                                                                        "input_dropout"})
+
+    backbone: Literal["t5", "decoder"] = "t5"
+    # history layout: "tokens" feeds every code of every history item (the paper's); "items" one pooled
+    # vector per history item into a GPT-2 decoder (cemg_ray/generate/itemseq.py; needs backbone: decoder)
+    history: Literal["tokens", "items"] = "tokens"
+    # "prefix": one example per prefix, supervised at its end (the paper's); "dense": the next item's codes
+    # at every position of a user's sequence in one causal pass (needs history: items)
+    objective: Literal["prefix", "dense"] = "prefix"
     pretrained: str | None = None  # hub id or local path; None builds the model from this config
     # from-scratch size (TIGER: d_model 128, 4+4 layers, 6 heads of 64, MLP 1024)
     d_model: int = Field(128, ge=1)
     num_layers: int = Field(4, ge=1)
-    num_decoder_layers: int | None = Field(None, ge=1)
     num_heads: int = Field(6, ge=1)
-    d_kv: int = Field(64, ge=1)
     d_ff: int = Field(1024, ge=1)
     dropout: float = Field(0.1, ge=0, lt=1)
     # LoRA through peft (mostly for pretrained backbones)
@@ -117,13 +131,13 @@ class TrainConfig(Section):
             raise ValueError("train.valid_list: 'dense' ranks with the dense head; set train.dense_weight > 0")
         if not self.code_weight and not self.dense_weight:
             raise ValueError("train.code_weight: 0 leaves no loss without a dense head; set train.dense_weight > 0")
-        if self.dense_weight and self.history != "items":
-            raise ValueError("train.dense_weight: the dense head scores item vectors; it needs train.history: items")
-        if self.content_input and self.history != "items":
-            raise ValueError("train.content_input: only the items history layout takes content vectors")
-        for flag in ("item_ids", "constrained_loss"):
-            if getattr(self, flag) and self.history != "items":
-                raise ValueError(f"train.{flag}: only the items history layout has it; set train.history: items")
+        own, other = ((ItemLayoutConfig, TokenLayoutConfig) if self.history == "items"
+                      else (TokenLayoutConfig, ItemLayoutConfig))
+        for name, field in other.model_fields.items():
+            if name not in own.model_fields and getattr(self, name) != field.get_default(call_default_factory=True):
+                layout = "items" if other is ItemLayoutConfig else "tokens"
+                raise ValueError(f"train.{name}: only the {layout} layout reads it (train.history: {layout}); this "
+                                 f"job trains the {self.history} layout: remove the key or set train.history")
         return self
 
 

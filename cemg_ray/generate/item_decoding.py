@@ -1,7 +1,7 @@
 """Beam search for the item-level generator: one backbone pass per user, then the code head per level.
 
-The trie-constrained search uses the same prefix index and the same expansion steps as the token
-generator (``decoding._expand_dense`` / ``_expand_sparse``), fed with the head's level log-softmax,
+The trie-constrained search is the token generator's (``search.constrained_search``), fed with the code head's
+level log-softmax,
 so an item's beam score is exactly its log-probability under the model (tested against
 ``ItemSeqGenerator.score_items``). The unconstrained search (the "w/o Trie" ablation) keeps the
 best ``W`` code prefixes per level over all codes and drops the sequences that are not items.
@@ -28,9 +28,9 @@ import math
 import numpy as np
 import torch
 
-from cemg_ray.generate.decoding import _code_lookup, _expand_dense, _expand_sparse
 from cemg_ray.generate.itemseq import ItemSeqGenerator
 from cemg_ray.generate.prefix_index import PrefixIndex
+from cemg_ray.generate.search import constrained_search
 
 
 def subset_index(codes: np.ndarray, item_ids: np.ndarray, index: PrefixIndex) -> PrefixIndex | None:
@@ -43,31 +43,28 @@ def subset_index(codes: np.ndarray, item_ids: np.ndarray, index: PrefixIndex) ->
     return sub
 
 
+class ItemScorer:
+    """The item-level generator's side of the search (``search.LevelScorer``): the backbone already ran once per
+    user; each level runs the code head on the user's state and the codes its beam chose so far."""
+
+    def __init__(self, model: ItemSeqGenerator, hidden: torch.Tensor, num_beams: int) -> None:
+        self.model = model
+        self.hidden = hidden.repeat_interleave(num_beams, 0)
+        self.chosen = torch.zeros(len(self.hidden), model.layout.num_levels, dtype=torch.long)  # token ids
+
+    def level_log_probs(self, level: int) -> torch.Tensor:
+        return self.model.level_log_probs(self.hidden, self.chosen, level)
+
+    def advance(self, level: int, source_rows: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor) -> None:
+        self.chosen = self.chosen[source_rows]  # a dead beam's row is never read: its score is -inf
+        self.chosen[:, level] = codes + self.model.ranges[level][0]
+
+
 @torch.inference_mode()
 def beam_search_from_hidden(model: ItemSeqGenerator, hidden: torch.Tensor, index: PrefixIndex, num_beams: int,
                             k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` distinct items of ``index`` per state [B, d]: (item_idx [B, k] -1 padded, log-prob)."""
-    if k > num_beams:
-        raise ValueError(f"k={k} needs at least as many beams (num_beams={num_beams})")
-    B, W, L = hidden.shape[0], num_beams, index.layout.num_levels
-    if B == 0:
-        return torch.full((0, k), -1, dtype=torch.long), torch.full((0, k), float("-inf"))
-    beam_score = torch.full((B, W), float("-inf"))
-    beam_score[:, 0] = 0.0
-    prefix = torch.zeros(B, W, dtype=torch.long)
-    chosen = torch.zeros(B * W, L, dtype=torch.long)  # token ids chosen so far per beam
-    h = hidden.repeat_interleave(W, 0)
-    for lvl in range(L):
-        lo = model.ranges[lvl][0]
-        logp = model.level_log_probs(h, chosen, lvl)  # [B*W, K_l]
-        expand = _expand_dense if index.dense[lvl] is not None else _expand_sparse
-        top_score, src, child, code, valid = expand(index, lvl, beam_score, prefix, logp)
-        beam_score = torch.where(valid, top_score, torch.full_like(top_score, float("-inf")))
-        prefix = torch.where(valid, child, torch.zeros_like(child))
-        chosen = chosen[src.reshape(-1)]
-        chosen[:, lvl] = (code + lo).reshape(-1)
-    items = torch.where(torch.isfinite(beam_score), index.leaf_item[prefix], torch.full_like(prefix, -1))
-    return items[:, :k], beam_score[:, :k]
+    return constrained_search(ItemScorer(model, hidden, num_beams), index, hidden.shape[0], num_beams, k)
 
 
 @torch.inference_mode()
@@ -88,7 +85,7 @@ def unconstrained_from_hidden(model: ItemSeqGenerator, hidden: torch.Tensor, ind
         src = (torch.arange(B)[:, None] * W + top // K).reshape(-1)
         chosen = chosen[src]
         chosen[:, lvl] = (top % K).reshape(-1) + lo
-    lookup = _code_lookup(index)
+    lookup = index.code_lookup()
     codes = (chosen - torch.as_tensor(index.layout.offsets)).view(B, W, L).tolist()
     items = torch.full((B, k), -1, dtype=torch.long)
     scores = torch.full((B, k), float("-inf"))

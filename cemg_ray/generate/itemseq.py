@@ -327,10 +327,6 @@ def save_item_model(model: ItemSeqGenerator, folder: str | Path) -> None:
     (folder / CONFIG_FILE).write_text(json.dumps(meta))
 
 
-def is_item_model_dir(folder: str | Path) -> bool:
-    return (Path(folder) / CONFIG_FILE).exists()
-
-
 def load_item_model(folder: str | Path) -> ItemSeqGenerator:
     """Rebuild from ``cemg_itemseq.json`` and load the safetensors weights (no pickle)."""
     from safetensors.torch import load_file

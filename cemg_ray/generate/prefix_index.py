@@ -19,6 +19,10 @@ import torch
 
 from cemg_ray.generate.tokens import TokenLayout
 
+# one beam-search step's result, [B, W] each: score, flat source beam row, child prefix id, code, and whether the
+# pick is a real child (False where a user has fewer valid children than beams)
+Expansion = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
 # a level whose (parents x codes) table has at most this many entries also gets a dense table:
 # the first levels (few parents) are masked and ranked in one top-k, deeper ones stay CSR
 DENSE_MAX_ENTRIES = 1 << 22
@@ -91,6 +95,68 @@ class PrefixIndex:
         offset = torch.arange(int(count.sum())) - torch.repeat_interleave(count.cumsum(0) - count, count)
         child = start[owner] + offset
         return owner, child, self.child_code[level][child]
+
+    # --- the search's steps (cemg_ray/generate/search.py) -------------------------------------------------
+    def expand(self, level: int, beam_score: torch.Tensor, prefix: torch.Tensor, logp: torch.Tensor) -> Expansion:
+        """The best ``W`` children per user of the live beams [B, W] (their prefix ids at the previous level) given
+        each beam's log-probabilities over ``level``'s codes [B*W, K]: through the level's dense table where it has
+        one, else its CSR lists."""
+        expand = self.expand_dense if self.dense[level] is not None else self.expand_sparse
+        return expand(level, beam_score, prefix, logp)
+
+    def expand_dense(self, level: int, beam_score: torch.Tensor, prefix: torch.Tensor,
+                     logp: torch.Tensor) -> Expansion:
+        """Mask every beam's row of the level's dense table and take one top-k over the user's rows."""
+        B, W = beam_score.shape
+        K = logp.shape[1]
+        table = self.dense[level][prefix.reshape(-1)].long()  # [B*W, K] child prefix id, -1: not a valid code
+        scores = (beam_score.reshape(-1, 1) + logp).masked_fill(table < 0, float("-inf"))
+        top_score, top = scores.view(B, W * K).topk(W, dim=1)
+        src = torch.arange(B)[:, None] * W + top // K
+        child = table.view(B, W * K).gather(1, top)
+        return top_score, src, child.clamp_min(0), top % K, torch.isfinite(top_score) & (child >= 0)
+
+    def expand_sparse(self, level: int, beam_score: torch.Tensor, prefix: torch.Tensor,
+                      logp: torch.Tensor) -> Expansion:
+        """Score only the live beams' real children (the CSR lists, one ragged gather) and keep the best ``W``."""
+        B, W = beam_score.shape
+        rows = torch.arange(B)
+        live_rows = torch.isfinite(beam_score).reshape(-1).nonzero().flatten()
+        owner, child, code = self.children(level, prefix.reshape(-1)[live_rows])
+        src = live_rows[owner]  # flat beam row of each candidate
+        cand = beam_score.reshape(-1)[src] + logp[src, code]
+        # scatter the ragged candidates into a padded [B, C] grid and keep the best W per user
+        user = src // W
+        counts = torch.bincount(user, minlength=B)
+        width = max(int(counts.max()) if len(counts) else 0, W)
+        slot = torch.arange(len(user)) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+        grid = torch.full((B, width), float("-inf"))
+        grid[user, slot] = cand
+        cand_index = torch.full((B, width), -1, dtype=torch.long)
+        cand_index[user, slot] = torch.arange(len(user))
+        top_score, top_slot = grid.topk(W, dim=1)
+        picked = cand_index[rows[:, None], top_slot]  # -1 where a user has fewer candidates than beams
+        valid = picked >= 0
+        picked = picked.clamp_min(0)
+        return top_score, src[picked], child[picked], code[picked], valid
+
+    def full_codes(self) -> np.ndarray:
+        """Codes [N, L] of the leaves in index order (rebuilt from the CSR arrays)."""
+        leaf = np.arange(self.num_items)
+        cols = []
+        ids = leaf
+        for lvl in range(self.layout.num_levels - 1, -1, -1):
+            cols.append(self.child_code[lvl].numpy()[ids])
+            starts = self.child_start[lvl].numpy()
+            ids = np.searchsorted(starts, ids, side="right") - 1
+        return np.stack(cols[::-1], axis=1)
+
+    def code_lookup(self) -> dict[tuple[int, ...], int]:
+        """item_idx of each full code sequence (built once): maps an unconstrained search's sequences to items."""
+        cache = self.__dict__.setdefault("_lookup", {})
+        if not cache:
+            cache.update({tuple(c): int(i) for c, i in zip(self.full_codes().tolist(), self.leaf_item.tolist())})
+        return cache
 
     def allowed_codes(self, prefix: list[int]) -> list[int]:
         """Codes allowed after a code prefix (slow path, for HF's prefix_allowed_tokens_fn and tests)."""

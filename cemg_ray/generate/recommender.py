@@ -12,7 +12,6 @@ import torch
 from cemg_ray import artifacts
 from cemg_ray.generate.dataset import history_matrix
 from cemg_ray.generate.decoding import build_index, decode_items, decode_unconstrained
-from cemg_ray.generate.model import load_model
 from cemg_ray.generate.policy import NEEDS_COLD, NEEDS_DENSE, BeamPolicy
 from cemg_ray.store import Store
 
@@ -167,21 +166,12 @@ class CEMGRecommender(PolicyViews):
 
 def load_recommender(cfg: JobConfig, store: Store, policy: Any = None) -> CEMGRecommender | ItemCEMGRecommender:
     """The trained generator of a run directory with its code table and prefix index, decoding with ``policy``
-    (a policy object; None: the beam). The cold-start items are loaded for the item-level generator, so that a
-    view under any policy (:meth:`ItemCEMGRecommender.with_policy`) can use them."""
-    from cemg_ray.data.split import load_split
-    from cemg_ray.generate.itemseq import is_item_model_dir, load_item_model
-    from cemg_ray.tokenize.codes import load_codes
+    (a policy object; None: the beam), through the family that saved it (``family.family_of_model_dir``)."""
+    from cemg_ray.generate.family import family_of_model_dir
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     version = store.read_json(artifacts.GENERATOR_REPORT).get("model_version", "cemg") \
         if store.exists(artifacts.GENERATOR_REPORT) else "cemg"
     with tempfile.TemporaryDirectory() as tmp:
         folder = store.download_dir(artifacts.GENERATOR_MODEL, tmp)
-        if is_item_model_dir(folder):
-            cold = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max).cold_items()
-            return ItemCEMGRecommender(load_item_model(folder), load_codes(store), cfg.dataset.max_len,
-                                       cfg.decode.num_beams, policy, version, cold)
-        model, layout = load_model(folder)
-    return CEMGRecommender(model, layout, load_codes(store), cfg.dataset.max_len, cfg.decode.num_beams, policy,
-                           version)
+        return family_of_model_dir(folder).recommender(folder, cfg, store, policy, version)

@@ -11,9 +11,8 @@ import numpy as np
 
 from cemg_ray import artifacts
 from cemg_ray.data.split import load_split
-from cemg_ray.generate.dataset import build_tensors, item_eval_tensors, item_tensors, prefix_examples
-from cemg_ray.generate.itemseq import build_item_model, save_item_model
-from cemg_ray.generate.model import build_model, describe, layout_for, save_model
+from cemg_ray.generate.family import family_for
+from cemg_ray.generate.model import layout_for
 from cemg_ray.generate.train import BEST_FILE, STATE_FILE, fit
 from cemg_ray.plotting import pyplot
 from cemg_ray.raytrain import run_config
@@ -61,20 +60,10 @@ def run(ctx: StageContext) -> dict:
     rng = np.random.default_rng(tcfg.seed)
     sample = np.sort(rng.permutation(len(split.valid_target))[:tcfg.valid_users])
     valid_hists, valid_targets = [split.valid_history[i] for i in sample], split.valid_target[sample]
-    item_level = tcfg.history == "items"
-    if item_level:
-        if tcfg.content_input and not store.exists(artifacts.FUSED):
-            raise FileNotFoundError(f"train.content_input needs {store.uri(artifacts.FUSED)}, which this run's "
-                                    "tokenize stage did not write; re-run it: "
-                                    "cemg-ray run JOB --stages tokenize --force")
-        train = item_tensors(split.train, max_items, tcfg.objective)
-        valid = item_eval_tensors(valid_hists, valid_targets, max_items)
-        examples = int((train["labels"] >= 0).sum())
-    else:
-        hists, targets = prefix_examples(split.train, max_items)
-        train = build_tensors(hists, targets, codes, layout, max_items)
-        valid = build_tensors(valid_hists, valid_targets, codes, layout, max_items)
-        examples = int(len(targets))
+    family = family_for(tcfg)
+    family.check_inputs(tcfg, store)
+    train, valid, examples = family.training_tensors(tcfg, split, codes, layout, (valid_hists, valid_targets),
+                                                     max_items)
     store.write_tensors(artifacts.GENERATOR_TRAIN_DATA, train)
     store.write_tensors(artifacts.GENERATOR_ITEM_COUNTS, {"train_counts": split.train_counts})
     store.write_tensors(artifacts.GENERATOR_VALID_DATA, valid)
@@ -94,25 +83,18 @@ def run(ctx: StageContext) -> dict:
 
     from safetensors.torch import load_file
 
-    if item_level:
-        content = store.read_tensors(artifacts.FUSED)["fused"] if tcfg.content_input else None
-        model = build_item_model(tcfg, layout, codes, max_items, content, split.train_counts)
-    else:
-        model = build_model(tcfg, layout)
+    model = family.build(tcfg, layout, codes, store, max_items)
     with result.checkpoint.as_directory() as d:
         state = json.loads(open(f"{d}/{STATE_FILE}").read())
         model.load_state_dict(load_file(f"{d}/{BEST_FILE}"))
     with tempfile.TemporaryDirectory() as tmp:
-        if item_level:
-            save_item_model(model, tmp)
-        else:
-            save_model(model, layout, tmp)
+        family.save(model, layout, tmp)
         store.delete(artifacts.GENERATOR_MODEL)
         store.upload_dir(tmp, artifacts.GENERATOR_MODEL)
     history = state["history"]
     store.write_json(artifacts.GENERATOR_HISTORY, history)
     store.write_figure(artifacts.GENERATOR_CURVES, curves_figure(history))
-    info = model.param_count() if item_level else describe(model)
+    info = family.describe(model)
     report = {"examples": examples, "history": tcfg.history, "objective": tcfg.objective,
               "train_s": round(state.get("train_s", 0.0), 1), "valid_users": int(len(sample)),
               "vocab_size": layout.vocab_size,

@@ -23,6 +23,7 @@ import torch
 from cemg_ray import artifacts
 from cemg_ray.generate.config import TrainConfig
 from cemg_ray.generate.engines import Engine, make_engine
+from cemg_ray.generate.family import GeneratorFamily, family_for
 from cemg_ray.generate.tokens import TokenLayout
 from cemg_ray.raytrain import CheckpointCadence, all_reduce, report, torch_trainer, worker_rank
 from cemg_ray.tokenize.codes import load_codes
@@ -33,26 +34,11 @@ if TYPE_CHECKING:
     from ray.train import Checkpoint, Result, RunConfig
 
     from cemg_ray.generate.prefix_index import PrefixIndex
-    from cemg_ray.store import Store
 
 log = logging.getLogger("cemg_ray")
 
 STATE_FILE = "trainer_state.json"
 BEST_FILE = "best_model.safetensors"
-
-
-def lm_batch(batch: dict[str, torch.Tensor], encoder_decoder: bool) -> dict[str, torch.Tensor]:
-    """Model kwargs for a pre-tokenised batch: seq2seq labels, or prompt+answer with masked prompt."""
-    ids = batch["input_ids"].long()
-    mask = batch["attention_mask"].long()
-    labels = batch["labels"].long()
-    if encoder_decoder:
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-    full = torch.cat([ids, labels], dim=1)
-    full_mask = torch.cat([mask, torch.ones_like(labels)], dim=1)
-    lm_labels = torch.cat([torch.full_like(ids, -100), labels], dim=1)
-    position_ids = (full_mask.cumsum(1) - 1).clamp_min(0)
-    return {"input_ids": full, "attention_mask": full_mask, "labels": lm_labels, "position_ids": position_ids}
 
 
 def ndcg_hr_at(items: np.ndarray, targets: np.ndarray, k: int) -> tuple[float, float]:
@@ -63,34 +49,16 @@ def ndcg_hr_at(items: np.ndarray, targets: np.ndarray, k: int) -> tuple[float, f
     return float((1.0 / np.log2(ranks[found] + 2)).sum()), float(found.sum())
 
 
-def dense_top_k(model: torch.nn.Module, histories: torch.Tensor, k: int) -> np.ndarray:
-    """The dense head's top-k over the whole catalog for right-padded histories [B, T], their items removed."""
-    scores = model.dense_logits(model.last_hidden(histories))
-    rows = torch.arange(len(histories)).unsqueeze(1).expand_as(histories)
-    seen = histories >= 0
-    scores[rows[seen], histories[seen]] = float("-inf")
-    return scores.topk(min(k, scores.shape[1]), dim=-1).indices.numpy()
-
-
-def validate(model: torch.nn.Module, data: dict[str, np.ndarray], index: PrefixIndex, beams: int,
-             batch: int = 128, valid_list: str = "beam") -> tuple[float, float]:
+def validate(model: torch.nn.Module, family: GeneratorFamily, data: dict[str, np.ndarray], index: PrefixIndex,
+             beams: int, batch: int = 128, valid_list: str = "beam") -> tuple[float, float]:
     """Sums of validation NDCG@10 and HR@10 with the constrained beam search that serving runs (or, with
-    ``valid_list="dense"``, the dense head's ranking of the whole catalog)."""
-    from cemg_ray.generate.decoding import decode_items
-    from cemg_ray.generate.item_decoding import beam_search_from_hidden
-
+    ``valid_list="dense"``, the item-level generator's dense ranking of the whole catalog)."""
     model.eval()
     nd, hr = 0.0, 0.0
     for s in range(0, len(data["target_item"]), batch):
-        if valid_list == "dense":
-            items = dense_top_k(model, torch.as_tensor(data["items"][s:s + batch]).long(), 10)
-        elif "items" in data:  # the item-level generator
-            hidden = model.last_hidden(torch.as_tensor(data["items"][s:s + batch]).long())
-            items = beam_search_from_hidden(model, hidden, index, beams, 10)[0].numpy()
-        else:
-            items, _ = decode_items(model, torch.as_tensor(data["input_ids"][s:s + batch]).long(),
-                                    torch.as_tensor(data["attention_mask"][s:s + batch]).long(), index, beams, 10)
-        a, b = ndcg_hr_at(items, data["target_item"][s:s + batch], 10)
+        rows = {key: value[s:s + batch] for key, value in data.items()}
+        items = family.top_k(model, rows, index, beams, 10, valid_list)
+        a, b = ndcg_hr_at(items, rows["target_item"], 10)
         nd, hr = nd + a, hr + b
     model.train()
     return nd, hr
@@ -156,22 +124,6 @@ def _report(engine: Engine, state: dict, best_state: dict | None, metrics: dict,
     report(metrics, fill, attach=engine.every_rank_writes or rank == 0)
 
 
-def _build_model(cfg: TrainConfig, layout: TokenLayout, codes: np.ndarray, store: Store,
-                 max_items: int) -> tuple[torch.nn.Module, bool, tuple[str, ...], Callable]:
-    """(model, encoder-decoder?, the batch tensors it reads, the padding trim) for the configured layout."""
-    from cemg_ray.generate.dataset import trim_left_padding
-    from cemg_ray.generate.itemseq import build_item_model, trim_right_padding
-    from cemg_ray.generate.model import build_model, is_encoder_decoder
-
-    if cfg.history == "items":
-        content = store.read_tensors(artifacts.FUSED)["fused"] if cfg.content_input else None
-        counts = store.read_tensors(artifacts.GENERATOR_ITEM_COUNTS)["train_counts"] if cfg.item_ids else None
-        model = build_item_model(cfg, layout, codes, max_items, content, counts)
-        return model, False, ("items", "labels"), trim_right_padding
-    model = build_model(cfg, layout)
-    return model, is_encoder_decoder(model), ("input_ids", "attention_mask", "labels"), trim_left_padding
-
-
 def _train_epoch(engine: Engine, cfg: TrainConfig, state: dict, clock: dict, batches: Callable[[torch.Tensor], dict],
                  perm: torch.Tensor, total_steps: int, epoch: int, rank: int) -> tuple[float, int, int, float]:
     """One epoch's steps over ``perm`` until the step or wall-clock budget ends.
@@ -229,8 +181,9 @@ def train_loop(config: dict) -> None:
     index = build_index(codes, layout)
     valid = {k: v[rank::world] for k, v in valid.items()}
 
-    item_level = cfg.history == "items"
-    model, enc_dec, keys, trim = _build_model(cfg, layout, codes, store, config["max_items"])
+    family = family_for(cfg)
+    model = family.build(cfg, layout, codes, store, config["max_items"])
+    keys = family.batch_keys
     n = len(train[keys[0]])
     total_steps = cfg.max_steps or math.ceil(math.ceil(n / world) / cfg.batch_size) * cfg.epochs
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
@@ -246,11 +199,10 @@ def train_loop(config: dict) -> None:
         state, best_state = _resume(engine, resumed, rank)
 
     tensors = {k: torch.as_tensor(train[k]) for k in keys}
-    lengths = (tensors["items"] >= 0).sum(1) if item_level else tensors["attention_mask"].sum(1)
+    lengths = family.lengths(tensors)
 
     def batches(rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        batch = trim({k: v[rows] for k, v in tensors.items()})
-        batch = {k: v.long() for k, v in batch.items()} if item_level else lm_batch(batch, enc_dec)
+        batch = family.model_batch(model, {k: v[rows] for k, v in tensors.items()})
         return {k: v.to(ray.train.torch.get_device()) for k, v in batch.items()} if cfg.use_gpu else batch
 
     cadence = CheckpointCadence(cfg.checkpoint_every_s)
@@ -265,7 +217,7 @@ def train_loop(config: dict) -> None:
         loss_sum, count, seen, train_s = _train_epoch(engine, cfg, state, clock, batches, perm, total_steps, epoch,
                                                       rank)
         state["train_s"] = state.get("train_s", 0.0) + train_s
-        nd, hr = validate(core, valid, index, cfg.valid_beams, valid_list=cfg.valid_list)
+        nd, hr = validate(core, family, valid, index, cfg.valid_beams, valid_list=cfg.valid_list)
         loss_tot, cnt_tot, nd, hr, seen_tot = all_reduce([loss_sum, count, nd, hr, seen])
         users = max(config["valid_users"], 1)
         metrics = {"epoch": epoch, "step": state["step"], "loss": loss_tot / max(cnt_tot, 1),

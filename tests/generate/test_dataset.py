@@ -9,8 +9,8 @@ from cemg_ray.generate.config import TrainConfig
 from cemg_ray.generate.dataset import history_matrix, length_grouped_order, trim_left_padding
 from cemg_ray.generate.decoding import build_index, constrained_beam_search
 from cemg_ray.generate.model import build_model
+from cemg_ray.generate.token_family import lm_batch
 from cemg_ray.generate.tokens import TokenLayout
-from cemg_ray.generate.train import lm_batch
 
 
 def test_length_grouped_order_is_a_permutation_with_less_padding() -> None:

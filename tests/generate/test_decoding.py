@@ -8,7 +8,7 @@ import torch
 
 from cemg_ray.generate.config import TrainConfig
 from cemg_ray.generate.dataset import history_matrix
-from cemg_ray.generate.decoding import build_index, constrained_beam_search, full_codes, hf_generate
+from cemg_ray.generate.decoding import build_index, constrained_beam_search, hf_generate
 from cemg_ray.generate.model import build_model
 from cemg_ray.generate.tokens import TokenLayout
 
@@ -93,7 +93,7 @@ def test_every_output_is_a_real_item_and_fewer_children_than_beams(tables: str) 
     layout = TokenLayout((3, 4, 2))
     codes = np.array([[0, 0, 0], [0, 1, 0], [2, 3, 1], [2, 3, 0]])  # fan-out below the beam width
     index = build_index(codes, layout, TABLES[tables])
-    assert np.array_equal(full_codes(index)[np.argsort(index.leaf_item.numpy())], codes)
+    assert np.array_equal(index.full_codes()[np.argsort(index.leaf_item.numpy())], codes)
     model = tiny("t5", layout)
     ids, mask = (torch.as_tensor(a) for a in history_matrix([np.array([1]), np.array([], np.int64)], codes, layout, 3))
     items, scores = constrained_beam_search(model, ids, mask, index, num_beams=8, k=8)

@@ -415,7 +415,8 @@ def test_item_ids_and_constraint_need_the_items_layout() -> None:
 
 
 def test_dense_validation_ranks_the_catalog_without_the_history_and_matches_the_metric_by_hand() -> None:
-    from cemg_ray.generate.train import dense_top_k, validate
+    from cemg_ray.generate.item_family import ItemFamily, dense_top_k
+    from cemg_ray.generate.train import validate
 
     model = _model(content=True, dense_weight=1.0)
     histories = torch.tensor([[0, 3, 5, -1], [2, -1, -1, -1]])
@@ -426,7 +427,7 @@ def test_dense_validation_ranks_the_catalog_without_the_history_and_matches_the_
         assert top[row].tolist() == unseen[:5]
     targets = np.array([top[0, 1], top[1, 0]])
     data = {"items": histories.numpy(), "target_item": targets}
-    nd, hr = validate(model, data, build_index(CODES, LAYOUT), beams=4, valid_list="dense")
+    nd, hr = validate(model, ItemFamily(), data, build_index(CODES, LAYOUT), beams=4, valid_list="dense")
     assert hr == 2.0 and nd == pytest.approx(1 / np.log2(3) + 1.0)
     with pytest.raises(ValueError, match="train.valid_list"):
         _cfg(valid_list="dense")

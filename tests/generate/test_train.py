@@ -9,8 +9,8 @@ import torch
 from cemg_ray.generate.config import TrainConfig
 from cemg_ray.generate.dataset import build_tensors, history_matrix, prefix_examples
 from cemg_ray.generate.model import build_model, load_model, save_model
+from cemg_ray.generate.token_family import lm_batch
 from cemg_ray.generate.tokens import EOS_ID, PAD_ID, TokenLayout
-from cemg_ray.generate.train import lm_batch
 
 LAYOUT = TokenLayout((4, 4, 3))
 CODES = np.array([[0, 1, 0], [0, 1, 1], [2, 3, 0], [3, 0, 2]])
