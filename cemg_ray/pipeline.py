@@ -18,6 +18,7 @@ from typing import Any
 from cemg_ray import artifacts
 from cemg_ray.config import JobConfig
 from cemg_ray.console import PROGRESS, STAGE_NOTE
+from cemg_ray.driver_usage import DriverUsage
 from cemg_ray.run_manifest import RunManifest
 from cemg_ray.stagekit import StageContext, is_done, require, stage_config, stage_hash
 from cemg_ray.stages import STAGES, outputs, spec
@@ -72,11 +73,14 @@ def commit_staged(store: Store, name: str, marker_entry: dict[str, Any]) -> None
             store.delete(area)
 
 
-def run_stage(cfg: JobConfig, store: Store, name: str, config_hash: str) -> tuple[dict[str, Any], float]:
-    """Run one stage against its staging view: (its report, wall seconds)."""
+def run_stage(cfg: JobConfig, store: Store, name: str, config_hash: str,
+              usage: DriverUsage | None = None) -> tuple[dict[str, Any], float]:
+    """Run one stage against its staging view: (its report, wall seconds); ``usage`` records what it cost the
+    driver process (CPU seconds, peak memory)."""
     log.info("stage %s: running (config %s)", name, config_hash)
     t0 = time.perf_counter()
-    report = spec(name).run()(StageContext(cfg=cfg, store=staging_store(store, name, config_hash), name=name))
+    with usage or DriverUsage():
+        report = spec(name).run()(StageContext(cfg=cfg, store=staging_store(store, name, config_hash), name=name))
     return report or {}, time.perf_counter() - t0
 
 
@@ -94,8 +98,9 @@ def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = 
         for dep in spec(name).deps(cfg):  # declared once, in the stage table, checked here for every stage
             require(store, cfg, dep)
         t0 = time.perf_counter()
+        usage = DriverUsage()
         try:
-            report, wall = run_stage(cfg, store, name, h)
+            report, wall = run_stage(cfg, store, name, h, usage)
         except BaseException as exc:
             wall = time.perf_counter() - t0
             if artifacts.read_marker(store, name):
@@ -105,7 +110,7 @@ def run_pipeline(cfg: JobConfig, stages: list[str] | None = None, force: bool = 
             if isinstance(exc, OSError):  # what was being done, for an OS error that may name no path (cli.py)
                 exc.add_note(f"{STAGE_NOTE}{name} (run directory {store.uri()})")
             raise
-        entry = {"status": "ok", "hash": h, "wall_s": round(wall, 3), "report": report,
+        entry = {"status": "ok", "hash": h, "wall_s": round(wall, 3), "driver": usage.as_entry(), "report": report,
                  "finished": datetime.now(UTC).isoformat(), "config": stage_config(cfg, name)}
         commit_staged(store, name, entry)
         manifest.ok(name, entry)

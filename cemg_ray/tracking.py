@@ -153,13 +153,15 @@ def flat_params(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def stage_metrics(stages: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """``<stage>.wall_s`` (the run that made the outputs), ``<stage>.wall_s_now`` (0 for a skipped stage) and the
-    numbers of each stage's report, from the manifest's stage records."""
+    """``<stage>.wall_s`` (the run that made the outputs), ``<stage>.wall_s_now`` (0 for a skipped stage), what the
+    stage cost the driver (``<stage>.driver.cpu_s``, ``.peak_rss_mib``) and the numbers of each stage's report, from
+    the manifest's stage records."""
     out: dict[str, float] = {}
     for name, record in stages.items():
         for key in ("wall_s", "wall_s_now"):
             if (number := _number(record.get(key))) is not None:
                 out[metric_key(f"{name}.{key}")] = number
+        out.update(numeric_leaves(record.get("driver") or {}, f"{name}.driver"))
         out.update(numeric_leaves(record.get("report") or {}, name))
     return out
 

@@ -18,6 +18,9 @@ def test_runs_in_order_writes_manifest_and_skips_done_stages(small_job):
     assert manifest["config"]["run_dir"] == small_job.run_dir
     assert manifest["versions"]["ray"] and "python" in manifest["versions"]
     assert manifest["stages"]["data"]["wall_s"] >= 0
+    for name in FOUNDATION:  # what each stage cost the driver process, beside its wall time
+        driver = manifest["stages"][name]["driver"]
+        assert driver["cpu_s"] >= 0 and driver["peak_rss_mib"] > 0 and driver["rss_growth_mib"] >= 0
     m2 = run_pipeline(small_job, FOUNDATION)
     assert [s["status"] for s in m2["stages"].values()] == ["skipped"] * 3
     # a skipped stage keeps the record of the run that made its outputs: wall time, report, its config
