@@ -21,6 +21,7 @@ DATA_REPORT = "data/report.json"
 # popularity, sasrec
 POPULARITY = "baselines/popularity.json"
 SASREC = "baselines/sasrec.safetensors"
+SASREC_CHECKPOINTS = "baselines/sasrec_ray"  # the Ray Train worker's checkpoint, in the stage's staging area only
 # features, pca
 FEATURES_REPORT = "features/report.json"
 PCA_MODEL = "pca/model.safetensors"

@@ -7,7 +7,9 @@ trains on the training split only (every prefix of each training sequence predic
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -22,9 +24,12 @@ from cemg_ray.evaluate.metrics import hr_ndcg
 from cemg_ray.store import Store
 
 if TYPE_CHECKING:
+    from ray.train import RunConfig
+
     from cemg_ray.config import JobConfig
 
 log = logging.getLogger("cemg_ray")
+WEIGHTS_FILE, HISTORY_FILE = "sasrec.safetensors", "history.json"  # inside the worker's checkpoint
 
 
 class SASRec(nn.Module):
@@ -91,11 +96,12 @@ def valid_ndcg(model: SASRec, histories: list[np.ndarray], targets: np.ndarray, 
     A target's rank is the number of unseen items scored strictly above it (vectorised, no top-K), then
     :func:`metrics.hr_ndcg` as for every figure: cheap enough to run after every epoch for early stopping."""
     model.eval()
+    device = model.item_emb.weight.device
     ranks = []
     for start in range(0, len(targets), batch_size):
         hist = histories[start:start + batch_size]
         x, = _trim_left(torch.from_numpy(_left_pad(hist, model.max_len)))
-        scores = model.logits(model(x)[:, -1])
+        scores = model.logits(model(x.to(device))[:, -1]).cpu()
         rows = np.concatenate([np.full(len(h), r) for r, h in enumerate(hist)]).astype(np.int64)
         cols = np.concatenate(hist).astype(np.int64) if len(rows) else rows
         scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf
@@ -106,12 +112,14 @@ def valid_ndcg(model: SASRec, histories: list[np.ndarray], targets: np.ndarray, 
     return figures[f"HR@{k}"], figures[f"NDCG@{k}"]
 
 
-def train_sasrec(split: Split, cfg: SASRecConfig) -> tuple[SASRec, list[dict]]:
+def train_sasrec(split: Split, cfg: SASRecConfig,
+                 device: torch.device | None = None) -> tuple[SASRec, list[dict]]:
     """Cross-entropy over the catalog at every position of every training sequence (the field's recipe,
     ``../docs/EXPERIMENTS.md``), early-stopped on validation NDCG@10: the best epoch's weights are returned
     with one history row per epoch (loss, validation figures, seconds)."""
     torch.manual_seed(cfg.seed)
-    model = SASRec(split.num_items, cfg)
+    device = device or torch.device("cpu")
+    model = SASRec(split.num_items, cfg).to(device)
     seqs = [s for s in split.train if len(s) >= 2]
     # inputs = s[:-1], targets = s[1:], both left-padded to max_len
     inputs = torch.from_numpy(_left_pad([s[:-1] for s in seqs], cfg.max_len))
@@ -132,7 +140,7 @@ def train_sasrec(split: Split, cfg: SASRecConfig) -> tuple[SASRec, list[dict]]:
         t0 = time.perf_counter()
         for start in range(0, len(perm), cfg.batch_size):
             idx = perm[start:start + cfg.batch_size]
-            x, y = _trim_left(inputs[idx], targets[idx])
+            x, y = (t.to(device) for t in _trim_left(inputs[idx], targets[idx]))
             mask = y > 0
             h = model(x)[mask]
             loss = nn.functional.cross_entropy(model.logits(h), y[mask] - 1)
@@ -149,16 +157,66 @@ def train_sasrec(split: Split, cfg: SASRecConfig) -> tuple[SASRec, list[dict]]:
                  row["loss"], ndcg, hr, row["train_s"])
         if ndcg > best:
             best, waited = ndcg, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         else:
             waited += 1
             if waited >= cfg.patience:
                 log.info("sasrec: no better validation NDCG@10 for %d epochs, stopping at epoch %d (best %.4f)",
                          cfg.patience, epoch + 1, best)
                 break
+    model = model.cpu()
     if best_state is not None:
         model.load_state_dict(best_state)
     return model.eval(), history
+
+
+def train_loop(config: dict) -> None:
+    """Ray Train worker: SASRec trained on the run's training split (read from the store, the stage's staging view),
+    its best weights and epoch log reported in one checkpoint. The driver only reads them back."""
+    import ray.train.torch
+
+    from cemg_ray.data.split import load_split
+    from cemg_ray.raytrain import report
+
+    cfg = SASRecConfig(**config["cfg"])
+    if not cfg.use_gpu:
+        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    store = Store(config["run_dir"], config.get("endpoint_url"), config.get("region"), config.get("redirect"))
+    split = load_split(store, config["max_len"], config["cold_start_max"])
+    model, history = train_sasrec(split, cfg, ray.train.torch.get_device() if cfg.use_gpu else None)
+    import ray
+
+    worker = {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}  # where it ran (tests)
+
+    def fill(folder: str) -> None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(folder, WEIGHTS_FILE))
+        with open(os.path.join(folder, HISTORY_FILE), "w") as f:
+            json.dump({"history": history, "worker": worker}, f)
+
+    report({"epochs": len(history)}, fill)
+
+
+def fit(cfg: SASRecConfig, store: Store, endpoint_url: str | None, region: str | None, max_len: int,
+        cold_start_max: int, run_config: RunConfig) -> tuple[bytes, list[dict], dict]:
+    """Train SASRec in one Ray Train worker (its CPUs or a GPU from ``cfg``): (safetensors weights, epoch log,
+    the worker's pid and node)."""
+    from cemg_ray.raytrain import torch_trainer
+
+    root = os.path.abspath(store.root_uri) if store.is_local else store.root_uri  # workers' cwd differs
+    trainer = torch_trainer("sasrec", train_loop,
+                            {"cfg": cfg.model_dump(), "run_dir": root, "redirect": store.redirect or {},
+                             "endpoint_url": endpoint_url, "region": region, "max_len": max_len,
+                             "cold_start_max": cold_start_max},
+                            run_config, num_workers=1, use_gpu=cfg.use_gpu, cpus_per_worker=cfg.cpus_per_worker)
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"sasrec: no checkpoint was reported ({result.error})")
+    with result.checkpoint.as_directory() as d:
+        weights = open(os.path.join(d, WEIGHTS_FILE), "rb").read()
+        log_ = json.loads(open(os.path.join(d, HISTORY_FILE)).read())
+    return weights, log_["history"], log_["worker"]
 
 
 class SASRecRecommender:

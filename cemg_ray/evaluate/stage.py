@@ -10,10 +10,11 @@ from cemg_ray.artifacts import METRICS
 from cemg_ray.data.split import Split, load_split
 from cemg_ray.evaluate.harness import evaluate
 from cemg_ray.evaluate.report import write_report
-from cemg_ray.evaluate.sasrec import train_sasrec
+from cemg_ray.evaluate.sasrec import fit as fit_sasrec
 from cemg_ray.generate.policy import LEGACY_MODELS, PolicyError
+from cemg_ray.raytrain import run_config
 from cemg_ray.recommenders import Recommender, UnknownModelError, load, model_stage, model_version, stages_for
-from cemg_ray.stagekit import StageContext, require
+from cemg_ray.stagekit import StageContext, require, stage_hash
 from cemg_ray.store import Store
 
 if TYPE_CHECKING:
@@ -115,13 +116,16 @@ def run_popularity(ctx: StageContext) -> dict:
 
 
 def run_sasrec(ctx: StageContext) -> dict:
-    """Train SASRec on the training split and keep its weights (safetensors) for evaluation."""
-    from safetensors.torch import save
-
-    split = load_split(ctx.store, ctx.cfg.dataset.max_len, ctx.cfg.dataset.cold_start_max)
-    model, history = train_sasrec(split, ctx.cfg.sasrec)
-    ctx.store.write_bytes(artifacts.SASREC, save(model.state_dict()))
+    """Train SASRec on the training split in a Ray Train worker and keep its weights (safetensors) for
+    evaluation; the driver only writes what the worker reported."""
+    ctx.ensure_ray()
+    cfg = ctx.cfg
+    checkpoints = run_config(ctx.store, artifacts.SASREC_CHECKPOINTS, f"sasrec-{stage_hash(cfg, 'sasrec')}")
+    weights, history, worker = fit_sasrec(cfg.sasrec, ctx.store, cfg.storage.endpoint_url, cfg.storage.region,
+                                          cfg.dataset.max_len, cfg.dataset.cold_start_max, checkpoints)
+    ctx.store.write_bytes(artifacts.SASREC, weights)
+    ctx.store.delete(artifacts.SASREC_CHECKPOINTS)  # the worker's hand-over only: the weights are now in place
     best = max(history, key=lambda row: row["valid_NDCG@10"])
     return {"final_loss": history[-1]["loss"], "epochs": len(history), "best_epoch": best["epoch"],
             "valid_NDCG@10": best["valid_NDCG@10"], "valid_HR@10": best["valid_HR@10"],
-            "train_s": round(sum(row["train_s"] for row in history), 1), "history": history}
+            "train_s": round(sum(row["train_s"] for row in history), 1), "history": history, "worker": worker}

@@ -71,3 +71,32 @@ def test_valid_ndcg_agrees_with_the_harness():
     res = evaluate(SASRecRecommender(model), split, "valid", [10])
     assert abs(res["overall"]["NDCG@10"] - ndcg) < 1e-6 and abs(res["overall"]["HR@10"] - hr) < 1e-9
     assert hr > 0
+
+
+def test_the_stage_trains_in_a_ray_train_worker_and_its_weights_equal_training_in_process(small_job):
+    """The driver only writes what the worker reported (issue 27: no heavy work in the driver); same seed, same
+    threads, so the same weights as :func:`train_sasrec` in this process."""
+    import os
+
+    from safetensors.torch import load
+
+    from cemg_ray import artifacts
+    from cemg_ray.data.split import load_split
+    from cemg_ray.pipeline import run_pipeline
+    from cemg_ray.store import Store
+
+    cfg = small_job.model_copy(update={"sasrec": SASRecConfig(epochs=3, valid_users=40, cpus_per_worker=1)})
+    report = run_pipeline(cfg, ["data", "sasrec"])["stages"]["sasrec"]["report"]
+    assert report["worker"]["pid"] != os.getpid() and report["epochs"] == 3
+    store = Store(cfg.run_dir)
+    assert not store.exists(artifacts.SASREC_CHECKPOINTS)  # the hand-over folder is gone, the weights in place
+    staged = load(store.read_bytes(artifacts.SASREC))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, history = train_sasrec(load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max), cfg.sasrec)
+    finally:
+        torch.set_num_threads(threads)
+    assert [row["valid_NDCG@10"] for row in history] == [row["valid_NDCG@10"] for row in report["history"]]
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(staged[name], tensor, rtol=0, atol=0)
