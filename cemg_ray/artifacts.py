@@ -22,6 +22,8 @@ DATA_REPORT = "data/report.json"
 POPULARITY = "baselines/popularity.json"
 SASREC = "baselines/sasrec.safetensors"
 SASREC_CHECKPOINTS = "baselines/sasrec_ray"  # the Ray Train worker's checkpoint, in the stage's staging area only
+# tokenize: the tokenizer's Ray Train worker's checkpoint (in the stage's staging area only)
+TOKENIZE_CHECKPOINTS = "tokenize/ray"
 # features, pca
 FEATURES_REPORT = "features/report.json"
 PCA_MODEL = "pca/model.safetensors"

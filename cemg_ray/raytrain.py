@@ -1,11 +1,13 @@
-"""The one Ray Train harness of the trained stages (LightGCN, the generator): how a worker group starts, where
-its checkpoints live, when it reports them, and the reductions its ranks agree through.
+"""The one Ray Train harness of the trained stages (LightGCN, the generator, and through :func:`train_in_worker`
+SASRec and the tokenizer): how a worker group starts, where its checkpoints live, when it reports them, and the
+reductions its ranks agree through.
 
 Each stage keeps only what is its own: the model, the loss, what a checkpoint holds and how it resumes from one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -158,3 +160,48 @@ def report(metrics: dict[str, Any], fill: Callable[[str], None] | None = None, a
             fill(tmp)
         checkpoint = ray.train.Checkpoint.from_directory(tmp) if fill is not None and attach else None
         ray.train.report(metrics, checkpoint=checkpoint)
+
+
+WORKER_TENSORS, WORKER_META = "tensors.safetensors", "meta.json"  # a one-worker hand-over's checkpoint files
+
+
+def _one_worker_loop(config: dict[str, Any]) -> None:
+    """Ray Train worker of :func:`train_in_worker`: call the named function and report what it returns."""
+    import importlib
+
+    import ray
+    import torch
+    from safetensors.torch import save_file
+
+    if not config["use_gpu"]:
+        torch.set_num_threads(max(1, int(config["cpus_per_worker"])))
+    module, attr = config["function"].split(":")
+    tensors, meta = getattr(importlib.import_module(module), attr)(**config["kwargs"])
+    meta = {**meta, "worker": {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}}
+
+    def fill(folder: str) -> None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, os.path.join(folder, WORKER_TENSORS))
+        with open(os.path.join(folder, WORKER_META), "w") as f:
+            json.dump(meta, f)
+
+    report({}, fill)
+
+
+def train_in_worker(stage: str, function: str, kwargs: dict[str, Any], run_config: RunConfig,
+                    cpus_per_worker: float = 1.0, use_gpu: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run ``function`` ("module:attr", called with ``kwargs``; it returns (tensors, JSON-able meta)) in one Ray
+    Train worker with the stage's resources and hand back (tensors, meta): how a stage that trains a single-process
+    model keeps its heavy work out of the driver. ``meta["worker"]`` says where it ran (pid, node)."""
+    from safetensors.torch import load_file
+
+    trainer = torch_trainer(stage, _one_worker_loop,
+                            {"function": function, "kwargs": kwargs, "cpus_per_worker": cpus_per_worker,
+                             "use_gpu": use_gpu},
+                            run_config, num_workers=1, use_gpu=use_gpu, cpus_per_worker=cpus_per_worker)
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"stage {stage}: its worker reported no result ({result.error})")
+    with result.checkpoint.as_directory() as d:
+        tensors = load_file(os.path.join(d, WORKER_TENSORS))
+        meta = json.loads(open(os.path.join(d, WORKER_META)).read())
+    return tensors, meta

@@ -7,9 +7,7 @@ trains on the training split only (every prefix of each training sequence predic
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from typing import TYPE_CHECKING
 
@@ -24,12 +22,9 @@ from cemg_ray.evaluate.metrics import hr_ndcg
 from cemg_ray.store import Store
 
 if TYPE_CHECKING:
-    from ray.train import RunConfig
-
     from cemg_ray.config import JobConfig
 
 log = logging.getLogger("cemg_ray")
-WEIGHTS_FILE, HISTORY_FILE = "sasrec.safetensors", "history.json"  # inside the worker's checkpoint
 
 
 class SASRec(nn.Module):
@@ -170,53 +165,21 @@ def train_sasrec(split: Split, cfg: SASRecConfig,
     return model.eval(), history
 
 
-def train_loop(config: dict) -> None:
-    """Ray Train worker: SASRec trained on the run's training split (read from the store, the stage's staging view),
-    its best weights and epoch log reported in one checkpoint. The driver only reads them back."""
-    import ray.train.torch
-
+def train_from_store(cfg: dict, run_dir: str, redirect: dict[str, str], endpoint_url: str | None,
+                     region: str | None, max_len: int, cold_start_max: int) -> tuple[dict[str, torch.Tensor], dict]:
+    """SASRec trained on a run's training split read from its store: (best weights, {"history": epoch log}); the
+    sasrec stage runs it in a Ray Train worker (``raytrain.train_in_worker``)."""
     from cemg_ray.data.split import load_split
-    from cemg_ray.raytrain import report
 
-    cfg = SASRecConfig(**config["cfg"])
-    if not cfg.use_gpu:
-        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
-    store = Store(config["run_dir"], config.get("endpoint_url"), config.get("region"), config.get("redirect"))
-    split = load_split(store, config["max_len"], config["cold_start_max"])
-    model, history = train_sasrec(split, cfg, ray.train.torch.get_device() if cfg.use_gpu else None)
-    import ray
+    sasrec = SASRecConfig(**cfg)
+    store = Store(run_dir, endpoint_url, region, redirect)
+    device = None
+    if sasrec.use_gpu:
+        import ray.train.torch
 
-    worker = {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}  # where it ran (tests)
-
-    def fill(folder: str) -> None:
-        from safetensors.torch import save_file
-
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(folder, WEIGHTS_FILE))
-        with open(os.path.join(folder, HISTORY_FILE), "w") as f:
-            json.dump({"history": history, "worker": worker}, f)
-
-    report({"epochs": len(history)}, fill)
-
-
-def fit(cfg: SASRecConfig, store: Store, endpoint_url: str | None, region: str | None, max_len: int,
-        cold_start_max: int, run_config: RunConfig) -> tuple[bytes, list[dict], dict]:
-    """Train SASRec in one Ray Train worker (its CPUs or a GPU from ``cfg``): (safetensors weights, epoch log,
-    the worker's pid and node)."""
-    from cemg_ray.raytrain import torch_trainer
-
-    root = os.path.abspath(store.root_uri) if store.is_local else store.root_uri  # workers' cwd differs
-    trainer = torch_trainer("sasrec", train_loop,
-                            {"cfg": cfg.model_dump(), "run_dir": root, "redirect": store.redirect or {},
-                             "endpoint_url": endpoint_url, "region": region, "max_len": max_len,
-                             "cold_start_max": cold_start_max},
-                            run_config, num_workers=1, use_gpu=cfg.use_gpu, cpus_per_worker=cfg.cpus_per_worker)
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise RuntimeError(f"sasrec: no checkpoint was reported ({result.error})")
-    with result.checkpoint.as_directory() as d:
-        weights = open(os.path.join(d, WEIGHTS_FILE), "rb").read()
-        log_ = json.loads(open(os.path.join(d, HISTORY_FILE)).read())
-    return weights, log_["history"], log_["worker"]
+        device = ray.train.torch.get_device()
+    model, history = train_sasrec(load_split(store, max_len, cold_start_max), sasrec, device)
+    return model.state_dict(), {"history": history}
 
 
 class SASRecRecommender:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from cemg_ray import artifacts
@@ -10,9 +11,8 @@ from cemg_ray.artifacts import METRICS
 from cemg_ray.data.split import Split, load_split
 from cemg_ray.evaluate.harness import evaluate
 from cemg_ray.evaluate.report import write_report
-from cemg_ray.evaluate.sasrec import fit as fit_sasrec
 from cemg_ray.generate.policy import LEGACY_MODELS, PolicyError
-from cemg_ray.raytrain import run_config
+from cemg_ray.raytrain import run_config, train_in_worker
 from cemg_ray.recommenders import Recommender, UnknownModelError, load, model_stage, model_version, stages_for
 from cemg_ray.stagekit import StageContext, require, stage_hash
 from cemg_ray.store import Store
@@ -118,12 +118,20 @@ def run_popularity(ctx: StageContext) -> dict:
 def run_sasrec(ctx: StageContext) -> dict:
     """Train SASRec on the training split in a Ray Train worker and keep its weights (safetensors) for
     evaluation; the driver only writes what the worker reported."""
+    from safetensors.torch import save
+
     ctx.ensure_ray()
-    cfg = ctx.cfg
-    checkpoints = run_config(ctx.store, artifacts.SASREC_CHECKPOINTS, f"sasrec-{stage_hash(cfg, 'sasrec')}")
-    weights, history, worker = fit_sasrec(cfg.sasrec, ctx.store, cfg.storage.endpoint_url, cfg.storage.region,
-                                          cfg.dataset.max_len, cfg.dataset.cold_start_max, checkpoints)
-    ctx.store.write_bytes(artifacts.SASREC, weights)
+    cfg, store = ctx.cfg, ctx.store
+    root = os.path.abspath(store.root_uri) if store.is_local else store.root_uri  # workers' cwd differs
+    state, meta = train_in_worker(
+        "sasrec", "cemg_ray.evaluate.sasrec:train_from_store",
+        {"cfg": cfg.sasrec.model_dump(), "run_dir": root, "redirect": store.redirect or {},
+         "endpoint_url": cfg.storage.endpoint_url, "region": cfg.storage.region, "max_len": cfg.dataset.max_len,
+         "cold_start_max": cfg.dataset.cold_start_max},
+        run_config(store, artifacts.SASREC_CHECKPOINTS, f"sasrec-{stage_hash(cfg, 'sasrec')}"),
+        cfg.sasrec.cpus_per_worker, cfg.sasrec.use_gpu)
+    history, worker = meta["history"], meta["worker"]
+    ctx.store.write_bytes(artifacts.SASREC, save(state))
     ctx.store.delete(artifacts.SASREC_CHECKPOINTS)  # the worker's hand-over only: the weights are now in place
     best = max(history, key=lambda row: row["valid_NDCG@10"])
     return {"final_loss": history[-1]["loss"], "epochs": len(history), "best_epoch": best["epoch"],

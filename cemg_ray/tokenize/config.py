@@ -12,7 +12,11 @@ from cemg_ray.configbase import Section
 class TokenizeConfig(Section):
     # options added after run directories existed: they count in the stage hash only when set
     HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"scheme", "modality_levels",
-                                                                        "modality_codebook_size", "collab_source"})
+                                                                        "modality_codebook_size", "collab_source",
+                                                                        "cpus_per_worker"})
+    # the Ray Train worker the fusion and RQ-VAE train in (scheme cemg; the driver only encodes the catalog with
+    # the weights it reports): its CPUs, also its torch threads
+    cpus_per_worker: float = Field(2.0, gt=0)
 
     # "cemg": collaborative-guided fusion of the modalities, then one RQ-VAE (the paper's Eq. 2-4);
     # "mscgrec": every modality quantized on its own, the blocks concatenated (cemg_ray/tokenize/mscgrec.py)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,14 +15,14 @@ import torch
 
 from cemg_ray import artifacts
 from cemg_ray.data.split import load_split
-from cemg_ray.stagekit import StageContext
+from cemg_ray.raytrain import run_config, train_in_worker
+from cemg_ray.stagekit import StageContext, stage_hash
 from cemg_ray.tokenize.codes import collision_stats, disambiguate, level_stats
 from cemg_ray.tokenize.fusion import alpha_entropy
 from cemg_ray.tokenize.fusion_report import initial_weights, write_fusion_analysis
-from cemg_ray.tokenize.inputs import load_inputs
-from cemg_ray.tokenize.model import save_tokenizer
+from cemg_ray.tokenize.inputs import ItemInputs, load_inputs
+from cemg_ray.tokenize.model import Tokenizer, save_tokenizer
 from cemg_ray.tokenize.plots import alpha_figure, code_usage_figure, curves_figure
-from cemg_ray.tokenize.train import fit_tokenizer
 
 if TYPE_CHECKING:
     from cemg_ray.config import JobConfig
@@ -55,6 +56,26 @@ def planted_agreement(codes: np.ndarray, clusters: np.ndarray) -> dict:
             "p_same_code_any_pair": float((both + diff_cluster_same_code) / (n * (n - 1))) if n > 1 else nan}
 
 
+def fit_in_worker(ctx: StageContext, inputs: ItemInputs) -> tuple[Tokenizer, list[dict], dict]:
+    """The fusion layer and RQ-VAE trained in a Ray Train worker (``tokenize.cpus_per_worker``), rebuilt here from
+    the weights it reports: the driver only encodes the catalog with them. Returns (tokenizer, epoch log, where
+    the worker ran)."""
+    cfg, store = ctx.cfg, ctx.store
+    ctx.ensure_ray()
+    root = os.path.abspath(store.root_uri) if store.is_local else store.root_uri  # workers' cwd differs
+    state, meta = train_in_worker(
+        "tokenize", "cemg_ray.tokenize.train:fit_from_store",
+        {"cfg": cfg.tokenize.model_dump(), "run_dir": root, "redirect": store.redirect or {},
+         "endpoint_url": cfg.storage.endpoint_url, "region": cfg.storage.region, "max_len": cfg.dataset.max_len,
+         "cold_start_max": cfg.dataset.cold_start_max},
+        run_config(store, artifacts.TOKENIZE_CHECKPOINTS, f"tokenize-{stage_hash(cfg, 'tokenize')}"),
+        cfg.tokenize.cpus_per_worker)
+    store.delete(artifacts.TOKENIZE_CHECKPOINTS)  # the worker's hand-over only
+    tok = Tokenizer(inputs.image.shape[1], inputs.collab.shape[1], cfg.tokenize)
+    tok.load_state_dict(state)
+    return tok.eval(), meta["history"], meta["worker"]
+
+
 def run(ctx: StageContext) -> dict:
     """Train fusion + RQ-VAE jointly on all catalog items and assign every item a unique code (or, with
     ``tokenize.scheme: mscgrec``, quantize every modality on its own and concatenate the codes)."""
@@ -71,7 +92,7 @@ def run(ctx: StageContext) -> dict:
         raise ValueError("tokenize.use_collab: false, and no item has text or an image the tokenizer may use "
                          "(see features/report.json and tokenize.use_text / tokenize.use_image): no input is left; "
                          "set tokenize.use_collab: true")
-    tok, history = fit_tokenizer(inputs, tcfg)
+    tok, history, worker = fit_in_worker(ctx, inputs)
     rq_codes, _, alpha = tok.encode(inputs.image, inputs.text, inputs.collab, inputs.present)
     with torch.no_grad():
         x, _ = tok.fuse(*(torch.as_tensor(a) for a in (inputs.image, inputs.text, inputs.collab, inputs.present)))
@@ -120,4 +141,5 @@ def run(ctx: StageContext) -> dict:
     store.write_json(artifacts.TOKENIZE_REPORT, report)
     log.info("tokenize: %d items, collisions before disambiguation %.2f%%, level sizes %s", items.num_rows,
              100 * report["before_disambiguation"]["collision_rate"], level_sizes)
-    return {k: report[k] for k in ("before_disambiguation", "level_sizes", "relative_reconstruction_error")}
+    return {**{k: report[k] for k in ("before_disambiguation", "level_sizes", "relative_reconstruction_error")},
+            "worker": worker}

@@ -78,6 +78,37 @@ def test_tokenize_stage_on_planted_catalog(demo_run) -> None:
         assert store.exists(f"tokenize/{png}")
 
 
+def test_the_tokenizer_trains_in_a_ray_train_worker_and_gives_the_codes_of_training_in_process(demo_run) -> None:
+    """Issue 27: the driver only encodes with the weights the worker reports; same seed and threads, same codes."""
+    import os
+
+    import torch
+
+    from cemg_ray import artifacts
+    from cemg_ray.data.split import load_split
+    from cemg_ray.tokenize.codes import disambiguate
+    from cemg_ray.tokenize.inputs import load_inputs
+    from cemg_ray.tokenize.train import fit_tokenizer
+
+    cfg, store = demo_run
+    worker = store.read_json(artifacts.MANIFEST)["stages"]["tokenize"]["report"]["worker"]
+    assert worker["pid"] != os.getpid()
+    assert not store.exists(artifacts.TOKENIZE_CHECKPOINTS)
+    tcfg = cfg.tokenize
+    split = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
+    inputs = load_inputs(store, artifacts.read_items(store).num_rows, split.train_counts, tcfg.use_image,
+                         tcfg.use_text, tcfg.use_collab, tcfg.cold_collab_neighbours, collab_source=tcfg.collab_source)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(tcfg.cpus_per_worker))
+    try:
+        tok, _ = fit_tokenizer(inputs, tcfg)
+    finally:
+        torch.set_num_threads(threads)
+    codes = disambiguate(tok.encode(inputs.image, inputs.text, inputs.collab, inputs.present)[0])
+    stored = np.asarray(store.read_parquet(artifacts.CODES).column("codes").to_pylist())
+    assert np.array_equal(codes, stored)
+
+
 def test_planted_agreement_equals_the_pairwise_masks_without_building_them() -> None:
     """The contingency-table count gives what the items x items masks gave (the masks took 40 GB at 100k items)."""
     import numpy as np
