@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,14 @@ class StageContext:
         from cemg_ray.raycluster import ensure_ray
 
         ensure_ray(self.cfg.ray)
+
+    def worker_store(self) -> dict[str, Any]:
+        """``Store(**ctx.worker_store())`` opens this stage's view of the run directory in a Ray worker: an absolute
+        root (a worker's working directory differs from the driver's) and the staging redirect."""
+        store = self.store
+        root = os.path.abspath(store.root_uri) if store.is_local else store.root_uri
+        return {"root": root, "endpoint_url": self.cfg.storage.endpoint_url, "region": self.cfg.storage.region,
+                "redirect": store.redirect or {}}
 
 
 def stage_hash(cfg: JobConfig, name: str, _memo: dict[str, str] | None = None) -> str:

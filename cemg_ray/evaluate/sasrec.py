@@ -165,20 +165,20 @@ def train_sasrec(split: Split, cfg: SASRecConfig,
     return model.eval(), history
 
 
-def train_from_store(cfg: dict, run_dir: str, redirect: dict[str, str], endpoint_url: str | None,
-                     region: str | None, max_len: int, cold_start_max: int) -> tuple[dict[str, torch.Tensor], dict]:
+def train_from_store(cfg: dict, store: dict, dataset: dict) -> tuple[dict[str, torch.Tensor], dict]:
     """SASRec trained on a run's training split read from its store: (best weights, {"history": epoch log}); the
     sasrec stage runs it in a Ray Train worker (``raytrain.train_in_worker``)."""
     from cemg_ray.data.split import load_split
 
     sasrec = SASRecConfig(**cfg)
-    store = Store(run_dir, endpoint_url, region, redirect)
+    run = Store(**store)
     device = None
     if sasrec.use_gpu:
         import ray.train.torch
 
         device = ray.train.torch.get_device()
-    model, history = train_sasrec(load_split(store, max_len, cold_start_max), sasrec, device)
+    split = load_split(run, dataset["max_len"], dataset["cold_start_max"])
+    model, history = train_sasrec(split, sasrec, device)
     return model.state_dict(), {"history": history}
 
 

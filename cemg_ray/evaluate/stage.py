@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING
 
 from cemg_ray import artifacts
@@ -122,12 +121,9 @@ def run_sasrec(ctx: StageContext) -> dict:
 
     ctx.ensure_ray()
     cfg, store = ctx.cfg, ctx.store
-    root = os.path.abspath(store.root_uri) if store.is_local else store.root_uri  # workers' cwd differs
     state, meta = train_in_worker(
         "sasrec", "cemg_ray.evaluate.sasrec:train_from_store",
-        {"cfg": cfg.sasrec.model_dump(), "run_dir": root, "redirect": store.redirect or {},
-         "endpoint_url": cfg.storage.endpoint_url, "region": cfg.storage.region, "max_len": cfg.dataset.max_len,
-         "cold_start_max": cfg.dataset.cold_start_max},
+        {"cfg": cfg.sasrec.model_dump(), "store": ctx.worker_store(), "dataset": cfg.dataset.model_dump()},
         run_config(store, artifacts.SASREC_CHECKPOINTS, f"sasrec-{stage_hash(cfg, 'sasrec')}"),
         cfg.sasrec.cpus_per_worker, cfg.sasrec.use_gpu)
     history, worker = meta["history"], meta["worker"]

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -62,12 +61,9 @@ def fit_in_worker(ctx: StageContext, inputs: ItemInputs) -> tuple[Tokenizer, lis
     the worker ran)."""
     cfg, store = ctx.cfg, ctx.store
     ctx.ensure_ray()
-    root = os.path.abspath(store.root_uri) if store.is_local else store.root_uri  # workers' cwd differs
     state, meta = train_in_worker(
         "tokenize", "cemg_ray.tokenize.train:fit_from_store",
-        {"cfg": cfg.tokenize.model_dump(), "run_dir": root, "redirect": store.redirect or {},
-         "endpoint_url": cfg.storage.endpoint_url, "region": cfg.storage.region, "max_len": cfg.dataset.max_len,
-         "cold_start_max": cfg.dataset.cold_start_max},
+        {"cfg": cfg.tokenize.model_dump(), "store": ctx.worker_store(), "dataset": cfg.dataset.model_dump()},
         run_config(store, artifacts.TOKENIZE_CHECKPOINTS, f"tokenize-{stage_hash(cfg, 'tokenize')}"),
         cfg.tokenize.cpus_per_worker)
     store.delete(artifacts.TOKENIZE_CHECKPOINTS)  # the worker's hand-over only

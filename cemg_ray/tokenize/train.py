@@ -69,8 +69,7 @@ def fit_tokenizer(inputs: ItemInputs, cfg: TokenizeConfig) -> tuple[Tokenizer, l
     return tok, history
 
 
-def fit_from_store(cfg: dict, run_dir: str, redirect: dict[str, str], endpoint_url: str | None, region: str | None,
-                   max_len: int, cold_start_max: int) -> tuple[dict[str, torch.Tensor], dict]:
+def fit_from_store(cfg: dict, store: dict, dataset: dict) -> tuple[dict[str, torch.Tensor], dict]:
     """The tokenizer trained on a run's item inputs read from its store: (weights, {"history": epoch log}); the
     tokenize stage runs it in a Ray Train worker (``raytrain.train_in_worker``)."""
     from cemg_ray import artifacts
@@ -79,9 +78,9 @@ def fit_from_store(cfg: dict, run_dir: str, redirect: dict[str, str], endpoint_u
     from cemg_ray.tokenize.inputs import load_inputs
 
     tcfg = TokenizeConfig(**cfg)
-    store = Store(run_dir, endpoint_url, region, redirect)
-    split = load_split(store, max_len, cold_start_max)
-    inputs = load_inputs(store, artifacts.read_items(store).num_rows, split.train_counts, tcfg.use_image,
+    run = Store(**store)
+    split = load_split(run, dataset["max_len"], dataset["cold_start_max"])
+    inputs = load_inputs(run, artifacts.read_items(run).num_rows, split.train_counts, tcfg.use_image,
                          tcfg.use_text, tcfg.use_collab, tcfg.cold_collab_neighbours, collab_source=tcfg.collab_source)
     tok, history = fit_tokenizer(inputs, tcfg)
     return tok.state_dict(), {"history": history}
