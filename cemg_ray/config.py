@@ -23,6 +23,7 @@ from cemg_ray.evaluate.config import SASRecConfig
 from cemg_ray.export.config import ExportConfig
 from cemg_ray.features.config import FeaturesConfig, PCAConfig
 from cemg_ray.generate.config import DecodeConfig, TrainConfig
+from cemg_ray.refresh.config import RefreshConfig
 from cemg_ray.tokenize.config import TokenizeConfig
 
 
@@ -131,6 +132,7 @@ class JobConfig(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     export: ExportConfig = ExportConfig()
     tracking: TrackingConfig = TrackingConfig()
+    refresh: RefreshConfig = RefreshConfig()  # cemg-ray refresh (cemg_ray/refresh/); no stage reads it
     stages: list[str] | None = None  # default: every stage in pipeline order
 
     def section_hash(self, *sections: str) -> str:

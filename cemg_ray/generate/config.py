@@ -63,7 +63,7 @@ class TrainConfig(ItemLayoutConfig, TokenLayoutConfig):
                                                                         "dense_negatives", "item_ids",
                                                                         "item_id_min_count", "constrained_loss",
                                                                         "valid_list", "code_weight", "dense_score",
-                                                                        "input_dropout"})
+                                                                        "input_dropout", "init_from"})
 
     backbone: Literal["t5", "decoder"] = "t5"
     # history layout: "tokens" feeds every code of every history item (the paper's); "items" one pooled
@@ -119,6 +119,9 @@ class TrainConfig(ItemLayoutConfig, TokenLayoutConfig):
     # wall-clock budget of training seconds (validation excluded): the cosine decay follows it and training
     # stops when it is spent (at most one batch later)
     max_train_s: float | None = Field(None, gt=0)
+    # warm start (cemg-ray refresh): a run directory whose generator (generate/model) the weights start from; the
+    # rows of items the catalog gained since start fresh (cemg_ray/refresh/warmstart.py)
+    init_from: str | None = None
 
     @model_validator(mode="after")
     def _layouts_fit(self) -> TrainConfig:

@@ -184,6 +184,10 @@ def train_loop(config: dict) -> None:
     family = family_for(cfg)
     model = family.build(cfg, layout, codes, store, config["max_items"])
     keys = family.batch_keys
+    if cfg.init_from:  # warm start (cemg-ray refresh); a resumed checkpoint below still wins
+        from cemg_ray.refresh.warmstart import warm_start
+
+        warm_start(model, cfg.init_from, config.get("endpoint_url"), config.get("region"), log if rank == 0 else None)
     n = len(train[keys[0]])
     total_steps = cfg.max_steps or math.ceil(math.ceil(n / world) / cfg.batch_size) * cfg.epochs
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,

@@ -12,11 +12,13 @@ unique and inside the generator's vocabulary.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 
 from cemg_ray import artifacts
 from cemg_ray.data.catalog import DataError, build_items_table, compose_text
@@ -75,9 +77,9 @@ def existing_codes(store: Store) -> tuple[list[str], np.ndarray]:
 
 
 def _new_item_inputs(cfg: JobConfig, store: Store, saved: SavedTokenizer,
-                     items: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     items: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Encode the new items' text and images, project them with the run's PCA and scale them as the tokenizer
-    was trained: (image, text, present [n, 2])."""
+    was trained: (image, text, present [n, 2], the unscaled PCA rows in ``pca/reduced.safetensors``'s layout)."""
     tcfg = saved.cfg
     vectors = {}
     for m, enabled in (("text", cfg.features.use_text), ("image", cfg.features.use_image)):
@@ -90,7 +92,7 @@ def _new_item_inputs(cfg: JobConfig, store: Store, saved: SavedTokenizer,
                         ~red["text_missing"].astype(bool) & tcfg.use_text], 1)
     image = np.where(present[:, :1], red["image"] / saved.scales["image"], 0).astype(np.float32)
     text = np.where(present[:, 1:], red["text"] / saved.scales["text"], 0).astype(np.float32)
-    return image, text, present
+    return image, text, present, red
 
 
 def _borrowed_collab(store: Store, saved: SavedTokenizer, image: np.ndarray, text: np.ndarray) -> np.ndarray:
@@ -139,6 +141,33 @@ def _place_unique(rq: np.ndarray, dists: np.ndarray, table: np.ndarray, disamb_s
     return new_codes
 
 
+@dataclass
+class NewItems:
+    """New items through the run's encoders, PCA, fusion and RQ-VAE (``cemg-ray refresh`` keeps all of it)."""
+
+    item_ids: list[str]
+    codes: list[np.ndarray | None]  # a unique code per item, None where no code was free (``unplaceable``)
+    reduced: dict[str, np.ndarray]  # the PCA rows, ``pca/reduced.safetensors``'s layout
+    fused: np.ndarray  # [n, d] the fused input the RQ-VAE coded (``tokenize/fused.safetensors``'s rows)
+    collab: np.ndarray  # [n, d_c] the collaborative block borrowed from content neighbours, unscaled
+
+
+def encode_new_items(cfg: JobConfig, store: Store, items: pa.Table, saved: SavedTokenizer, table: np.ndarray,
+                     report: dict) -> NewItems:
+    """Code ``items`` (none of them coded yet) against the codes ``table`` already taken; ``report`` counts the
+    re-assignments and lists the unplaceable items."""
+    image, text, present, red = _new_item_inputs(cfg, store, saved, items)
+    collab = _borrowed_collab(store, saved, image, text) if saved.cfg.use_collab \
+        else np.zeros((items.num_rows, 0), np.float32)
+    rq, dists, _ = saved.model.encode(image, text, collab, present)
+    with torch.no_grad():
+        fused, _ = saved.model.fuse(*(torch.as_tensor(a) for a in (image, text, collab, present)))
+    ids = [str(i) for i in items.column("item_id").to_pylist()]
+    codes = _place_unique(rq, dists, table, artifacts.read_codes_meta(store)["level_sizes"][-1], report, ids)
+    return NewItems(ids, codes, red, fused.numpy().astype(np.float32),
+                    (collab * saved.scales.get("collab", 1.0)).astype(np.float32))
+
+
 def assign_codes(cfg: JobConfig, store: Store, items: pa.Table) -> dict:
     """Semantic IDs for items added after training, appended to ``tokenize/added_codes.parquet``; items that
     already have a code are counted and left as they are."""
@@ -151,12 +180,8 @@ def assign_codes(cfg: JobConfig, store: Store, items: pa.Table) -> dict:
     report = {"requested": len(keep), "already_coded": len(dup), "assigned": 0, "reassigned": 0, "unplaceable": []}
     if items.num_rows == 0:
         return report
-    image, text, present = _new_item_inputs(cfg, store, saved, items)
-    collab = _borrowed_collab(store, saved, image, text) if saved.cfg.use_collab \
-        else np.zeros((items.num_rows, 0), np.float32)
-    rq, dists, _ = saved.model.encode(image, text, collab, present)
-    ids = [str(i) for i in items.column("item_id").to_pylist()]
-    new_codes = _place_unique(rq, dists, table, artifacts.read_codes_meta(store)["level_sizes"][-1], report, ids)
+    coded = encode_new_items(cfg, store, items, saved, table, report)
+    ids, new_codes = coded.item_ids, coded.codes
     ok = [i for i, c in enumerate(new_codes) if c is not None]
     start = len(known_ids)
     added = pa.table({"item_idx": pa.array(np.arange(start, start + len(ok), dtype=np.int32)),
