@@ -12,8 +12,10 @@ from typing import Any
 
 from cemg_ray import artifacts
 from cemg_ray.config import JobConfig
-from cemg_ray.refresh.increments import Increment
-from cemg_ray.refresh.promote import decide, read_marker, write_marker, write_serve_config
+from cemg_ray.refresh.catalog import grow_catalog
+from cemg_ray.refresh.holdout import compare, newest_holdout
+from cemg_ray.refresh.increments import Increment, read_increment, touched_users
+from cemg_ray.refresh.promote import check_template, decide, read_marker, write_marker, write_serve_config
 from cemg_ray.store import Store
 
 log = logging.getLogger("cemg_ray")
@@ -89,13 +91,10 @@ def run_refresh(job: JobConfig, increment: str) -> dict[str, Any]:
     """One refresh (docs/OPERATIONS.md, "Refreshing a model"): the report, also written to
     ``<version>/refresh/report.json``; serving's files change only when it promotes."""
     from cemg_ray.api import RunError, run_store
-    from cemg_ray.refresh.increments import read_increment
 
     t_start = time.perf_counter()
     rcfg = job.refresh
     if rcfg.serve_config:
-        from cemg_ray.refresh.promote import check_template
-
         check_template(rcfg.serve_template)
     root = Store(rcfg.root, job.storage.endpoint_url, job.storage.region)
     current = read_marker(root)
@@ -144,14 +143,11 @@ def _build_and_judge(job: JobConfig, inc: Increment, prev: JobConfig, prev_store
                      finish: Callable[[bool, str], dict[str, Any]]) -> dict[str, Any]:
     """Steps 2-6 of the module docstring, in the new version folder ``vstore``."""
     from cemg_ray.api import Run
-    from cemg_ray.refresh.increments import touched_users
 
     rcfg, vdir = job.refresh, vstore.root_uri
     t0 = time.perf_counter()
     report["copied_files"] = copy_run(prev_store, vstore)
     cfg = refreshed_config(job, prev, vdir, prev_dir)
-    from cemg_ray.refresh.catalog import grow_catalog
-
     report["catalog"] = grow_catalog(cfg, vstore, inc)
     report["increment"] = inc.summary()  # with the items no code was free for, if any
     marker = artifacts.read_marker(vstore, "data") or {}
@@ -169,8 +165,6 @@ def _build_and_judge(job: JobConfig, inc: Increment, prev: JobConfig, prev_store
                            ("epochs_run", "best_epoch", "best_valid_ndcg10", "train_s", "steps", "model_version")}
 
     t0 = time.perf_counter()
-    from cemg_ray.refresh.holdout import compare, newest_holdout
-
     holdout = newest_holdout(cfg, vstore, touched_users(artifacts.read_sequences(vstore), inc), rcfg.holdout,
                              rcfg.min_holdout_users)
     previous, refreshed = Run(prev_store, rcfg.model), Run(vstore, rcfg.model)
