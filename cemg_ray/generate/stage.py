@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from typing import TYPE_CHECKING
 
@@ -72,11 +71,10 @@ def run(ctx: StageContext) -> dict:
     ctx.ensure_ray()
     # the run name carries the stage hash: a re-submitted job with the same config resumes its checkpoints
     name = f"train-{stage_hash(cfg, 'train')}"
-    root = os.path.abspath(store.root_uri) if store.is_local else store.root_uri  # workers' cwd differs
-    result = fit(tcfg, layout, root, cfg.storage.endpoint_url, cfg.storage.region, len(sample),
+    result = fit(tcfg, layout, ctx.worker_store(), len(sample),
                  run_config(store, artifacts.GENERATOR_CHECKPOINTS, name, max_failures=tcfg.max_failures,
                             num_to_keep=2),
-                 max_items, store.redirect)
+                 max_items)
     if result.checkpoint is None:
         raise RuntimeError(f"train: no checkpoint was reported ({result.error})")
     import json

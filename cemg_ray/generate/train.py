@@ -15,7 +15,7 @@ import math
 import os
 import signal
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -174,7 +174,7 @@ def train_loop(config: dict) -> None:
     if not cfg.use_gpu:
         torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     rank, world = worker_rank()
-    store = Store(config["run_dir"], config.get("endpoint_url"), config.get("region"), config.get("redirect"))
+    store = Store(**config["store"])
     train = store.read_tensors(artifacts.GENERATOR_TRAIN_DATA)
     valid = store.read_tensors(artifacts.GENERATOR_VALID_DATA)
     codes = load_codes(store)
@@ -187,7 +187,7 @@ def train_loop(config: dict) -> None:
     if cfg.init_from:  # warm start (cemg-ray refresh); a resumed checkpoint below still wins
         from cemg_ray.refresh.warmstart import warm_start
 
-        warm_start(model, cfg.init_from, config.get("endpoint_url"), config.get("region"), log if rank == 0 else None)
+        warm_start(model, cfg.init_from, store.endpoint_url, store.region, log if rank == 0 else None)
     n = len(train[keys[0]])
     total_steps = cfg.max_steps or math.ceil(math.ceil(n / world) / cfg.batch_size) * cfg.epochs
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
@@ -242,17 +242,16 @@ def train_loop(config: dict) -> None:
             os.kill(os.getpid(), signal.SIGKILL)  # fault injection: a worker dies after a checkpoint
 
 
-def fit(cfg: TrainConfig, layout: TokenLayout, run_dir: str, endpoint_url: str | None, region: str | None,
-        valid_users: int, run_config: RunConfig, max_items: int = 20,
-        redirect: dict[str, str] | None = None) -> Result:
-    """Train the generator on Ray Train; ``redirect`` is the stage's staging view of the run directory."""
+def fit(cfg: TrainConfig, layout: TokenLayout, store: dict[str, Any], valid_users: int, run_config: RunConfig,
+        max_items: int = 20) -> Result:
+    """Train the generator on Ray Train; ``store`` opens the stage's view of the run directory in the workers
+    (``StageContext.worker_store``)."""
     if cfg.strategy == "deepspeed" and not cfg.use_gpu:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     env = {"DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu" if not cfg.use_gpu else "cuda")}
     run_config.worker_runtime_env = {"env_vars": env}
     trainer = torch_trainer("train", train_loop,
-                            {"cfg": cfg.model_dump(), "layout": layout.to_json(), "run_dir": run_dir,
-                             "redirect": redirect or {}, "endpoint_url": endpoint_url, "region": region,
+                            {"cfg": cfg.model_dump(), "layout": layout.to_json(), "store": store,
                              "valid_users": valid_users, "max_items": max_items},
                             run_config, num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                             cpus_per_worker=cfg.cpus_per_worker)
