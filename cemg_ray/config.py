@@ -42,7 +42,7 @@ class SyntheticConfig(Section):
 class DatasetConfig(Section):
     """Where the data comes from. ``path`` is a file or folder; see README 'Data' for the formats."""
 
-    HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"min_rating", "overview"})
+    HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"min_rating", "overview", "cpus"})
 
     name: str = "synthetic"
     format: DatasetFormat = "synthetic"
@@ -54,6 +54,7 @@ class DatasetConfig(Section):
     images_dir: str | None = None  # optional folder that relative image paths resolve against
     min_rating: float | None = None  # movielens: keep ratings >= this as interactions (None: every rating)
     overview: str | None = None  # movielens: a CSV (movie_id, overview); None: found beside the files
+    cpus: float = Field(1.0, gt=0)  # the Ray task that loads the data (the driver only waits)
 
 
 class StorageConfig(Section):

@@ -17,7 +17,7 @@ from cemg_ray.stagekit import StageContext, require, stage_hash
 from cemg_ray.store import Store
 
 if TYPE_CHECKING:
-    from cemg_ray.config import JobConfig
+    from cemg_ray.config import DatasetConfig, JobConfig
 
 log = logging.getLogger("cemg_ray")
 
@@ -107,10 +107,18 @@ def kept_rows(store: Store, rerun: list[str], cfg: JobConfig | None = None) -> t
 
 
 def run_popularity(ctx: StageContext) -> dict:
-    """Count training interactions per item (validation and test never counted)."""
-    split = load_split(ctx.store, ctx.cfg.dataset.max_len, ctx.cfg.dataset.cold_start_max)
-    counts = split.train_counts
-    artifacts.write_popularity(ctx.store, counts)
+    """Count training interactions per item (validation and test never counted), in a Ray task: the split it reads
+    grows with the interactions."""
+    from cemg_ray.raytask import run_in_task
+
+    return run_in_task(ctx, "cemg_ray.evaluate.stage:count_popularity", {"dataset": ctx.cfg.dataset},
+                       cpus=ctx.cfg.dataset.cpus)
+
+
+def count_popularity(store: Store, dataset: DatasetConfig) -> dict:
+    """The ``popularity`` stage's work: per-item training counts, written for the baseline and serving's fallback."""
+    counts = load_split(store, dataset.max_len, dataset.cold_start_max).train_counts
+    artifacts.write_popularity(store, counts)
     return {"items_with_interactions": int((counts > 0).sum()), "max_count": int(counts.max())}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -47,7 +47,10 @@ class FeaturesConfig(Section):
 
 
 class PCAConfig(Section):
+    HASH_OMIT_WHEN_DEFAULT: ClassVar[frozenset[str]] = frozenset({"cpus"})  # where it runs, not what it computes
+
     dim: int = Field(768, ge=1)  # the paper's d; capped by the narrowest encoder and the fitting rows
     sample_size: int = Field(200_000, ge=2)  # fit on a random sample when the training catalog is larger
     whiten: bool = False
     seed: int = 0
+    cpus: float = Field(1.0, gt=0)  # the Ray task that fits and projects (the driver only waits)

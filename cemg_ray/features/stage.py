@@ -13,6 +13,7 @@ The ``pca`` stage lives here too: it fits ``cemg_ray.features.pca`` on the train
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +26,10 @@ from cemg_ray.features.images import NO_IMAGE
 from cemg_ray.features.pca import MODEL, REDUCED, fit_pca, project
 from cemg_ray.features.precomputed import load_precomputed
 from cemg_ray.stagekit import StageContext
+from cemg_ray.store import Store
+
+if TYPE_CHECKING:
+    from cemg_ray.config import JobConfig
 
 log = logging.getLogger("cemg_ray")
 
@@ -93,8 +98,24 @@ def _fit_rows(train_items: np.ndarray, missing: np.ndarray, sample_size: int,
 
 
 def run_pca(ctx: StageContext) -> dict:
-    """Fit PCA per modality on the training catalog and reduce every item to d dimensions."""
-    cfg, store = ctx.cfg, ctx.store
+    """Fit PCA per modality on the training catalog and reduce every item to d dimensions, in one Ray task with
+    ``pca.cpus`` (the fit and the projection grow with the catalog; the driver only waits)."""
+    from cemg_ray.raytask import run_in_task
+
+    return run_in_task(ctx, "cemg_ray.features.stage:fit_and_reduce", {"cfg": ctx.cfg}, cpus=ctx.cfg.pca.cpus)
+
+
+def sampled_fit_capture(x: np.ndarray, components: np.ndarray) -> float:
+    """Share of the variance of all rows ``x`` that the basis ``components`` [d, D] (fitted on a sample, whitened or
+    not) captures: what fitting on a sample costs, beside the exact fit's explained variance."""
+    basis = components / np.linalg.norm(components, axis=1, keepdims=True)
+    centred = x - x.mean(0, dtype=np.float64)
+    total = float(np.square(centred).sum())
+    return float(np.square(centred @ basis.T).sum() / total) if total > 0 else 1.0
+
+
+def fit_and_reduce(store: Store, cfg: JobConfig) -> dict:
+    """The ``pca`` stage's work (run by :func:`run_pca` in a Ray task): fit, project, write model and report."""
     n = artifacts.num_items(store)
     split = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     train_items = np.asarray(split.train_counts) > 0
@@ -127,6 +148,10 @@ def run_pca(ctx: StageContext) -> dict:
             reduced[f"{m}_missing"] = missing.astype(np.uint8)
             report[m] = {"available": True, "fit_rows": int(len(fit_rows[m])), "input_dim": int(emb.shape[1]),
                          "explained_variance": round(float(evr.sum()), 4), "missing": int(missing.sum())}
+            usable = train_items & ~missing.astype(bool)
+            if len(fit_rows[m]) < int(usable.sum()):  # fitted on a sample: the variance it captures on every row
+                report[m]["sampled_from"] = int(usable.sum())
+                report[m]["explained_variance_all_rows"] = round(sampled_fit_capture(emb[usable], comps), 4)
         else:
             reduced[m], reduced[f"{m}_missing"] = np.zeros((n, d), np.float32), np.ones(n, np.uint8)
             report[m] = {"available": False, "missing": n}

@@ -149,3 +149,40 @@ def test_whitened_projection_equals_sklearn() -> None:
     mean, comps, _ = fit_pca(x, 5, whiten=True)
     ref = PCA(n_components=5, whiten=True).fit(x).transform(x)
     np.testing.assert_allclose(np.abs(project(x, mean, comps, np.zeros(50, bool))), np.abs(ref), atol=1e-3)
+
+
+def test_pca_runs_in_a_ray_task_not_in_the_driver(run) -> None:
+    import os
+
+    _, store = run
+    worker = store.read_json("manifest.json")["stages"]["pca"]["report"]["worker"]
+    assert worker["pid"] != os.getpid() and worker["node_id"]
+    assert "sampled_from" not in store.read_json("pca/report.json")["text"]  # 22 rows: the exact fit
+
+
+def test_a_sampled_fit_reports_what_it_captures_of_every_row(dataset: str, tmp_path) -> None:
+    from sklearn.decomposition import PCA
+
+    cfg, store = _run(dataset, tmp_path / "run", ["pca.sample_size=12", "pca.dim=4"])
+    report = store.read_json("pca/report.json")["text"]
+    assert report["fit_rows"] == 12 and report["sampled_from"] == 22
+    text, missing = embeddings(store.read_parquet("features/text.parquet"))
+    from cemg_ray.data.split import load_split
+
+    train = (load_split(store, cfg.dataset.max_len).train_counts > 0) & ~missing
+    exact = float(PCA(n_components=4).fit(text[train]).explained_variance_ratio_.sum())
+    # a basis fitted on a sample captures at most what the exact fit does, on the same rows
+    assert 0 < report["explained_variance_all_rows"] <= exact + 1e-4
+
+
+def test_sampled_fit_capture_of_the_exact_basis_is_sklearns_explained_variance() -> None:
+    from sklearn.decomposition import PCA
+
+    from cemg_ray.features.stage import sampled_fit_capture
+
+    x = np.random.default_rng(0).normal(size=(300, 16)).astype(np.float32) * np.linspace(3, 0.1, 16)
+    for whiten in (False, True):
+        _, comps, evr = fit_pca(x, 5, whiten=whiten)
+        assert sampled_fit_capture(x, comps) == pytest.approx(float(evr.sum()), rel=1e-4)
+    assert PCA(n_components=5).fit(x).explained_variance_ratio_.sum() == pytest.approx(float(evr.sum()), rel=1e-5)
+
