@@ -13,7 +13,7 @@ import pyarrow as pa
 import torch
 
 from cemg_ray import artifacts
-from cemg_ray.data.split import load_split
+from cemg_ray.data.split import Split, load_split
 from cemg_ray.raytrain import run_config, train_in_worker
 from cemg_ray.stagekit import StageContext, stage_hash
 from cemg_ray.tokenize.codes import collision_stats, disambiguate, level_stats
@@ -25,6 +25,8 @@ from cemg_ray.tokenize.plots import alpha_figure, code_usage_figure, curves_figu
 
 if TYPE_CHECKING:
     from cemg_ray.config import JobConfig
+    from cemg_ray.store import Store
+    from cemg_ray.tokenize.config import TokenizeConfig
 
 log = logging.getLogger("cemg_ray")
 
@@ -55,10 +57,9 @@ def planted_agreement(codes: np.ndarray, clusters: np.ndarray) -> dict:
             "p_same_code_any_pair": float((both + diff_cluster_same_code) / (n * (n - 1))) if n > 1 else nan}
 
 
-def fit_in_worker(ctx: StageContext, inputs: ItemInputs) -> tuple[Tokenizer, list[dict], dict]:
-    """The fusion layer and RQ-VAE trained in a Ray Train worker (``tokenize.cpus_per_worker``), rebuilt here from
-    the weights it reports: the driver only encodes the catalog with them. Returns (tokenizer, epoch log, where
-    the worker ran)."""
+def fit_in_worker(ctx: StageContext) -> tuple[dict[str, torch.Tensor], list[dict], dict]:
+    """The fusion layer and RQ-VAE trained in a Ray Train worker (``tokenize.cpus_per_worker``). Returns (weights,
+    epoch log, where the worker ran)."""
     cfg, store = ctx.cfg, ctx.store
     ctx.ensure_ray()
     state, meta = train_in_worker(
@@ -67,28 +68,61 @@ def fit_in_worker(ctx: StageContext, inputs: ItemInputs) -> tuple[Tokenizer, lis
         run_config(store, artifacts.TOKENIZE_CHECKPOINTS, f"tokenize-{stage_hash(cfg, 'tokenize')}"),
         cfg.tokenize.cpus_per_worker)
     store.delete(artifacts.TOKENIZE_CHECKPOINTS)  # the worker's hand-over only
-    tok = Tokenizer(inputs.image.shape[1], inputs.collab.shape[1], cfg.tokenize)
-    tok.load_state_dict(state)
-    return tok.eval(), meta["history"], meta["worker"]
+    return state, meta["history"], meta["worker"]
+
+
+def has_content(store: Store, cfg: TokenizeConfig) -> bool:
+    """Whether some item has a text or image vector the tokenizer may use (from the pca stage's report)."""
+    report, n = store.read_json(artifacts.PCA_REPORT), artifacts.num_items(store)
+    return any(getattr(cfg, f"use_{m}") and report.get(m, {}).get("available") and report[m]["missing"] < n
+               for m in ("image", "text"))
 
 
 def run(ctx: StageContext) -> dict:
     """Train fusion + RQ-VAE jointly on all catalog items and assign every item a unique code (or, with
-    ``tokenize.scheme: mscgrec``, quantize every modality on its own and concatenate the codes)."""
-    cfg, tcfg, store = ctx.cfg, ctx.cfg.tokenize, ctx.store
+    ``tokenize.scheme: mscgrec``, quantize every modality on its own and concatenate the codes).
+
+    The driver only dispatches: the training runs in a Ray Train worker, the encoding of the catalog (or the
+    per-modality k-means of ``mscgrec``) in a Ray task, both with ``tokenize.cpus_per_worker``."""
+    from cemg_ray.raytask import run_in_task
+
+    tcfg = ctx.cfg.tokenize
+    if tcfg.scheme == "mscgrec":
+        return run_in_task(ctx, "cemg_ray.tokenize.stage:quantize_in_task", {"cfg": ctx.cfg}, cpus=tcfg.cpus_per_worker)
+    if not tcfg.use_collab and not has_content(ctx.store, tcfg):
+        raise ValueError("tokenize.use_collab: false, and no item has text or an image the tokenizer may use "
+                         "(see features/report.json and tokenize.use_text / tokenize.use_image): no input is left; "
+                         "set tokenize.use_collab: true")
+    state, history, trained_on = fit_in_worker(ctx)
+    report = run_in_task(ctx, "cemg_ray.tokenize.stage:encode_and_write",
+                         {"cfg": ctx.cfg, "state": state, "history": history}, cpus=tcfg.cpus_per_worker)
+    return {**report, "training_worker": trained_on}
+
+
+def _inputs(store: Store, cfg: JobConfig) -> tuple[pa.Table, Split, ItemInputs]:
+    tcfg = cfg.tokenize
     items = artifacts.read_items(store)
     split = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     inputs = load_inputs(store, items.num_rows, split.train_counts, tcfg.use_image, tcfg.use_text,
                          tcfg.use_collab, tcfg.cold_collab_neighbours, collab_source=tcfg.collab_source)
-    if tcfg.scheme == "mscgrec":
-        from cemg_ray.tokenize.mscgrec import tokenize_mscgrec
+    return items, split, inputs
 
-        return tokenize_mscgrec(store, tcfg, items, inputs)
-    if not inputs.present.any() and not tcfg.use_collab:
-        raise ValueError("tokenize.use_collab: false, and no item has text or an image the tokenizer may use "
-                         "(see features/report.json and tokenize.use_text / tokenize.use_image): no input is left; "
-                         "set tokenize.use_collab: true")
-    tok, history, worker = fit_in_worker(ctx, inputs)
+
+def quantize_in_task(store: Store, cfg: JobConfig) -> dict:
+    """The ``mscgrec`` scheme's work, in the stage's Ray task: k-means per modality and level, codes written."""
+    from cemg_ray.tokenize.mscgrec import tokenize_mscgrec
+
+    items, _, inputs = _inputs(store, cfg)
+    return tokenize_mscgrec(store, cfg.tokenize, items, inputs)
+
+
+def encode_and_write(store: Store, cfg: JobConfig, state: dict[str, torch.Tensor], history: list[dict]) -> dict:
+    """The trained tokenizer encodes the catalog, in the stage's Ray task: codes made unique, figures and reports."""
+    tcfg = cfg.tokenize
+    items, split, inputs = _inputs(store, cfg)
+    tok = Tokenizer(inputs.image.shape[1], inputs.collab.shape[1], tcfg)
+    tok.load_state_dict(state)
+    tok.eval()
     rq_codes, _, alpha = tok.encode(inputs.image, inputs.text, inputs.collab, inputs.present)
     with torch.no_grad():
         x, _ = tok.fuse(*(torch.as_tensor(a) for a in (inputs.image, inputs.text, inputs.collab, inputs.present)))
@@ -137,5 +171,4 @@ def run(ctx: StageContext) -> dict:
     store.write_json(artifacts.TOKENIZE_REPORT, report)
     log.info("tokenize: %d items, collisions before disambiguation %.2f%%, level sizes %s", items.num_rows,
              100 * report["before_disambiguation"]["collision_rate"], level_sizes)
-    return {**{k: report[k] for k in ("before_disambiguation", "level_sizes", "relative_reconstruction_error")},
-            "worker": worker}
+    return {k: report[k] for k in ("before_disambiguation", "level_sizes", "relative_reconstruction_error")}
