@@ -24,8 +24,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cemg_ray.bench import emit
+from cemg_ray.bench.memory import WorkerMemorySampler, stage_windows
 from cemg_ray.plotting import pyplot
 
+MEMORY_FILE = "bench-memory.json"  # per stage: the driver's and the largest worker's peak memory
 STAGES = ["data", "popularity", "features", "pca", "lightgcn", "tokenize", "train", "evaluate", "export"]
 # what a stage's time scales with, for the table (per item, per user, per interaction)
 SCALES_WITH = {
@@ -72,7 +74,38 @@ def growth_per_10x(t_small: float, t_large: float, n_small: int, n_large: int) -
     return (t_large / t_small) ** (1.0 / math.log10(n_large / n_small))
 
 
-def _row(manifest: dict[str, Any], items: int, users: int, stages: list[str], total: float | None) -> dict[str, Any]:
+def precomputed_vectors(folder: str, items: int, dims: tuple[int, int], seed: int = 0) -> list[str]:
+    """Write random item vectors (text, image) for a catalog of ``items`` and return the ``--set`` overrides that
+    make the features stage read them instead of running the encoders, so the encoders' rate (measured on its own:
+    ``cemg-ray bench features``) does not hide how the rest of the pipeline grows."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    overrides = []
+    for modality, dim in zip(("text", "image"), dims):
+        path = os.path.join(folder, f"vectors-{items}-{modality}.npy")
+        if not os.path.exists(path):
+            os.makedirs(folder, exist_ok=True)
+            np.save(path, rng.standard_normal((items, dim), dtype=np.float32))
+        overrides.append(f"features.{modality}.precomputed={path}")
+    return overrides
+
+
+def memory_per_stage(manifest: dict[str, Any], sampler: WorkerMemorySampler | None) -> dict[str, Any]:
+    """{stage: {"driver_mib", "worker_mib", "worker"}}: the driver's peak from the manifest, the largest Ray
+    worker's private memory from the sampler over the stage's window."""
+    out: dict[str, Any] = {}
+    windows = stage_windows(manifest)
+    for name, entry in manifest["stages"].items():
+        driver = entry.get("driver", {}).get("peak_rss_mib")
+        worker, who = sampler.peak_between(*windows[name]) if sampler and name in windows else (0, "")
+        out[name] = {"driver_mib": driver, "worker_mib": round(worker / 2**20, 1) if worker else None,
+                     "worker": who or None}
+    return out
+
+
+def _row(manifest: dict[str, Any], items: int, users: int, stages: list[str], total: float | None,
+         memory: dict[str, Any] | None = None) -> dict[str, Any]:
     data = manifest["stages"].get("data", {}).get("report", {}).get("stats", {})
     done = {s: manifest["stages"][s]["wall_s"] for s in stages
             if manifest["stages"].get(s, {}).get("status", "ok") == "ok" and "wall_s" in manifest["stages"].get(s, {})}
@@ -81,11 +114,15 @@ def _row(manifest: dict[str, Any], items: int, users: int, stages: list[str], to
             "total_s": round(total if total is not None else sum(done.values()), 2),
             # what sets the decoder's last step: the most items that share one code prefix
             "max_items_per_code": codes.get("max_items_per_code"),
-            "tokenize_epochs": manifest.get("config", {}).get("tokenize", {}).get("epochs")}
+            "tokenize_epochs": manifest.get("config", {}).get("tokenize", {}).get("epochs"),
+            "memory_mib": {s: m for s, m in (memory or {}).items() if s in stages}}
 
 
 def run(job: str, sizes: list[int], users_per_item: float, epochs: int, stages: list[str],
-        extra: list[str], keep: str | None = None, tokenize_epochs: int | None = None) -> dict[str, Any]:
+        extra: list[str], keep: str | None = None, tokenize_epochs: int | None = None,
+        precomputed_dims: tuple[int, int] | None = None) -> dict[str, Any]:
+    import json
+
     from cemg_ray.config import load_config
     from cemg_ray.pipeline import run_pipeline
 
@@ -93,10 +130,15 @@ def run(job: str, sizes: list[int], users_per_item: float, epochs: int, stages: 
     base = keep or tempfile.mkdtemp(prefix="cemg-growth-")
     for n in sizes:
         run_dir = os.path.join(base, f"items-{n}")
-        cfg = load_config(job, size_overrides(n, users_per_item, epochs, run_dir, tokenize_epochs) + extra)
+        vectors = precomputed_vectors(os.path.join(base, "vectors"), n, precomputed_dims) if precomputed_dims else []
+        cfg = load_config(job, size_overrides(n, users_per_item, epochs, run_dir, tokenize_epochs) + vectors + extra)
         t0 = time.perf_counter()
-        manifest = run_pipeline(cfg, stages, force=True)
-        rows.append(_row(manifest, n, cfg.dataset.synthetic.num_users, stages, time.perf_counter() - t0))
+        with WorkerMemorySampler() as sampler:
+            manifest = run_pipeline(cfg, stages, force=True)
+        memory = memory_per_stage(manifest, sampler)
+        with open(os.path.join(run_dir, MEMORY_FILE), "w") as f:  # beside the manifest, for --from-kept
+            json.dump(memory, f, indent=1)
+        rows.append(_row(manifest, n, cfg.dataset.synthetic.num_users, stages, time.perf_counter() - t0, memory))
     return summarise(rows, job, epochs, users_per_item, stages, base if keep else None)
 
 
@@ -110,17 +152,25 @@ def from_kept(folder: str, stages: list[str]) -> dict[str, Any]:
 
     if not os.path.isdir(folder):
         raise SystemExit(f"bench growth --from-kept: {folder} is not a folder (a --keep sweep's run directories)")
-    manifests = []
+    manifests, memory = [], {}
     for name in os.listdir(folder):
         path = os.path.join(folder, name, "manifest.json")
         if name.startswith("items-") and name[6:].isdigit() and os.path.exists(path):
             with open(path) as f:
                 manifests.append(json.load(f))
+            mem_path = os.path.join(folder, name, MEMORY_FILE)
+            # a size stopped part-way has no worker samples: its driver peaks still come from the manifest
+            if os.path.exists(mem_path):
+                with open(mem_path) as f:
+                    memory[int(name[6:])] = json.load(f)
     if not manifests:
         raise SystemExit(f"bench growth --from-kept: no items-N/manifest.json under {folder}")
     manifests.sort(key=lambda m: m["config"]["dataset"]["synthetic"]["num_items"])
-    rows = [_row(m, m["config"]["dataset"]["synthetic"]["num_items"], m["config"]["dataset"]["synthetic"]["num_users"],
-                 stages, None) for m in manifests]
+    rows = []
+    for m in manifests:
+        n = m["config"]["dataset"]["synthetic"]["num_items"]
+        rows.append(_row(m, n, m["config"]["dataset"]["synthetic"]["num_users"], stages, None,
+                         memory.get(n) or memory_per_stage(m, None)))
     first = manifests[0]
     return summarise(rows, first.get("job") or "kept", first["config"]["train"]["epochs"],
                      round(rows[0]["users"] / rows[0]["items"], 2), stages, folder, load=None)
@@ -160,6 +210,17 @@ def _print(res: dict[str, Any]) -> None:
         grow = "".join(f"{'-' if g is None else f'{g:.2f} / 10x':>14}" for g in res["growth_per_10x"][s])
         print(f"  {s:<11}{cells}{grow}   {res['scales_with'][s]}")
     print(f"  {'total':<11}" + "".join(f"{r['total_s']:>12.2f}" for r in res["rows"]))
+    print("peak memory (MiB): driver / largest Ray worker (private: resident minus shared pages)")
+    for s in res["stages"]:
+        cells = []
+        for r in res["rows"]:
+            m = r.get("memory_mib", {}).get(s, {})
+            cells.append(f"{_mib(m.get('driver_mib'))} / {_mib(m.get('worker_mib'))}")
+        print(f"  {s:<11}" + "".join(f"{c:>16}" for c in cells))
+
+
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
 
 
 def plot(res: dict[str, Any], path: str) -> None:
@@ -192,8 +253,12 @@ def _cmd(args: argparse.Namespace) -> int:
         # the pipeline's workers print their progress through the driver's stdout: with --json that goes to stderr,
         # so that stdout holds the JSON alone
         with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
+            dims = tuple(int(d) for d in args.precomputed.split(",")) if args.precomputed else None
+            if dims is not None and len(dims) != 2:
+                raise SystemExit(f"bench growth: --precomputed wants TEXT_DIM,IMAGE_DIM (e.g. 384,256), got "
+                                 f"{args.precomputed!r}")
             res = run(args.job, sizes, args.users_per_item, args.epochs, stages, args.set or [], args.keep,
-                      args.tokenize_epochs)
+                      args.tokenize_epochs, dims)
     emit(res, args.json, _print)
     if args.plot:
         plot(res, args.plot)
@@ -209,6 +274,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenize-epochs", type=int, default=20,
                    help="RQ-VAE epochs (default 20: one epoch leaves most items colliding on a few codes)")
     p.add_argument("--stages", default=",".join(STAGES), help="stages to time, in pipeline order")
+    p.add_argument("--precomputed", metavar="TEXT_DIM,IMAGE_DIM",
+                   help="random item vectors of these widths in place of the encoders (their own rate: bench "
+                        "features), so the rest of the pipeline's growth shows")
     p.add_argument("--set", action="append", help="extra KEY=VALUE overrides of the job (repeatable)")
     p.add_argument("--keep", help="keep the run directories under this folder (default: a temporary folder)")
     p.add_argument("--plot", help="also write a log-log plot of the stage times here (PNG)")

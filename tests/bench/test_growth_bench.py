@@ -66,3 +66,38 @@ def test_bench_growth_runs_the_pipeline_per_size_and_reads_each_stage_time(tmp_p
         from_kept(str(tmp_path / "missing"), stages)
     with pytest.raises(SystemExit, match="no items-N"):
         from_kept(str(tmp_path / "items-240"), stages)
+
+
+def test_bench_growth_reads_precomputed_vectors_and_reports_each_stages_memory(tmp_path, capsys) -> None:
+    """Issue 27: the driver's and the largest Ray worker's peak memory beside each stage's time; the encoders
+    replaced by precomputed vectors."""
+    from cemg_ray.bench.growth import MEMORY_FILE, _print
+
+    stages = ["data", "popularity", "features", "pca"]
+    out = run("jobs/demo.yaml", [150], 2.0, 1, stages, [], keep=str(tmp_path), precomputed_dims=(24, 12))
+    manifest = json.loads((tmp_path / "items-150" / "manifest.json").read_text())
+    features = manifest["stages"]["features"]["report"]
+    assert features["text"]["precomputed"].endswith("vectors-150-text.npy") and features["text"]["dim"] == 24
+    assert features["image"]["dim"] == 12
+    memory = out["rows"][0]["memory_mib"]
+    assert set(memory) == set(stages)
+    assert all(memory[s]["driver_mib"] > 0 for s in stages)
+    for s in ("data", "pca"):  # their work runs in a Ray task: a worker of this process's cluster holds it
+        assert memory[s]["worker_mib"] > 0 and memory[s]["worker"].startswith("ray::"), memory[s]
+    assert json.loads((tmp_path / "items-150" / MEMORY_FILE).read_text()) == memory
+    assert from_kept(str(tmp_path), stages)["rows"][0]["memory_mib"] == memory
+    _print(out)
+    assert "driver / largest Ray worker" in capsys.readouterr().out
+
+
+def test_worker_memory_windows_come_from_the_manifest_and_the_peak_from_the_samples() -> None:
+    from cemg_ray.bench.memory import WorkerMemorySampler, stage_windows
+
+    manifest = {"stages": {"a": {"status": "ok", "wall_s": 10.0, "finished": "2026-01-01T00:00:10+00:00"},
+                           "b": {"status": "failed", "wall_s": 1.0}}}
+    start, end = stage_windows(manifest)["a"]
+    assert end - start == 10.0 and set(stage_windows(manifest)) == {"a"}
+    sampler = WorkerMemorySampler(samples=[(start - 1, 900, "ray::x"), (start + 1, 300, "ray::y"),
+                                           (end, 500, "ray::z"), (end + 1, 999, "ray::w")])
+    assert sampler.peak_between(start, end) == (500, "ray::z")
+    assert sampler.peak_between(end + 5, end + 6) == (0, "")
