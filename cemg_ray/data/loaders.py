@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
 
 from cemg_ray import artifacts
 from cemg_ray.data.catalog import Catalog, DataError, LoadReport, build_items_table, compose_text
@@ -341,85 +342,286 @@ def _amazon_image(meta: dict, item_id: str, report: LoadReport) -> str | None:
     return image or None
 
 
-def _require_columns(table: pa.Table, path: Path, cols: list[str]) -> None:
+# -- parquet: vectorised over the interactions (pyarrow + numpy), per item only where the metadata is read ----------
+ITEM_BATCH = 65_536  # item metadata rows held as Python objects at a time
+
+
+def _require_columns(names: list[str], path: Path, cols: list[str]) -> None:
     for c in cols:
-        if c not in table.column_names:
-            raise DataError(f"{path}: missing required column {c!r} (has {', '.join(table.column_names)})")
+        if c not in names:
+            raise DataError(f"{path}: missing required column {c!r} (has {', '.join(names)})")
 
 
 def load_parquet(path: str | Path, images_dir: str | None = None) -> Catalog:
-    """An interaction table (user_id, item_id, timestamp) and an item table, named as ``artifacts`` says."""
+    """An interaction table (user_id, item_id, timestamp) and an item table, named as ``artifacts`` says.
+
+    Memory grows with the interactions as numpy arrays, not Python objects: the interaction table is read one column
+    at a time (an id column's strings are let go once Arrow has coded them against one dictionary), users and items
+    become dense indices in :func:`_natural_order`, one stable argsort orders the rows by user then time (equal times
+    in file order), and the sequences leave as CSR arrays (:meth:`Catalog.from_csr`). The item table's metadata is
+    read per item, ``ITEM_BATCH`` items at a time. ``cemg-ray bench data`` measures it against the per-interaction
+    loader it replaced (``docs/BENCHMARKS.md``).
+    """
     path = Path(path)
     inter_path = path / artifacts.PARQUET_DATASET_INTERACTIONS
     items_path = path / artifacts.PARQUET_DATASET_ITEMS
     _check_nonempty(inter_path)
     report = LoadReport(str(inter_path))
-    raw = _parquet_sequences(inter_path, report)
-    item_meta = _parquet_items(items_path, report) if items_path.exists() else {}
-    item_ids = sorted(item_meta, key=_natural_key) if item_meta else None
-    user_ids, seqs, item_ids = _index_sequences(raw, item_ids, report)
-    titles, texts, images, uris = [], [], [], []
-    base = Path(images_dir) if images_dir else path
-    for iid in item_ids:
-        m = item_meta.get(iid, {})
-        title, text = _meta_text(m, report, f"{items_path}: item {iid}")
-        titles.append(title)
-        texts.append(text)
-        image, uri = _parquet_image(m.get("image"), base, f"{items_path}: item {iid}", report)
-        images.append(image)
-        uris.append(uri)
-    return Catalog(build_items_table(item_ids, titles, texts, images, uris), user_ids, seqs, report)
+    inter = _parquet_interactions(inter_path, report)
+    meta_ids, meta_rows = _parquet_items(items_path, report) if items_path.exists() else (None, None)
+    if meta_ids is not None and len(meta_ids) == 0:
+        meta_ids = meta_rows = None  # an item table without one usable id: the items come from the interactions
+    user_ids, offsets = _order_rows(inter)
+    item_ids, idx_of_code = _dense_items(inter, offsets, meta_ids, report)
+    flat = idx_of_code[inter.items]
+    inter.items = None
+    n_meta = len(meta_ids) if meta_ids is not None else 0
+    items = _parquet_item_table(item_ids, meta_rows, n_meta, Path(images_dir) if images_dir else path, items_path,
+                                report)
+    return Catalog.from_csr(items, user_ids, flat, offsets, report)
 
 
-def _read_parquet_table(path: Path) -> pa.Table:
+class _Interactions:
+    """The valid rows of an interaction table, as codes into ``user_dict`` / ``item_dict`` (the distinct ids as
+    strings, in order of first appearance) and the time to order by; ``*_first``: each code's first valid row."""
+
+    def __init__(self, users: np.ndarray, user_dict: pa.Array, items: np.ndarray, item_dict: pa.Array,
+                 time: np.ndarray):
+        self.users, self.user_dict, self.items, self.item_dict, self.time = users, user_dict, items, item_dict, time
+        self.item_first = _first_row(items, len(item_dict))
+        self.user_first: np.ndarray | None = None  # by user index, once the users are ordered
+
+
+def _first_row(codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """Per code, the first position that has it (``len(codes)`` where none does)."""
+    first = np.full(n_codes, len(codes), np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes), dtype=np.int64))
+    return first
+
+
+def _parquet_dataset(path: Path) -> tuple[pa.Schema, int, Any]:
+    """(schema, rows, dataset) of a Parquet file (or folder of files); unreadable is a named error."""
     try:
-        return pq.read_table(path)
+        dataset = pads.dataset(str(path), format="parquet", partitioning="hive")
+        return dataset.schema, dataset.count_rows(), dataset
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
 
 
-def _parquet_sequences(inter_path: Path, report: LoadReport) -> dict[str, list[str]]:
-    """Each user's items in time order (ties by row order); rows with a null id or time counted and skipped."""
-    inter = _read_parquet_table(inter_path)
-    _require_columns(inter, inter_path, ["user_id", "item_id", "timestamp"])
-    ts_type = inter.schema.field("timestamp").type
+def _read_columns(path: Path, dataset: Any, columns: list[str]) -> pa.Table:
+    """Only ``columns`` (Parquet reads a column's pages alone)."""
+    try:
+        return dataset.to_table(columns=columns)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
+
+
+def _check_id_type(schema: pa.Schema, name: str, path: Path) -> None:
+    """Ids must be strings or integers (or dictionaries of them), never lists or floats."""
+    kind = schema.field(name).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+            or pa.types.is_dictionary(kind)):
+        raise DataError(f"{path}: column {name!r} has type {kind}; ids must be strings or integers")
+
+
+def _encode_ids(col: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """(int32 codes, -1 for null; the distinct ids as strings, in order of first appearance) of an id column: one
+    hash pass over all its chunks (Arrow's ``dictionary_encode`` gives every chunk the same dictionary)."""
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)  # a dictionary column in the file: its chunks' dictionaries differ
+    encoded = pc.dictionary_encode(col)
+    if len({len(c.dictionary) for c in encoded.chunks}) > 1:
+        encoded = encoded.unify_dictionaries()
+    codes = np.empty(len(encoded), np.int32)
+    at = 0
+    for chunk in encoded.chunks:
+        codes[at:at + len(chunk)] = pc.fill_null(chunk.indices.cast(pa.int32()), -1).to_numpy()
+        at += len(chunk)
+    dictionary = encoded.chunks[-1].dictionary if encoded.num_chunks else pa.array([], col.type)
+    return codes, dictionary.cast(pa.string())
+
+
+def _parquet_interactions(inter_path: Path, report: LoadReport) -> _Interactions:
+    """The valid rows; rows with a null id or time are counted and skipped (the first one's row number kept)."""
+    schema, rows, dataset = _parquet_dataset(inter_path)
+    _require_columns(schema.names, inter_path, ["user_id", "item_id", "timestamp"])
+    ts_type = schema.field("timestamp").type
     if not (pa.types.is_integer(ts_type) or pa.types.is_floating(ts_type) or pa.types.is_timestamp(ts_type)):
         raise DataError(f"{inter_path}: column 'timestamp' has type {ts_type}; expected a number or timestamp")
-    if inter.num_rows == 0:
+    if rows == 0:
         raise DataError(f"{inter_path}: no rows")
-    users = _id_column(inter, "user_id", inter_path)
-    items = _id_column(inter, "item_id", inter_path)
-    tcol = inter.column("timestamp")
+    _check_id_type(schema, "user_id", inter_path)
+    _check_id_type(schema, "item_id", inter_path)
+    pool = pa.default_memory_pool()  # each column's pages go back to the system once coded, for numpy to reuse
+    users, user_dict = _encode_ids(_read_columns(inter_path, dataset, ["user_id"]).column(0))
+    pool.release_unused()
+    items, item_dict = _encode_ids(_read_columns(inter_path, dataset, ["item_id"]).column(0))
+    pool.release_unused()
+    tcol = _read_columns(inter_path, dataset, ["timestamp"]).column(0)
     if pa.types.is_timestamp(ts_type):
         tcol = tcol.cast(pa.int64())
-    by_user: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
-    for n, (u, i, t) in enumerate(zip(users, items, tcol.to_pylist())):
-        if u is None or i is None:
-            report.skip("null_user_or_item", f"{inter_path}: row {n}")
-            continue
-        if t is None:
-            report.skip("null_timestamp", f"{inter_path}: row {n}")
-            continue
-        by_user[u].append((float(t), n, i))
-    return {u: [i for _, _, i in sorted(v)] for u, v in by_user.items()}
+    ok_time = pc.is_valid(tcol).to_numpy(zero_copy_only=False)
+    time = pc.fill_null(tcol, 0).to_numpy()
+    del tcol
+    pool.release_unused()
+    ok_ids = (users >= 0) & (items >= 0)
+    bad = {"null_user_or_item": ~ok_ids, "null_timestamp": ok_ids & ~ok_time}
+    firsts = {reason: int(np.argmax(mask)) for reason, mask in bad.items() if mask.any()}
+    for reason in sorted(firsts, key=firsts.get):  # the reasons in the order the rows meet them
+        report.skipped[reason] += int(bad[reason].sum())
+        report.examples.setdefault(reason, f"{inter_path}: row {firsts[reason]}")
+    keep = ok_ids & ok_time
+    del ok_ids, ok_time, bad
+    if not keep.all():
+        users, items, time = users[keep], items[keep], time[keep]
+    return _Interactions(users, user_dict, items, item_dict, time)
 
 
-def _parquet_items(items_path: Path, report: LoadReport) -> dict[str, dict]:
-    """Item rows by id; a duplicated id is an error (which row would win is a guess), a null id a skip."""
+def _order_rows(inter: _Interactions) -> tuple[pa.Array, np.ndarray]:
+    """(the user ids in natural order, CSR offsets); leaves ``inter.items`` ordered by user, then time, equal times
+    in file order, as ``np.lexsort((time, user))`` would, by one stable argsort of a single int64 key."""
+    first = _first_row(inter.users, len(inter.user_dict))
+    present = np.flatnonzero(first < len(inter.users))
+    order = present[_natural_order(inter.user_dict.take(pa.array(present)), first[present])]
+    inter.user_first = first[order]
+    index = np.full(len(inter.user_dict), -1, np.int32)
+    index[order] = np.arange(len(order), dtype=np.int32)
+    uidx = index[inter.users]
+    inter.users = None
+    n_users = len(order)
+    offsets = np.zeros(n_users + 1, np.int64)
+    np.cumsum(np.bincount(uidx, minlength=n_users), out=offsets[1:])
+    time, inter.time = inter.time, None
+    if len(time) and np.issubdtype(time.dtype, np.integer) \
+            and n_users * (int(time.max()) - int(time.min()) + 1) < 2**62:
+        span = int(time.max()) - int(time.min()) + 1
+        key = (time - time.min()).astype(np.int64)
+    else:  # floats, or times too far apart: their dense ranks (NaN last, all NaNs equal, as lexsort has them)
+        _, key = np.unique(time, return_inverse=True)
+        span = int(key.max()) + 1 if len(key) else 1
+        key = key.astype(np.int64, copy=False)
+    del time
+    key += uidx.astype(np.int64) * span
+    del uidx
+    rows = np.argsort(key, kind="stable")
+    del key
+    inter.items = inter.items[rows]
+    return inter.user_dict.take(pa.array(order)), offsets
+
+
+def _natural_order(ids: pa.Array, tiebreak: np.ndarray) -> np.ndarray:
+    """The permutation that sorts distinct string ids as ``sorted(ids, key=_natural_key)`` does, vectorised:
+    integer-looking ids (``-?`` and decimal digits) by value, then every other id by code point; ids of equal value
+    (``7`` and ``007``) by ``tiebreak``. An integer of any length compares by sign, digit count (leading zeros
+    dropped), then digits; ids in non-ASCII decimal digits (``٣``) are rewritten to ASCII first (in Python, for
+    those ids only)."""
+    if len(ids) == 0:
+        return np.zeros(0, np.int64)
+    numeric = pc.fill_null(pc.match_substring_regex(ids, r"^-?\p{Nd}+$"), False)
+    digits = pc.replace_substring_regex(ids, r"^-?0*", "")
+    unicode_digits = pc.and_(numeric, pc.invert(pc.string_is_ascii(ids)))
+    if pc.any(unicode_digits).as_py():
+        where = np.flatnonzero(unicode_digits.to_numpy(zero_copy_only=False))
+        ascii_digits = [str(abs(int(s))).lstrip("0") for s in ids.take(pa.array(where)).to_pylist()]
+        digits = pc.replace_with_mask(digits, unicode_digits, pa.array(ascii_digits, pa.string()))
+    is_num = numeric.to_numpy(zero_copy_only=False)
+    key = pc.if_else(numeric, digits, ids)
+    negative = is_num & pc.starts_with(ids, "-").to_numpy(zero_copy_only=False) \
+        & (pc.utf8_length(digits).to_numpy(zero_copy_only=False) > 0)
+    sign = np.where(negative, -1, 1)
+    length = np.where(is_num, pc.utf8_length(key).to_numpy(zero_copy_only=False).astype(np.int64), 0) * sign
+    rank = pc.rank(key, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64) * sign
+    return np.lexsort((tiebreak, rank, length, ~is_num))
+
+
+def _dense_items(inter: _Interactions, offsets: np.ndarray, meta_ids: pa.Array | None,
+                 report: LoadReport) -> tuple[pa.Array, np.ndarray]:
+    """(the item ids in item_idx order, item_idx by item code). With an item table its ids come first (natural
+    order), then the interactions' items it lacks, counted as ``items_without_metadata``, in the order they first
+    appear reading users in order of their first interaction and each user's items in time order; without one, the
+    interactions' items in natural order. ``inter.items`` is in user-then-time order here."""
+    n_codes = len(inter.item_dict)
+    present = inter.item_first < len(inter.items)
+    if meta_ids is None:
+        codes = np.flatnonzero(present)
+        order = codes[_natural_order(inter.item_dict.take(pa.array(codes)), inter.item_first[codes])]
+        idx_of_code = np.full(n_codes, -1, np.int32)
+        idx_of_code[order] = np.arange(len(order), dtype=np.int32)
+        return inter.item_dict.take(pa.array(order)), idx_of_code
+    idx_of_code = pc.fill_null(pc.index_in(inter.item_dict, value_set=meta_ids), -1).to_numpy().astype(np.int32)
+    extra_codes = np.flatnonzero(present & (idx_of_code < 0))
+    if not len(extra_codes):
+        return meta_ids, idx_of_code
+    is_extra = np.zeros(n_codes, bool)
+    is_extra[extra_codes] = True
+    rows = np.flatnonzero(is_extra[inter.items])  # the rows of those items, in user-then-time order
+    user = np.searchsorted(offsets, rows, side="right") - 1
+    by_first = np.argsort(np.argsort(inter.user_first))  # each user's rank by its first row
+    walk = rows[np.lexsort((rows - offsets[user], by_first[user]))]
+    seen, at = np.unique(inter.items[walk], return_index=True)
+    extra = seen[np.argsort(at)]
+    idx_of_code[extra] = len(meta_ids) + np.arange(len(extra), dtype=np.int32)
+    extra_ids = inter.item_dict.take(pa.array(extra))
+    report.skipped["items_without_metadata"] += len(extra_ids)
+    report.examples.setdefault("items_without_metadata", extra_ids[0].as_py())
+    return pa.concat_arrays([meta_ids, extra_ids]), idx_of_code
+
+
+META_COLUMNS = ("title", "description", "brand", "categories", "category", "image")  # what the item table gives
+
+
+def _parquet_items(items_path: Path, report: LoadReport) -> tuple[pa.Array, pa.Table | None]:
+    """(item ids in natural order, their metadata columns in that order, None if it has none); a duplicated id is
+    an error (which row would win is a guess), a null id a counted skip."""
     _check_nonempty(items_path)
-    it = _read_parquet_table(items_path)
-    _require_columns(it, items_path, ["item_id"])
-    ids = _id_column(it, "item_id", items_path)
-    dup = [i for i, c in Counter(i for i in ids if i is not None).items() if c > 1]
-    if dup:
-        raise DataError(f"{items_path}: duplicate item_id {dup[0]!r} ({len(dup)} duplicated ids)")
-    item_meta: dict[str, dict] = {}
-    for n, (iid, row) in enumerate(zip(ids, it.to_pylist())):
-        if iid is None:
-            report.skip("null_item_id", f"{items_path}: row {n}")
-            continue
-        item_meta[iid] = row
-    return item_meta
+    schema, _, dataset = _parquet_dataset(items_path)
+    _require_columns(schema.names, items_path, ["item_id"])
+    _check_id_type(schema, "item_id", items_path)
+    table = _read_columns(items_path, dataset, ["item_id", *(c for c in META_COLUMNS if c in schema.names)])
+    codes, distinct = _encode_ids(table.column("item_id"))
+    counts = np.bincount(codes[codes >= 0], minlength=len(distinct))
+    dup = np.flatnonzero(counts > 1)  # the dictionary is in order of first appearance
+    if len(dup):
+        first = distinct[int(dup[0])].as_py()
+        raise DataError(f"{items_path}: duplicate item_id {first!r} ({len(dup)} duplicated ids)")
+    null = codes < 0
+    if null.any():
+        report.skipped["null_item_id"] += int(null.sum())
+        report.examples.setdefault("null_item_id", f"{items_path}: row {int(np.argmax(null))}")
+        table, codes = table.filter(pa.array(~null)), codes[~null]
+    ids = distinct.take(pa.array(codes))
+    order = pa.array(_natural_order(ids, np.arange(len(ids))))
+    rows = table.drop_columns(["item_id"]).take(order) if table.num_columns > 1 else None
+    return ids.take(order), rows
+
+
+def _parquet_item_table(item_ids: pa.Array, meta_rows: pa.Table | None, n_meta: int, base: Path, items_path: Path,
+                        report: LoadReport) -> pa.Table:
+    """The item table: the first ``n_meta`` items' title, text and image from ``meta_rows`` (type-checked per item,
+    ``ITEM_BATCH`` at a time); the rest (or all, without metadata columns) have none."""
+    titles, texts, images, uris = [], [], [], []
+    for start in range(0, n_meta if meta_rows is not None else 0, ITEM_BATCH):
+        rows = meta_rows.slice(start, ITEM_BATCH).to_pylist()
+        title_b, text_b, image_b, uri_b = [], [], [], []
+        for iid, m in zip(item_ids.slice(start, len(rows)).to_pylist(), rows):
+            title, text = _meta_text(m, report, f"{items_path}: item {iid}")
+            image, uri = _parquet_image(m.get("image"), base, f"{items_path}: item {iid}", report)
+            title_b.append(title)
+            text_b.append(text)
+            image_b.append(image)
+            uri_b.append(uri)
+        titles.append(pa.array(title_b, pa.string()))
+        texts.append(pa.array(text_b, pa.string()))
+        images.append(pa.array(image_b, pa.binary()))
+        uris.append(pa.array(uri_b, pa.string()))
+    rest = len(item_ids) - (n_meta if meta_rows is not None else 0)
+    if rest:
+        titles.append(pa.nulls(rest, pa.string()))
+        texts.append(pa.nulls(rest, pa.string()))
+        images.append(pa.nulls(rest, pa.binary()))
+        uris.append(pa.nulls(rest, pa.string()))
+    return build_items_table(item_ids, pa.chunked_array(titles, pa.string()), pa.chunked_array(texts, pa.string()),
+                             pa.chunked_array(images, pa.binary()), pa.chunked_array(uris, pa.string()))
 
 
 def _parquet_image(value: object, base: Path, where: str, report: LoadReport) -> tuple[bytes | None, str | None]:
@@ -431,15 +633,6 @@ def _parquet_image(value: object, base: Path, where: str, report: LoadReport) ->
     if value is not None and value != "":
         report.skip("image_wrong_type", f"{where}: image is {type(value).__name__}")
     return None, None
-
-
-def _id_column(table: pa.Table, name: str, path: Path) -> list[str | None]:
-    """An id column as strings (None for nulls); ids must be strings or integers, never lists or floats."""
-    kind = table.schema.field(name).type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
-            or pa.types.is_dictionary(kind)):
-        raise DataError(f"{path}: column {name!r} has type {kind}; ids must be strings or integers")
-    return table.column(name).cast(pa.string()).to_pylist()
 
 
 def detect_format(path: str | Path) -> str:
