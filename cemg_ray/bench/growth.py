@@ -98,7 +98,11 @@ def memory_per_stage(manifest: dict[str, Any], sampler: WorkerMemorySampler | No
     windows = stage_windows(manifest)
     for name, entry in manifest["stages"].items():
         driver = entry.get("driver", {}).get("peak_rss_mib")
-        worker, who = sampler.peak_between(*windows[name]) if sampler and name in windows else (0, "")
+        if sampler and name in windows:  # one sampling interval either side: a stage shorter than it still has one
+            start, end = windows[name]
+            worker, who = sampler.peak_between(start - sampler.every_s, end + sampler.every_s)
+        else:
+            worker, who = 0, ""
         out[name] = {"driver_mib": driver, "worker_mib": round(worker / 2**20, 1) if worker else None,
                      "worker": who or None}
     return out

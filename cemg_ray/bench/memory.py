@@ -4,7 +4,9 @@ stage's wall time (the driver's own peak is in the run manifest, ``cemg_ray/driv
 Why sampled from the process tree: a local cluster's raylet and workers are this process's descendants, so the
 sample sees exactly the benchmark's own workers, not another Ray cluster on the same host. The figure is each
 worker's private memory (resident minus shared pages): the object store's shared pages, which every worker that
-reads an object maps, would otherwise be counted once per reader.
+reads an object maps, would otherwise be counted once per reader. It is the largest worker *alive* during a stage:
+Ray keeps a finished task's worker process (``ray::IDLE``) for reuse, so a small stage after a large one shows the
+earlier worker's memory; read a stage's figure as an upper bound of its own.
 """
 
 from __future__ import annotations
@@ -51,21 +53,29 @@ class WorkerMemorySampler:
             self._thread.join()
 
     def _run(self) -> None:
+        """Sample at once, then every ``every_s``, and once more when stopped: a run shorter than one interval
+        still has its samples."""
         me = psutil.Process(os.getpid())
-        while not self._stop.wait(self.every_s):
-            largest, name = 0, ""
+        while True:
+            self._sample(me)
+            if self._stop.wait(self.every_s):
+                self._sample(me)
+                return
+
+    def _sample(self, me: psutil.Process) -> None:
+        largest, name = 0, ""
+        try:
+            procs = me.children(recursive=True)
+        except psutil.Error:
+            return
+        for proc in procs:
             try:
-                procs = me.children(recursive=True)
-            except psutil.Error:
+                title = proc.name() if not proc.cmdline() else proc.cmdline()[0]
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-            for proc in procs:
-                try:
-                    title = proc.name() if not proc.cmdline() else proc.cmdline()[0]
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    continue
-                if title.startswith(WORKER_PREFIX) and (size := private_bytes(proc)) > largest:
-                    largest, name = size, title
-            self.samples.append((time.time(), largest, name))
+            if title.startswith(WORKER_PREFIX) and (size := private_bytes(proc)) > largest:
+                largest, name = size, title
+        self.samples.append((time.time(), largest, name))
 
     def peak_between(self, start: float, end: float) -> tuple[int, str]:
         """(bytes, worker name) of the largest worker sampled in [start, end] (unix seconds); (0, "") if none."""
