@@ -18,7 +18,7 @@ COMMAND_MODULES = ["cemg_ray.tokenize.cli", "cemg_ray.export.cli", "cemg_ray.abl
                    "cemg_ray.refresh.cli"]
 BENCH_MODULES = ["cemg_ray.bench.features", "cemg_ray.bench.decode", "cemg_ray.bench.serving",
                  "cemg_ray.bench.export", "cemg_ray.bench.lightgcn", "cemg_ray.bench.train", "cemg_ray.bench.growth",
-                 "cemg_ray.bench.pca", "cemg_ray.bench.data"]
+                 "cemg_ray.bench.pca", "cemg_ray.bench.data", "cemg_ray.bench.split"]
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
