@@ -19,9 +19,10 @@ def run(ctx: StageContext) -> dict:
     """Train LightGCN (BPR) on ``Split.train`` edges and save user and item embeddings."""
     cfg = ctx.cfg
     split = load_split(ctx.store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
-    users, items = split.train_pairs()
-    # graph user ids are positions in the split's user list, so validation rows line up
-    rows = np.concatenate([np.full(len(s), r, dtype=np.int64) for r, s in enumerate(split.train)])
+    _, items = split.train_pairs()
+    # graph user ids are positions in the split's user list, so validation rows line up (one repeat, no array per user)
+    lengths = np.fromiter((len(s) for s in split.train), dtype=np.int64, count=len(split.train))
+    rows = np.repeat(np.arange(len(split.train), dtype=np.int64), lengths)
     graph = Graph(num_users=len(split.train), num_items=split.num_items, users=rows, items=items)
     ctx.ensure_ray()
     ctx.store.delete(artifacts.LIGHTGCN_CHECKPOINTS)  # a finished stage is re-run only when its config changed
