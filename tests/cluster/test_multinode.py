@@ -337,7 +337,7 @@ def test_a_worker_node_killed_during_the_export_leaves_no_user_missing_or_twice(
 def test_serving_with_replicas_on_two_worker_nodes_fails_no_request_when_one_node_dies(multinode, demo) -> None:
     """serve_app/config.yaml deployed through the dashboard (as ``serve deploy``) with the demo's S3 run directory,
     two model replicas on two worker nodes (``max_replicas_per_node: 1``) and the proxy on the head; under a bounded
-    load of real HTTP requests (three clients, a few recommendations per second each; around the kill, three more
+    load of real HTTP requests (three clients, a few recommendations per second each; around the kill, six more
     sending batch requests back to back) the node of the model replica that holds no ingress replica is killed.
     Counted: failed requests (0), and requests that were on the dying replica and retried by the ingress (> 0)."""
     import requests
@@ -395,11 +395,15 @@ def test_serving_with_replicas_on_two_worker_nodes_fails_no_request_when_one_nod
             if r.status_code != 200 or any(len(items) != 5 for items in lists):
                 errors.append(f"{r.status_code} {r.text[:200]}")
 
+    heavy_done: list[float] = []  # when each batch request came back
+
     def batches(busy: threading.Event) -> None:  # every user in one request, back to back while ``busy`` is set
         while busy.is_set():
             try:
                 check(requests.post(f"{url}/recommend/batch", timeout=120,
-                                    json={"requests": [{"user_id": u, "k": 5} for u in users]}))
+                                    json={"requests": [{"user_id": u, "k": 5} for u in users[:1000]]}))
+                with lock:
+                    heavy_done.append(time.time())
             except requests.RequestException as exc:
                 with lock:
                     errors.append(repr(exc))
@@ -425,14 +429,19 @@ def test_serving_with_replicas_on_two_worker_nodes_fails_no_request_when_one_nod
         t.start()
     try:
         wait_for(10, 120)
-        # a single recommendation takes milliseconds: so that the dying replica surely has requests in flight, three
-        # clients send every user in one batch request after another (the router spreads them over both replicas)
+        # a single recommendation takes milliseconds: so that the dying replica surely has requests in flight, six
+        # clients send every user in one batch request after another (the router spreads them over both replicas,
+        # three or so on each at any moment); the kill waits until batches flow back, not for a fixed time: on a
+        # loaded machine the first ones may still be in the ingress after a second (CI once killed too early)
         busy = threading.Event()
         busy.set()
-        heavy = [threading.Thread(target=batches, args=(busy,), daemon=True) for _ in range(3)]
+        heavy = [threading.Thread(target=batches, args=(busy,), daemon=True) for _ in range(6)]
         for t in heavy:
             t.start()
-        time.sleep(1.0)
+        deadline = time.time() + 180
+        while len(heavy_done) < 6 and time.time() < deadline and not errors:
+            time.sleep(0.1)
+        assert len(heavy_done) >= 6, f"batch requests did not flow before the kill: {errors[:3]}"
         killed_at = time.time()
         cluster.kill_node(victim)  # returns once the cluster has marked the node dead
         busy.clear()
