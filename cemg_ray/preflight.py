@@ -17,7 +17,7 @@ RUN_DIR_SCHEMES = ("s3://",)
 def preflight(cfg: JobConfig, stages: list[str], source: str) -> None:
     """Raise a ConfigError listing every problem found in ``cfg`` for running ``stages``."""
     from cemg_ray.generate.policy import PolicyError
-    from cemg_ray.recommenders import MODELS, UnknownModelError, check_ref, model_name, stages_for
+    from cemg_ray.recommenders import MODELS, UnknownModelError, check_ref, model_name, stages_for, stages_of
     from cemg_ray.stagekit import is_done
     from cemg_ray.store import Store
 
@@ -54,7 +54,7 @@ def preflight(cfg: JobConfig, stages: list[str], source: str) -> None:
             if need is not None and need != cfg.tokenize.scheme:
                 problems.append(f"{source}: evaluate.models: {m} needs tokenize.scheme: {need}; this job's is "
                                 f"{cfg.tokenize.scheme!r}")
-        needed = set(stages_for(cfg.evaluate.models)) - set(stages)
+        needed = set(stages_for(cfg.evaluate.models, cfg)) - set(stages)
         if needed and not problems:
             try:
                 store = Store.for_job(cfg)
@@ -63,7 +63,7 @@ def preflight(cfg: JobConfig, stages: list[str], source: str) -> None:
                 raise ConfigError(source, [f"{source}: run_dir: cannot read {cfg.run_dir}: {exc}"]) from None
             for stage in sorted(needed):
                 if not done[stage]:
-                    users = [m for m in cfg.evaluate.models if MODELS[model_name(m)].stage == stage]
+                    users = [m for m in cfg.evaluate.models if stage in stages_of(m, cfg)]
                     problems.append(f"{source}: evaluate.models: {', '.join(users)} need(s) the {stage!r} stage, "
                                     f"which is neither in this run's stages nor done in {cfg.run_dir}; add it to "
                                     f"--stages or drop the model from evaluate.models")

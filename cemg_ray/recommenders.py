@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from cemg_ray import artifacts
-from cemg_ray.generate.policy import LEGACY_MODELS, PolicyError, legacy_hint, parse_ref, resolve
+from cemg_ray.generate.policy import LEGACY_MODELS, NEEDS_SASREC, PolicyError, legacy_hint, parse_ref, resolve
 
 if TYPE_CHECKING:
     from cemg_ray.config import JobConfig
@@ -123,10 +123,21 @@ def model_stage(name: str, where: str = "model") -> str:
     return spec(name, where).stage
 
 
-def stages_for(refs: list[str]) -> list[str]:
+def stages_of(ref: str, cfg: JobConfig | None = None) -> list[str]:
+    """The stages one model reference reads: its model's, and ``sasrec`` for a policy that blends it in
+    (known only with the job's ``cfg``, where policies are named)."""
+    stages = [spec(ref).stage]
+    if cfg is not None and spec(ref).decodes:
+        policy = resolve_policy(ref, cfg)[1]
+        if policy is not None and policy.kind in NEEDS_SASREC:
+            stages.append(MODELS["sasrec"].stage)
+    return stages
+
+
+def stages_for(refs: list[str], cfg: JobConfig | None = None) -> list[str]:
     """The stages the named (known) models read, in the order first needed."""
-    names = [parse_ref(r)[0] if _is_ref(r) else r for r in refs]
-    return list(dict.fromkeys(MODELS[n].stage for n in names if n in MODELS))
+    known = [r for r in refs if _is_ref(r) and parse_ref(r)[0] in MODELS]
+    return list(dict.fromkeys(stage for r in known for stage in stages_of(r, cfg)))
 
 
 def _is_ref(ref: str) -> bool:
@@ -160,7 +171,10 @@ def model_version(ref: str, store: Store, cfg: JobConfig | None = None) -> str:
     if s.stage == "train" and store.exists(artifacts.GENERATOR_REPORT):
         own = str(store.read_json(artifacts.GENERATOR_REPORT).get("model_version") or "")
         if own:
-            return own + s.version_suffix + (f"+{policy}" if policy and policy != "beam" else "")
+            version = own + s.version_suffix + (f"+{policy}" if policy and policy != "beam" else "")
+            if len(stages_of(ref, cfg)) > 1:  # a blend: a retrained SASRec is another list
+                version += "+" + model_version("sasrec", store)
+            return version
     marker = artifacts.read_marker(store, s.stage) or {}
     stamp = ""
     if marker.get("finished"):

@@ -199,8 +199,12 @@ class SASRecRecommender:
         return cls(model)
 
     @torch.no_grad()
-    def recommend(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def logits(self, histories: list[np.ndarray]) -> torch.Tensor:
+        """Every catalog item's score after each history, [B, N] (what the generator's ``blend`` policy mixes in)."""
         x, = _trim_left(torch.from_numpy(_left_pad(list(histories), self.model.max_len)))
-        scores = self.model.logits(self.model(x)[:, -1])
+        return self.model.logits(self.model(x)[:, -1])
+
+    def recommend(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.logits(histories)
         top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
         return top.indices.numpy().astype(np.int64), top.values.numpy().astype(np.float32)

@@ -45,7 +45,7 @@ def score(ref: str, ctx: StageContext, split: Split, which: str, ks: list[int],
 
 def upstream(cfg: JobConfig) -> tuple[str, ...]:
     """Evaluation depends on the stages that produce the models it is asked to score."""
-    return tuple(dict.fromkeys(["data", *stages_for(cfg.evaluate.models + cfg.evaluate.select_default)]))
+    return tuple(dict.fromkeys(["data", *stages_for(cfg.evaluate.models + cfg.evaluate.select_default, cfg)]))
 
 
 def run(ctx: StageContext) -> dict:

@@ -236,3 +236,20 @@ def dense_rerank(model: ItemSeqGenerator, hidden: torch.Tensor, candidates: torc
                 logits[:, extra_items] += extra_bias
         logits = logits.masked_fill(~allowed, float("-inf"))
     return _top_k_items(logits, k)
+
+
+@torch.inference_mode()
+def blend_top_k(dense_logits: torch.Tensor, sasrec_logits: torch.Tensor, weight: float,
+                cold_items: torch.Tensor | None, cold_bias: float, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` of the whole catalog by ``(1 - weight) log_softmax(dense) + weight log_softmax(sasrec)``, cold
+    items raised by ``cold_bias`` (both [B, N] logits over the same items). A log-linear blend, not a mixture of
+    probabilities: an item must convince both models, which is what lifted validation NDCG above either alone.
+    Returns (item_idx [B, k], blended log scores [B, k])."""
+    if dense_logits.shape != sasrec_logits.shape:
+        raise ValueError(f"blend: the dense head scores {tuple(dense_logits.shape)} items but SASRec "
+                         f"{tuple(sasrec_logits.shape)}: they were trained on different catalogs")
+    score = (1.0 - weight) * torch.log_softmax(dense_logits.float(), 1) + weight * torch.log_softmax(
+        sasrec_logits.float(), 1)
+    if cold_bias and cold_items is not None and len(cold_items):
+        score[:, cold_items] += cold_bias
+    return _top_k_items(score, k)

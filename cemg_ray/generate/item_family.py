@@ -98,5 +98,12 @@ class ItemFamily:
         from cemg_ray.tokenize.codes import load_codes
 
         cold = load_split(store, cfg.dataset.max_len, cfg.dataset.cold_start_max).cold_items()
+        sasrec = None
+        if store.exists(artifacts.SASREC):  # the blend policy mixes it in: loaded on first use only
+            from cemg_ray.evaluate.sasrec import SASRecRecommender
+
+            def sasrec() -> SASRecRecommender:
+                return SASRecRecommender.load(cfg, store)
+
         return ItemCEMGRecommender(load_item_model(folder), load_codes(store), cfg.dataset.max_len,
-                                   cfg.decode.num_beams, policy, version, cold)
+                                   cfg.decode.num_beams, policy, version, cold, sasrec)

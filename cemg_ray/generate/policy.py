@@ -69,8 +69,19 @@ class DenseAllPolicy(PolicyBase):
     kind: Literal["dense_all"] = "dense_all"
 
 
-Policy = Annotated[BeamPolicy | ColdSharePolicy | DensePolicy | MergePolicy | HybridPolicy | DenseAllPolicy,
-                   Field(discriminator="kind")]
+class BlendPolicy(PolicyBase):
+    """The dense head over the whole catalog blended with the run's SASRec (the ``sasrec`` stage): items ranked
+    by ``(1 - weight) log p_dense + weight log p_sasrec``, cold items raised by ``cold_bias``. The two models
+    err on different users (one sees codes and content, the other item ids only): on Beauty's validation split
+    the blend ranked above either, and its default weight was chosen there (docs/EXPERIMENTS.md)."""
+
+    kind: Literal["blend"] = "blend"
+    weight: float = Field(0.3, ge=0.0, le=1.0)
+    cold_bias: float = Field(0.0, ge=-100.0, le=100.0)
+
+
+Policy = Annotated[BeamPolicy | ColdSharePolicy | DensePolicy | MergePolicy | HybridPolicy | DenseAllPolicy
+                   | BlendPolicy, Field(discriminator="kind")]
 POLICY = TypeAdapter(Policy)
 
 # Names every job has; ``decode.policies`` may override their knobs or add more names.
@@ -82,12 +93,15 @@ BUILTIN: dict[str, Any] = {
     "merge": MergePolicy(),
     "hybrid": HybridPolicy(),
     "dense_all": DenseAllPolicy(),
+    "blend": BlendPolicy(),
 }
 DEFAULT_POLICY = "beam"
 KINDS = frozenset(p.kind for p in BUILTIN.values())
 # policies that read the dense head (a generator trained with train.dense_weight > 0) / the cold-start items
-NEEDS_DENSE = frozenset({"dense", "merge", "hybrid", "dense_all"})
-NEEDS_COLD = frozenset({"cold_share", "dense", "merge", "hybrid"})
+NEEDS_DENSE = frozenset({"dense", "merge", "hybrid", "dense_all", "blend"})
+NEEDS_COLD = frozenset({"cold_share", "dense", "merge", "hybrid", "blend"})
+# policies that also read the run's SASRec: its stage must have completed
+NEEDS_SASREC = frozenset({"blend"})
 
 # The names these policies had when each was registered as a model of its own (runs before 2026-12-07).
 LEGACY_MODELS: dict[str, str] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from cemg_ray import artifacts
 from cemg_ray.generate.dataset import history_matrix
 from cemg_ray.generate.decoding import build_index, decode_items, decode_unconstrained
-from cemg_ray.generate.policy import NEEDS_COLD, NEEDS_DENSE, BeamPolicy
+from cemg_ray.generate.policy import NEEDS_COLD, NEEDS_DENSE, NEEDS_SASREC, BeamPolicy
 from cemg_ray.store import Store
 
 if TYPE_CHECKING:
@@ -49,12 +50,16 @@ class ItemCEMGRecommender(PolicyViews):
     name = "cemg"
 
     def __init__(self, model: ItemSeqGenerator, codes: np.ndarray, max_items: int, num_beams: int = 20,
-                 policy: Any = None, model_version: str = "cemg", cold_items: np.ndarray | None = None):
+                 policy: Any = None, model_version: str = "cemg", cold_items: np.ndarray | None = None,
+                 sasrec: Callable[[], Any] | None = None):
+        """``sasrec``: loads the run's SASRec (``SASRecRecommender``) for the ``blend`` policy, once, on first use;
+        None where the run has none."""
         self.model, self.layout, self.codes = model, model.layout, codes
         self.max_items, self.num_beams = max_items, num_beams
         self.model_version = model_version
         self.index = build_index(codes, model.layout)
         self.cold_ids = None if cold_items is None else torch.as_tensor(np.flatnonzero(cold_items))
+        self._load_sasrec = sasrec
         self._shared: dict[str, Any] = {}  # lazily built, shared by every policy's view of this model
         self.policy = self._checked(BeamPolicy() if policy is None else policy)
 
@@ -64,7 +69,15 @@ class ItemCEMGRecommender(PolicyViews):
                              "(train.dense_weight > 0); this run's has none")
         if policy.kind in NEEDS_COLD and self.cold_ids is None:
             raise ValueError(f"decoding policy {policy.kind!r} needs the cold-start items")
+        if policy.kind in NEEDS_SASREC and self._load_sasrec is None:
+            raise ValueError(f"decoding policy {policy.kind!r} needs the run's SASRec, which it has not trained: "
+                             "add the sasrec stage to the run (cemg-ray run JOB.yaml --stages sasrec)")
         return policy
+
+    def _sasrec(self) -> Any:
+        if "sasrec" not in self._shared:
+            self._shared["sasrec"] = self._load_sasrec()
+        return self._shared["sasrec"]
 
     @property
     def num_items(self) -> int:
@@ -90,8 +103,18 @@ class ItemCEMGRecommender(PolicyViews):
             return np.full((0, k), -1, dtype=np.int64), np.full((0, k), -np.inf, dtype=np.float32)
         with torch.inference_mode():
             hidden = self.model.last_hidden(torch.as_tensor(right_padded(histories, self.max_items)))
-            items, scores = self._decode(hidden, k, max(self.num_beams, k))
+            if self.policy.kind == "blend":
+                items, scores = self._blend(hidden, histories, k)
+            else:
+                items, scores = self._decode(hidden, k, max(self.num_beams, k))
         return items.numpy(), scores.numpy().astype(np.float32)
+
+    def _blend(self, hidden: torch.Tensor, histories: list[np.ndarray], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from cemg_ray.generate.item_decoding import blend_top_k
+
+        dense = self.model.dense_logits(hidden, keys=self._dense_keys())
+        return blend_top_k(dense, self._sasrec().logits(histories), self.policy.weight, self.cold_ids,
+                           self.policy.cold_bias, k)
 
     def _decode(self, hidden: torch.Tensor, k: int, beams: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The policy's decoding from the backbone's last states [B, d]: (item_idx [B, k], scores [B, k])."""
