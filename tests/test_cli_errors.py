@@ -44,6 +44,10 @@ def _cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         # preflight: a stage evaluate needs is neither run nor done; a dataset path that is not there
         (["run", "jobs/demo.yaml", "--run-dir", str(tmp_path / "fresh"), "--stages", "data,popularity,evaluate"],
          "need(s) the 'train' stage"),
+        # the blend reads SASRec too: a run with the generator's stages but not SASRec's is named at once
+        (["run", "jobs/demo.yaml", "--run-dir", str(tmp_path / "fresh"), "--stages", "data,train,evaluate",
+          "--set", "evaluate.models=[cemg:blend]", "--set", "evaluate.select_default=[]"],
+         "cemg:blend need(s) the 'sasrec' stage"),
         (["validate", str(bad_data)], "dataset.path"),
         (["validate", "jobs/demo.yaml", "--set", "evaluate.select_default=[cemg_hybird]"],
          "evaluate.select_default: unknown model 'cemg_hybird'; known: popularity, sasrec, cemg"),

@@ -139,3 +139,30 @@ def test_every_policy_is_a_view_of_one_loaded_generator_and_decodes_as_a_fresh_l
     assert len(versions) == len(cfg.decode.named())  # one version per policy
     with pytest.raises(ValueError, match="not a generator"):
         recommenders.load("sasrec:beam", cfg, store)
+
+
+def test_the_blend_at_weight_one_is_sasrecs_list_and_names_the_sasrec_it_read(demo_run) -> None:
+    cfg, store = demo_run
+    histories = [np.array([0, 1, 2]), np.array([5]), np.array([7, 3])]
+    sasrec = recommenders.load("sasrec", cfg, store)
+    only_sasrec = recommenders.load("cemg:blend(weight=1.0)", cfg, store)
+    np.testing.assert_array_equal(only_sasrec.recommend(histories, 10)[0], sasrec.recommend(histories, 10)[0])
+    only_dense = recommenders.load("cemg:blend(weight=0.0)", cfg, store)
+    dense_all = recommenders.load("cemg:dense_all", cfg, store)
+    np.testing.assert_array_equal(only_dense.recommend(histories, 10)[0], dense_all.recommend(histories, 10)[0])
+    blend = recommenders.load("cemg:blend", cfg, store)
+    assert blend.model_version.endswith("+blend+" + sasrec.model_version)  # a retrained SASRec: another list
+    # its stages: the generator's and SASRec's, so evaluate waits for both and preflight asks for both
+    assert recommenders.stages_for(["cemg:blend"], cfg) == ["train", "sasrec"]
+    assert recommenders.stages_for(["cemg:dense_all"], cfg) == ["train"]
+
+
+def test_the_blend_without_a_trained_sasrec_says_which_stage_to_run(demo_run) -> None:
+    from cemg_ray.generate.policy import BlendPolicy
+    from cemg_ray.generate.recommender import ItemCEMGRecommender
+
+    cfg, store = demo_run
+    gen = recommenders.load("cemg:dense_all", cfg, store)
+    with pytest.raises(ValueError, match="needs the run's SASRec.*--stages sasrec"):
+        ItemCEMGRecommender(gen.model, gen.codes, cfg.dataset.max_len, policy=BlendPolicy(),
+                            cold_items=np.zeros(len(gen.codes), dtype=bool), sasrec=None)

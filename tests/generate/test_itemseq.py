@@ -14,6 +14,7 @@ from cemg_ray.generate.dataset import dense_windows, item_tensors
 from cemg_ray.generate.decoding import build_index
 from cemg_ray.generate.item_decoding import (
     beam_search_from_hidden,
+    blend_top_k,
     dense_hybrid,
     dense_merge,
     dense_rerank,
@@ -431,3 +432,23 @@ def test_dense_validation_ranks_the_catalog_without_the_history_and_matches_the_
     assert hr == 2.0 and nd == pytest.approx(1 / np.log2(3) + 1.0)
     with pytest.raises(ValueError, match="train.valid_list"):
         _cfg(valid_list="dense")
+
+
+def test_blend_ranks_by_the_weighted_log_probabilities_of_both_models_written_out_by_hand() -> None:
+    gen = torch.Generator().manual_seed(3)
+    dense, sasrec = torch.randn(3, 8, generator=gen) * 3, torch.randn(3, 8, generator=gen) * 3
+    cold = torch.tensor([1, 6])
+    for w, bias in ((0.3, 0.0), (0.5, 1.5), (0.8, -2.0)):
+        items, scores = blend_top_k(dense, sasrec, w, cold, bias, 5)
+        for b in range(3):
+            p_d, p_s = torch.softmax(dense[b], 0).tolist(), torch.softmax(sasrec[b], 0).tolist()
+            by_hand = {i: (1 - w) * np.log(p_d[i]) + w * np.log(p_s[i]) + (bias if i in (1, 6) else 0.0)
+                       for i in range(8)}
+            expected = sorted(by_hand, key=lambda i: -by_hand[i])[:5]
+            assert items[b].tolist() == expected
+            assert np.allclose(scores[b].numpy(), [by_hand[i] for i in expected], atol=1e-5)
+    # the ends of the weight are each model's own ranking
+    assert torch.equal(blend_top_k(dense, sasrec, 0.0, cold, 0.0, 8)[0], dense.topk(8).indices)
+    assert torch.equal(blend_top_k(dense, sasrec, 1.0, cold, 0.0, 8)[0], sasrec.topk(8).indices)
+    with pytest.raises(ValueError, match="different catalogs"):
+        blend_top_k(dense, sasrec[:, :7], 0.3, cold, 0.0, 5)
