@@ -70,6 +70,13 @@ class RayConfig(Section):
     num_gpus: int | None = Field(None, ge=0)
 
 
+class ColdStartFloor(Section):
+    """A requirement on cold-start items that the default list must meet on the validation split."""
+
+    reference: str = "sasrec"
+    ratio: float = Field(1.5, gt=0)
+
+
 class EvaluateConfig(Section):
     HASH_IGNORE: ClassVar[frozenset[str]] = frozenset({"num_actors", "cpus_per_actor", "gpus_per_actor"})
 
@@ -83,6 +90,10 @@ class EvaluateConfig(Section):
     # the lists the run chooses its default from (best validation NDCG@10, then HR@10; written to
     # eval/default_model.json), which serving, export and the Python API return when no model is named
     select_default: list[str] = []
+    # a floor on cold-start items for that choice: only lists whose validation cold-start HR@10 is at least
+    # ``ratio`` times the ``reference`` model's (also scored on validation) are eligible; none eligible: the best
+    # overall, with a warning and ``floor_met: false`` in eval/default_model.json
+    select_cold_start_floor: ColdStartFloor | None = None
     # 0: every user ranked in the driver's process; N: users sharded over a Ray Data pool of N actors, each
     # ranking with the run's one predictor (api.Run, as the export's actors and serving's replicas do), the ranks
     # reduced exactly in the driver (the same figures to the last digit: tests/evaluate/test_distributed.py)

@@ -41,8 +41,10 @@ def preflight(cfg: JobConfig, stages: list[str], source: str) -> None:
     if "tokenize" in stages:
         problems += _tokenizer_inputs(cfg, source)
     if "evaluate" in stages:
+        floor = cfg.evaluate.select_cold_start_floor
         for key, names in (("evaluate.models", cfg.evaluate.models),
-                           ("evaluate.select_default", cfg.evaluate.select_default)):
+                           ("evaluate.select_default", cfg.evaluate.select_default),
+                           ("evaluate.select_cold_start_floor.reference", [floor.reference] if floor else [])):
             for ref in names:  # each a model with a policy the job defines (``cemg:hybrid``)
                 try:
                     check_ref(ref, cfg, key)

@@ -124,13 +124,15 @@ def model_stage(name: str, where: str = "model") -> str:
 
 
 def stages_of(ref: str, cfg: JobConfig | None = None) -> list[str]:
-    """The stages one model reference reads: its model's, and ``sasrec`` for a policy that blends it in
-    (known only with the job's ``cfg``, where policies are named)."""
+    """The stages one model reference reads: its model's, ``sasrec`` for a policy that blends it in and ``pca``
+    for one that reads content vectors (known only with the job's ``cfg``, where policies are named)."""
     stages = [spec(ref).stage]
     if cfg is not None and spec(ref).decodes:
         policy = resolve_policy(ref, cfg)[1]
         if policy is not None and policy.kind in NEEDS_SASREC:
             stages.append(MODELS["sasrec"].stage)
+        if getattr(policy, "content_weight", 0):
+            stages.append("pca")
     return stages
 
 
@@ -172,7 +174,7 @@ def model_version(ref: str, store: Store, cfg: JobConfig | None = None) -> str:
         own = str(store.read_json(artifacts.GENERATOR_REPORT).get("model_version") or "")
         if own:
             version = own + s.version_suffix + (f"+{policy}" if policy and policy != "beam" else "")
-            if len(stages_of(ref, cfg)) > 1:  # a blend: a retrained SASRec is another list
+            if MODELS["sasrec"].stage in stages_of(ref, cfg)[1:]:  # a blend: a retrained SASRec is another list
                 version += "+" + model_version("sasrec", store)
             return version
     marker = artifacts.read_marker(store, s.stage) or {}

@@ -45,38 +45,59 @@ def score(ref: str, ctx: StageContext, split: Split, which: str, ks: list[int],
 
 def upstream(cfg: JobConfig) -> tuple[str, ...]:
     """Evaluation depends on the stages that produce the models it is asked to score."""
-    return tuple(dict.fromkeys(["data", *stages_for(cfg.evaluate.models + cfg.evaluate.select_default, cfg)]))
+    floor = cfg.evaluate.select_cold_start_floor
+    refs = cfg.evaluate.models + cfg.evaluate.select_default + ([floor.reference] if floor else [])
+    return tuple(dict.fromkeys(["data", *stages_for(refs, cfg)]))
 
 
 def run(ctx: StageContext) -> dict:
     """Evaluate each model in ``evaluate.models``; rows of models not re-run are kept."""
     cfg = ctx.cfg
     split = load_split(ctx.store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
-    metrics, dropped = kept_rows(ctx.store, cfg.evaluate.models, cfg)
-    for name in cfg.evaluate.models:
+    models = list(cfg.evaluate.models)
+    metrics, dropped = kept_rows(ctx.store, models, cfg)
+    if cfg.evaluate.select_default:  # chosen on validation first, so that the default list always has a test row
+        choice = select_default(ctx, split)
+        ctx.store.write_json(artifacts.DEFAULT_MODEL, choice)
+        log.info("evaluate: the default list is %s (validation NDCG@10 %.4f)", choice["model"],
+                 choice["valid"][choice["model"]]["NDCG@10"])
+        if choice["model"] not in models and choice["model"] not in metrics:
+            models.append(choice["model"])
+    for name in models:
         result, version = score(name, ctx, split, cfg.evaluate.split, cfg.evaluate.ks)
         metrics[name] = {**result, "model_version": version}
         log.info("evaluate %s: %s", name, {k: round(v, 4) for k, v in result["overall"].items()})
     ctx.store.write_json(METRICS, metrics)
     write_report(ctx.store, metrics, cfg.evaluate.ks)
-    if cfg.evaluate.select_default:
-        choice = select_default(ctx, split)
-        ctx.store.write_json(artifacts.DEFAULT_MODEL, choice)
-        log.info("evaluate: the default list is %s (validation NDCG@10 %.4f)", choice["model"],
-                 choice["valid"][choice["model"]]["NDCG@10"])
     return {"metrics": ctx.store.committed_uri(METRICS), "models": list(metrics), "dropped_rows": dropped}
 
 
 def select_default(ctx: StageContext, split: Split) -> dict:
     """Score each candidate list on the validation split (never the test split) and keep the best by NDCG@10,
-    then HR@10: the list users get when they name none."""
+    then HR@10: the list users get when they name none. With ``evaluate.select_cold_start_floor``, only the lists
+    whose cold-start HR@10 reaches the floor (a ratio of a reference model's, on the same split) are eligible."""
     cfg = ctx.cfg
+    floor = cfg.evaluate.select_cold_start_floor
+    names = list(cfg.evaluate.select_default)
+    if floor is not None and floor.reference not in names:
+        names.append(floor.reference)
     valid = {}
-    for name in cfg.evaluate.select_default:
+    for name in names:
         res, _ = score(name, ctx, split, "valid", [10], "evaluate.select_default")
         valid[name] = {**res["overall"], "se": res["overall_se"], "cold_start": res["cold_start"]}
-    best = max(valid, key=lambda n: (valid[n]["NDCG@10"], valid[n]["HR@10"]))
-    return {"model": best, "selected_on": "valid", "metric": "NDCG@10", "valid": valid}
+    candidates = cfg.evaluate.select_default
+    choice: dict = {"selected_on": "valid", "metric": "NDCG@10"}
+    if floor is not None:
+        need = floor.ratio * valid[floor.reference]["cold_start"]["HR@10"]
+        eligible = [n for n in candidates if valid[n]["cold_start"]["HR@10"] >= need]
+        choice["cold_start_floor"] = {"reference": floor.reference, "ratio": floor.ratio, "HR@10": need,
+                                      "floor_met": bool(eligible)}
+        if not eligible:
+            log.warning("evaluate: no list in evaluate.select_default reaches %.2fx %s's validation cold-start "
+                        "HR@10 (%.4f); the default is the best overall", floor.ratio, floor.reference, need)
+        candidates = eligible or candidates
+    best = max(candidates, key=lambda n: (valid[n]["NDCG@10"], valid[n]["HR@10"]))
+    return {"model": best, **choice, "valid": valid}
 
 
 def kept_rows(store: Store, rerun: list[str], cfg: JobConfig | None = None) -> tuple[dict, list[str]]:

@@ -84,3 +84,19 @@ def project_new_items(store: Store, vectors: dict[str, tuple[np.ndarray, np.ndar
     for m, (emb, missing) in vectors.items():
         kw[f"{m}_emb"], kw[f"{m}_missing"] = emb, missing
     return transform_new_items(store, **kw)
+
+
+def content_vectors(store: Store) -> np.ndarray:
+    """One unit-length content vector per item [N, 2d] from the ``pca`` stage's output: each present modality
+    (text, image) scaled to unit length, the two side by side, the whole scaled to unit length again (equal say for
+    both; a missing one is zeros, an item with neither is all zeros). Their dot products are content similarities,
+    which the ``blend`` decoding policy adds to its scores."""
+    red = store.read_tensors(REDUCED)
+    blocks = []
+    for m in ("text", "image"):
+        emb = red[m].astype(np.float32)
+        norm = np.linalg.norm(emb, axis=1, keepdims=True)
+        present = ~red[f"{m}_missing"].astype(bool)[:, None] & (norm > 0)
+        blocks.append(np.where(present, emb / np.maximum(norm, 1e-12), 0.0))
+    out = np.concatenate(blocks, axis=1)
+    return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)

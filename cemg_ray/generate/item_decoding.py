@@ -240,16 +240,29 @@ def dense_rerank(model: ItemSeqGenerator, hidden: torch.Tensor, candidates: torc
 
 @torch.inference_mode()
 def blend_top_k(dense_logits: torch.Tensor, sasrec_logits: torch.Tensor, weight: float,
-                cold_items: torch.Tensor | None, cold_bias: float, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-``k`` of the whole catalog by ``(1 - weight) log_softmax(dense) + weight log_softmax(sasrec)``, cold
-    items raised by ``cold_bias`` (both [B, N] logits over the same items). A log-linear blend, not a mixture of
-    probabilities: an item must convince both models, which is what lifted validation NDCG above either alone.
-    Returns (item_idx [B, k], blended log scores [B, k])."""
+                cold_items: torch.Tensor | None, cold_bias: float, k: int, content_sim: torch.Tensor | None = None,
+                content_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` of the whole catalog by ``(1 - weight) log_softmax(dense) + weight log_softmax(sasrec) +
+    content_weight * content_sim``, cold items raised by ``cold_bias`` (all [B, N] over the same items). A
+    log-linear blend, not a mixture of probabilities: an item must convince both models, which is what lifted
+    validation NDCG above either alone. Returns (item_idx [B, k], blended log scores [B, k])."""
     if dense_logits.shape != sasrec_logits.shape:
         raise ValueError(f"blend: the dense head scores {tuple(dense_logits.shape)} items but SASRec "
                          f"{tuple(sasrec_logits.shape)}: they were trained on different catalogs")
     score = (1.0 - weight) * torch.log_softmax(dense_logits.float(), 1) + weight * torch.log_softmax(
         sasrec_logits.float(), 1)
+    if content_weight and content_sim is not None:
+        score += content_weight * content_sim
     if cold_bias and cold_items is not None and len(cold_items):
         score[:, cold_items] += cold_bias
     return _top_k_items(score, k)
+
+
+def history_content_sim(content: torch.Tensor, histories: list[np.ndarray], window: int) -> torch.Tensor:
+    """Cosine between every item's unit content vector (``content`` [N, d]) and the mean of each history's last
+    ``window`` items' [B, N]; an empty history, or one whose items have no content, is 0 everywhere."""
+    query = torch.zeros(len(histories), content.shape[1])
+    for row, history in enumerate(histories):
+        if len(history):
+            query[row] = content[torch.as_tensor(np.asarray(history[-window:], dtype=np.int64))].mean(0)
+    return torch.nn.functional.normalize(query, dim=1) @ content.T

@@ -105,5 +105,12 @@ class ItemFamily:
             def sasrec() -> SASRecRecommender:
                 return SASRecRecommender.load(cfg, store)
 
+        content = None
+        if store.exists(artifacts.PCA_REDUCED):  # the blend's content term: read on first use only
+            from cemg_ray.features.pca import content_vectors
+
+            def content() -> np.ndarray:
+                return content_vectors(store)
+
         return ItemCEMGRecommender(load_item_model(folder), load_codes(store), cfg.dataset.max_len,
-                                   cfg.decode.num_beams, policy, version, cold, sasrec)
+                                   cfg.decode.num_beams, policy, version, cold, sasrec, content)

@@ -71,13 +71,18 @@ class DenseAllPolicy(PolicyBase):
 
 class BlendPolicy(PolicyBase):
     """The dense head over the whole catalog blended with the run's SASRec (the ``sasrec`` stage): items ranked
-    by ``(1 - weight) log p_dense + weight log p_sasrec``, cold items raised by ``cold_bias``. The two models
-    err on different users (one sees codes and content, the other item ids only): on Beauty's validation split
-    the blend ranked above either, and its default weight was chosen there (docs/EXPERIMENTS.md)."""
+    by ``(1 - weight) log p_dense + weight log p_sasrec + content_weight * sim``, cold items raised by
+    ``cold_bias``; ``sim`` is the cosine between an item's content vector and the mean of the last
+    ``content_window`` history items' (the ``pca`` stage's text and image vectors). The two models err on different
+    users (one sees codes and content, the other item ids only), and the content term reaches items neither has
+    seen often: on Beauty's validation split the blend ranked above either model, and its knobs were chosen there
+    (docs/EXPERIMENTS.md)."""
 
     kind: Literal["blend"] = "blend"
     weight: float = Field(0.3, ge=0.0, le=1.0)
     cold_bias: float = Field(0.0, ge=-100.0, le=100.0)
+    content_weight: float = Field(0.0, ge=0.0, le=100.0)
+    content_window: int = Field(3, ge=1, le=200)
 
 
 Policy = Annotated[BeamPolicy | ColdSharePolicy | DensePolicy | MergePolicy | HybridPolicy | DenseAllPolicy

@@ -51,15 +51,15 @@ class ItemCEMGRecommender(PolicyViews):
 
     def __init__(self, model: ItemSeqGenerator, codes: np.ndarray, max_items: int, num_beams: int = 20,
                  policy: Any = None, model_version: str = "cemg", cold_items: np.ndarray | None = None,
-                 sasrec: Callable[[], Any] | None = None):
-        """``sasrec``: loads the run's SASRec (``SASRecRecommender``) for the ``blend`` policy, once, on first use;
-        None where the run has none."""
+                 sasrec: Callable[[], Any] | None = None, content: Callable[[], np.ndarray] | None = None):
+        """``sasrec`` / ``content``: load the run's SASRec (``SASRecRecommender``) / its items' unit content vectors
+        [N, d] for the ``blend`` policy, once, on first use; None where the run has none."""
         self.model, self.layout, self.codes = model, model.layout, codes
         self.max_items, self.num_beams = max_items, num_beams
         self.model_version = model_version
         self.index = build_index(codes, model.layout)
         self.cold_ids = None if cold_items is None else torch.as_tensor(np.flatnonzero(cold_items))
-        self._load_sasrec = sasrec
+        self._load_sasrec, self._load_content = sasrec, content
         self._shared: dict[str, Any] = {}  # lazily built, shared by every policy's view of this model
         self.policy = self._checked(BeamPolicy() if policy is None else policy)
 
@@ -72,12 +72,21 @@ class ItemCEMGRecommender(PolicyViews):
         if policy.kind in NEEDS_SASREC and self._load_sasrec is None:
             raise ValueError(f"decoding policy {policy.kind!r} needs the run's SASRec, which it has not trained: "
                              "add the sasrec stage to the run (cemg-ray run JOB.yaml --stages sasrec)")
+        if getattr(policy, "content_weight", 0) and self._load_content is None:
+            raise ValueError(f"decoding policy {policy.kind!r} with content_weight > 0 needs the run's content "
+                             "vectors (pca/reduced.safetensors), which it has not computed: a catalog without text "
+                             "or images has none; use content_weight=0")
         return policy
 
     def _sasrec(self) -> Any:
         if "sasrec" not in self._shared:
             self._shared["sasrec"] = self._load_sasrec()
         return self._shared["sasrec"]
+
+    def _content(self) -> torch.Tensor:
+        if "content" not in self._shared:
+            self._shared["content"] = torch.as_tensor(self._load_content())
+        return self._shared["content"]
 
     @property
     def num_items(self) -> int:
@@ -110,11 +119,14 @@ class ItemCEMGRecommender(PolicyViews):
         return items.numpy(), scores.numpy().astype(np.float32)
 
     def _blend(self, hidden: torch.Tensor, histories: list[np.ndarray], k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from cemg_ray.generate.item_decoding import blend_top_k
+        from cemg_ray.generate.item_decoding import blend_top_k, history_content_sim
 
+        policy = self.policy
         dense = self.model.dense_logits(hidden, keys=self._dense_keys())
-        return blend_top_k(dense, self._sasrec().logits(histories), self.policy.weight, self.cold_ids,
-                           self.policy.cold_bias, k)
+        sim = history_content_sim(self._content(), histories, policy.content_window) if policy.content_weight \
+            else None
+        return blend_top_k(dense, self._sasrec().logits(histories), policy.weight, self.cold_ids, policy.cold_bias,
+                           k, sim, policy.content_weight)
 
     def _decode(self, hidden: torch.Tensor, k: int, beams: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The policy's decoding from the backbone's last states [B, d]: (item_idx [B, k], scores [B, k])."""

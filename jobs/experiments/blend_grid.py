@@ -1,17 +1,20 @@
 """The blend policy's knobs on a run's validation split, every setting in one pass (issue 25).
 
-Scores all validation users once with the generator's dense head and with SASRec, then ranks each target under
-``(1 - w) log p_dense + w log p_sasrec + adjustment`` for a grid of weights and adjustments, where the adjustment is
-``cold_bias`` on cold-start items (``--adjust cold``) or ``-beta log(1 + training count)`` on every item
-(``--adjust popularity``). Seen items are removed as the harness removes them. Reads the validation split only:
-the test split is for the finished list (``cemg-ray run ... --stages evaluate``).
+Scores all validation users once with the generator's dense head, SASRec and the content vectors, then ranks each
+target under ``(1 - weight) log p_dense + weight log p_sasrec + content_weight * sim + cold_bias * [cold]
+- beta * log(1 + training count)`` for every combination of the listed values (``sim``: the cosine between an
+item's content vector and the mean of the last ``--window`` history items', as the ``blend`` policy computes it;
+``beta``: a popularity discount the policy does not have, tried here and not kept). Seen items are removed as the
+harness removes them. Reads the validation split only: the test split is for the finished list
+(``cemg-ray run ... --stages evaluate``).
 
-    .venv/bin/python jobs/experiments/blend_grid.py runs/beauty-sasrec-collab-12ep --adjust cold
+    .venv/bin/python jobs/experiments/blend_grid.py runs/beauty-sasrec-collab-12ep --cold-biases 0,0.5,1,1.5,2,3
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import numpy as np
@@ -20,28 +23,35 @@ import torch
 from cemg_ray.api import open_run
 from cemg_ray.data.split import load_split
 from cemg_ray.evaluate.metrics import hr_ndcg, standard_errors
+from cemg_ray.features.pca import content_vectors
+from cemg_ray.generate.item_decoding import history_content_sim
 from cemg_ray.generate.itemseq import right_padded
+
+
+def floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",")]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir")
-    ap.add_argument("--adjust", choices=["cold", "popularity"], default="cold")
-    ap.add_argument("--weights", default="0,0.2,0.3,0.4,0.5,0.6,0.7,0.8,1")
-    ap.add_argument("--amounts", default=None, help="cold biases or popularity betas (comma-separated)")
+    ap.add_argument("--weights", type=floats, default=floats("0,0.2,0.3,0.4,0.5,0.6,0.7,0.8,1"))
+    ap.add_argument("--cold-biases", type=floats, default=[0.0])
+    ap.add_argument("--content-weights", type=floats, default=[0.0])
+    ap.add_argument("--popularity-betas", type=floats, default=[0.0])
+    ap.add_argument("--window", type=int, default=3)
     args = ap.parse_args()
-    weights = [float(w) for w in args.weights.split(",")]
-    amounts = [float(a) for a in (args.amounts or ("0,0.5,1,1.5,2,3" if args.adjust == "cold"
-                                                    else "0,0.1,0.2,0.3,0.5")).split(",")]
     gen = open_run(args.run_dir, model="cemg:dense_all")
     sasrec = open_run(args.run_dir, model="sasrec").recommender
     split = load_split(gen.store, gen.cfg.dataset.max_len, gen.cfg.dataset.cold_start_max)
     histories, targets = split.histories("valid")
     cold = split.cold_items()
-    per_item = torch.as_tensor(cold, dtype=torch.float32) if args.adjust == "cold" else \
-        -torch.log1p(torch.as_tensor(split.train_counts, dtype=torch.float32))
+    is_cold = torch.as_tensor(cold, dtype=torch.float32)
+    log_count = torch.log1p(torch.as_tensor(split.train_counts, dtype=torch.float32))
+    content = torch.as_tensor(content_vectors(gen.store)) if any(args.content_weights) else None
     dense = gen.recommender
-    ranks = {(w, a): np.empty(len(targets), np.int64) for w in weights for a in amounts}
+    grid = list(itertools.product(args.weights, args.cold_biases, args.content_weights, args.popularity_betas))
+    ranks = {g: np.empty(len(targets), np.int64) for g in grid}
     t0 = time.perf_counter()
     with torch.inference_mode():
         for start in range(0, len(targets), 1024):
@@ -51,25 +61,27 @@ def main() -> None:
             hidden = dense.model.last_hidden(torch.as_tensor(right_padded(hist, dense.max_items)))
             lp_dense = torch.log_softmax(dense.model.dense_logits(hidden, keys=dense._dense_keys()), 1)
             lp_sasrec = torch.log_softmax(sasrec.logits(hist), 1)
+            sim = history_content_sim(content, hist, args.window) if content is not None else 0.0
             seen_r = np.concatenate([np.full(len(h), i) for i, h in enumerate(hist)])
             seen_c = np.concatenate(hist)
-            for w in weights:
+            for w in args.weights:
                 base = (1 - w) * lp_dense + w * lp_sasrec
                 base[seen_r, seen_c] = -torch.inf
-                for a in amounts:
-                    score = base + a * per_item
+                for _, bias, gamma, beta in (g for g in grid if g[0] == w):
+                    score = base + bias * is_cold + gamma * sim - beta * log_count
                     target = score.gather(1, own)
                     rank = (score > target).sum(1)
-                    ranks[(w, a)][rows] = torch.where(torch.isfinite(target[:, 0]), rank, -1).numpy()
-    print(f"{len(targets)} validation users ({int(cold[targets].sum())} with a cold target), "
-          f"{time.perf_counter() - t0:.0f} s; adjustment: {args.adjust}")
-    print("| weight | amount | HR@10 | NDCG@10 (± SE) | cold-start HR@10 |\n|---:|---:|---:|---:|---:|")
-    rows_out = []
-    for (w, a), r in ranks.items():
+                    ranks[(w, bias, gamma, beta)][rows] = torch.where(torch.isfinite(target[:, 0]), rank, -1).numpy()
+    print(f"{len(targets)} validation users ({int(cold[targets].sum())} with a cold-start target), "
+          f"{time.perf_counter() - t0:.0f} s; content window {args.window}")
+    print("| weight | cold_bias | content_weight | popularity beta | HR@10 | NDCG@10 (± SE) | cold-start HR@10 |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|")
+    lines = []
+    for (w, bias, gamma, beta), r in ranks.items():
         overall, se, on_cold = hr_ndcg(r, [10]), standard_errors(r, [10]), hr_ndcg(r[cold[targets]], [10])
-        rows_out.append((overall["NDCG@10"], f"| {w:g} | {a:g} | {overall['HR@10']:.4f} | {overall['NDCG@10']:.4f} "
-                                             f"± {se['NDCG@10']:.4f} | {on_cold['HR@10']:.4f} |"))
-    for _, line in sorted(rows_out, reverse=True):
+        lines.append((overall["NDCG@10"], f"| {w:g} | {bias:g} | {gamma:g} | {beta:g} | {overall['HR@10']:.4f} | "
+                                          f"{overall['NDCG@10']:.4f} ± {se['NDCG@10']:.4f} | {on_cold['HR@10']:.4f} |"))
+    for _, line in sorted(lines, reverse=True):
         print(line)
 
 

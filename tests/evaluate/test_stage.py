@@ -3,6 +3,8 @@
 import logging
 import shutil
 
+import pytest
+
 from cemg_ray.artifacts import METRICS
 from cemg_ray.config import load_config
 from cemg_ray.pipeline import run_pipeline
@@ -92,3 +94,58 @@ def test_rows_and_choices_written_under_the_old_model_names_are_read_as_policies
     assert run.model == "cemg:dense" and run.recommender.policy.kind == "dense"
     run_pipeline(_job(run_dir, "evaluate.models=[popularity]"), ["evaluate"])
     assert "cemg:dense" in store.read_json(METRICS) and "cemg_dense" not in store.read_json(METRICS)
+
+
+def test_a_cold_start_floor_makes_only_the_lists_that_reach_it_eligible(demo_run, tmp_path, caplog):
+    """``evaluate.select_cold_start_floor``: a list below ratio x the reference's validation cold-start HR@10 cannot
+    be the default; when none reaches the floor the best overall is kept, and the file and the log say so."""
+    from cemg_ray.artifacts import DEFAULT_MODEL
+
+    _, demo_store = demo_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(demo_store.root_uri, run_dir)
+    store = Store(str(run_dir))
+    lists = "evaluate.select_default=[cemg,cemg:cold_share,cemg:dense]"
+    run_pipeline(_job(run_dir, "evaluate.models=[popularity]", lists), ["evaluate"])
+    free = store.read_json(DEFAULT_MODEL)
+    assert "cold_start_floor" not in free and set(free["valid"]) == {"cemg", "cemg:cold_share", "cemg:dense"}
+    cold = {n: row["cold_start"]["HR@10"] for n, row in free["valid"].items()}
+    assert max(cold.values()) > 0, "no list hits a cold-start target on the demo's validation split"
+    reference = min((n for n in cold if cold[n] > 0), key=cold.get)  # the weakest list that hits any
+
+    def best(names: list[str]) -> str:
+        return max(names, key=lambda n: (free["valid"][n]["NDCG@10"], free["valid"][n]["HR@10"]))
+
+    coldest = max(cold.values())
+    cases = ((1000.0, None),  # nobody reaches 1000x
+             (1e-6, best([n for n in cold if cold[n] >= 1e-6 * cold[reference]])),
+             (coldest / cold[reference] * (1 - 1e-9), best([n for n in cold if cold[n] == coldest])))
+    for ratio, expect in cases:
+        run_pipeline(_job(run_dir, "evaluate.models=[popularity]", lists,
+                          f"evaluate.select_cold_start_floor={{reference: '{reference}', ratio: {ratio!r}}}"),
+                     ["evaluate"])
+        choice = store.read_json(DEFAULT_MODEL)
+        floor = choice["cold_start_floor"]
+        assert floor["reference"] == reference and floor["HR@10"] == pytest.approx(ratio * cold[reference])
+        assert choice["valid"] == free["valid"]  # the same validation figures, the reference's among them
+        if expect is None:  # the best overall, said in the file and the log
+            assert floor["floor_met"] is False and choice["model"] == free["model"]
+            assert "no list in evaluate.select_default reaches" in caplog.text
+        else:
+            assert floor["floor_met"] is True and choice["model"] == expect
+            assert cold[expect] >= floor["HR@10"]
+
+
+def test_the_default_list_gets_its_test_row_even_when_not_in_evaluate_models(demo_run, tmp_path):
+    from cemg_ray.artifacts import DEFAULT_MODEL
+
+    _, demo_store = demo_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(demo_store.root_uri, run_dir)
+    store = Store(str(run_dir))
+    store.write_json(METRICS, {name: row for name, row in store.read_json(METRICS).items() if name == "popularity"})
+    run_pipeline(_job(run_dir, "evaluate.models=[popularity]", "evaluate.select_default=[cemg:cold_share,cemg:dense]"),
+                 ["evaluate"])
+    chosen = store.read_json(DEFAULT_MODEL)["model"]
+    rows = store.read_json(METRICS)
+    assert set(rows) == {"popularity", chosen} and rows[chosen]["split"] == "test"

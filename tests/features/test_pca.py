@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from cemg_ray.features.extract import embeddings
-from cemg_ray.features.pca import fit_pca, project, project_new_items, transform_new_items
+from cemg_ray.features.pca import content_vectors, fit_pca, project, project_new_items, transform_new_items
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -186,3 +186,18 @@ def test_sampled_fit_capture_of_the_exact_basis_is_sklearns_explained_variance()
         assert sampled_fit_capture(x, comps) == pytest.approx(float(evr.sum()), rel=1e-4)
     assert PCA(n_components=5).fit(x).explained_variance_ratio_.sum() == pytest.approx(float(evr.sum()), rel=1e-5)
 
+
+
+def test_content_vectors_give_each_present_modality_an_equal_say_and_missing_ones_none(run) -> None:
+    _, store = run
+    red = store.read_tensors("pca/reduced.safetensors")
+    content = content_vectors(store)
+    d = red["text"].shape[1]
+    assert content.shape == (len(red["text"]), 2 * d) and content.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(content, axis=1), 1.0, atol=1e-5)  # every item here has text
+    image_missing = red["image_missing"].astype(bool)
+    assert (content[image_missing, d:] == 0).all()  # a missing image adds nothing
+    unit = red["text"] / np.linalg.norm(red["text"], axis=1, keepdims=True)
+    np.testing.assert_allclose(content[image_missing, :d], unit[image_missing], atol=1e-5)  # text alone: its cosine
+    both = ~image_missing
+    np.testing.assert_allclose(np.linalg.norm(content[both, :d], axis=1), 2 ** -0.5, atol=1e-5)  # halves

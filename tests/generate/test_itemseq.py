@@ -18,6 +18,7 @@ from cemg_ray.generate.item_decoding import (
     dense_hybrid,
     dense_merge,
     dense_rerank,
+    history_content_sim,
     reserve_cold_share,
     subset_index,
     unconstrained_from_hidden,
@@ -452,3 +453,17 @@ def test_blend_ranks_by_the_weighted_log_probabilities_of_both_models_written_ou
     assert torch.equal(blend_top_k(dense, sasrec, 1.0, cold, 0.0, 8)[0], sasrec.topk(8).indices)
     with pytest.raises(ValueError, match="different catalogs"):
         blend_top_k(dense, sasrec[:, :7], 0.3, cold, 0.0, 5)
+
+
+def test_the_blends_content_term_is_the_cosine_to_the_mean_of_the_last_items() -> None:
+    rng = np.random.default_rng(4)
+    content = torch.nn.functional.normalize(torch.as_tensor(rng.normal(size=(8, 5)).astype(np.float32)), dim=1)
+    histories = [np.array([0, 1, 2, 3]), np.array([5]), np.array([], dtype=np.int64)]
+    sim = history_content_sim(content, histories, window=3)
+    query = content[[1, 2, 3]].mean(0)
+    np.testing.assert_allclose(sim[0].numpy(), (content @ query / query.norm()).numpy(), atol=1e-5)
+    np.testing.assert_allclose(sim[1].numpy(), (content @ content[5]).numpy(), atol=1e-5)
+    assert (sim[2] == 0).all()  # no history: no say
+    dense, sasrec = torch.zeros(3, 8), torch.zeros(3, 8)  # both models indifferent: content alone ranks
+    items, _ = blend_top_k(dense, sasrec, 0.5, None, 0.0, 8, sim, 2.0)
+    assert items[1].tolist() == sim[1].argsort(descending=True).tolist() and items[1, 0] == 5
