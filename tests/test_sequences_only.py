@@ -159,6 +159,16 @@ def test_a_sequences_only_catalog_runs_every_stage(tmp_path) -> None:
     assert metrics["cemg"]["overall"]["HR@10"] > 2 * metrics["popularity"]["overall"]["HR@10"]
     assert metrics["cemg"]["overall"]["NDCG@10"] > metrics["popularity"]["overall"]["NDCG@10"]
 
+    # the blend's content term has nothing to read here (every content vector zero): the plain blend's list
+    from cemg_ray import recommenders
+    from cemg_ray.features.pca import content_vectors
+
+    assert not content_vectors(store).any()
+    histories = [np.array([0, 1, 2]), np.array([5]), np.array([], dtype=np.int64)]
+    plain = recommenders.load("cemg:blend(cold_bias=1)", cfg, store).recommend(histories, 10)
+    content = recommenders.load("cemg:blend(content_weight=8,cold_bias=1)", cfg, store).recommend(histories, 10)
+    np.testing.assert_array_equal(plain[0], content[0])
+
     # export: one top-10 list per user
     table = pads.dataset(str(run_dir / "export" / "dt=2026-12-06"), format="parquet").to_table().to_pandas()
     assert table["user_id"].nunique() == 150 and len(table) == 150 * cfg.export.k
