@@ -91,7 +91,10 @@ def select_default(ctx: StageContext, split: Split) -> dict:
         need = floor.ratio * valid[floor.reference]["cold_start"]["HR@10"]
         eligible = [n for n in candidates if valid[n]["cold_start"]["HR@10"] >= need]
         choice["cold_start_floor"] = {"reference": floor.reference, "ratio": floor.ratio, "HR@10": need,
-                                      "floor_met": bool(eligible)}
+                                      "floor_met": bool(eligible), "vacuous": need == 0}
+        if need == 0:  # a multiple of zero admits every list: say so rather than report a floor met
+            log.warning("evaluate: %s hits no cold-start target on the validation split, so the cold-start floor "
+                        "admits every list", floor.reference)
         if not eligible:
             log.warning("evaluate: no list in evaluate.select_default reaches %.2fx %s's validation cold-start "
                         "HR@10 (%.4f); the default is the best overall", floor.ratio, floor.reference, need)

@@ -134,6 +134,12 @@ def test_a_cold_start_floor_makes_only_the_lists_that_reach_it_eligible(demo_run
         else:
             assert floor["floor_met"] is True and choice["model"] == expect
             assert cold[expect] >= floor["HR@10"]
+        assert floor["vacuous"] is False
+    # a reference that hits no cold-start target (popularity never ranks a cold item high): a floor of zero, said so
+    run_pipeline(_job(run_dir, "evaluate.models=[popularity]", lists,
+                      "evaluate.select_cold_start_floor={reference: popularity, ratio: 1.5}"), ["evaluate"])
+    floor = store.read_json(DEFAULT_MODEL)["cold_start_floor"]
+    assert floor["vacuous"] is True and floor["HR@10"] == 0 and "admits every list" in caplog.text
 
 
 def test_the_default_list_gets_its_test_row_even_when_not_in_evaluate_models(demo_run, tmp_path):
