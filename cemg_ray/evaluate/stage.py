@@ -51,7 +51,8 @@ def upstream(cfg: JobConfig) -> tuple[str, ...]:
 
 
 def run(ctx: StageContext) -> dict:
-    """Evaluate each model in ``evaluate.models``; rows of models not re-run are kept."""
+    """Choose the default list on validation (``evaluate.select_default``), then evaluate each model in
+    ``evaluate.models`` and the chosen list on ``evaluate.split``; rows of models not re-run are kept."""
     cfg = ctx.cfg
     split = load_split(ctx.store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     models = list(cfg.evaluate.models)
