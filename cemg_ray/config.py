@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from cemg_ray.collab.config import LightGCNConfig
@@ -100,6 +100,13 @@ class EvaluateConfig(Section):
     num_actors: int = Field(0, ge=0)
     cpus_per_actor: float = Field(1.0, gt=0)
     gpus_per_actor: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _floor_needs_candidates(self) -> EvaluateConfig:
+        if self.select_cold_start_floor is not None and not self.select_default:
+            raise ValueError("select_cold_start_floor constrains the choice of the default list, but "
+                             "evaluate.select_default names no candidate lists")
+        return self
 
 
 SECRET_ERROR = "secret_in_value"  # a validation error whose message must not quote the value

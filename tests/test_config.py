@@ -138,3 +138,11 @@ def test_checkpoint_cadence_does_not_change_what_a_stage_computes(tmp_path) -> N
     epochs = load_config(None, [f"run_dir={tmp_path}", "lightgcn.epochs=7"])
     assert stage_hash(base, "lightgcn") == stage_hash(cadence, "lightgcn")
     assert stage_hash(base, "lightgcn") != stage_hash(epochs, "lightgcn")
+
+
+def test_a_cold_start_floor_without_candidate_lists_is_an_error():
+    with pytest.raises(ConfigError, match="select_cold_start_floor.*select_default names no candidate"):
+        load_config(Path("jobs/demo.yaml"), ["evaluate.select_default=[]",
+                                             "evaluate.select_cold_start_floor={reference: sasrec, ratio: 1.5}"])
+    cfg = load_config(Path("jobs/demo.yaml"), ["evaluate.select_cold_start_floor={reference: sasrec, ratio: 1.5}"])
+    assert cfg.evaluate.select_cold_start_floor.ratio == 1.5
