@@ -166,3 +166,15 @@ def test_the_blend_without_a_trained_sasrec_says_which_stage_to_run(demo_run) ->
     with pytest.raises(ValueError, match="needs the run's SASRec.*--stages sasrec"):
         ItemCEMGRecommender(gen.model, gen.codes, cfg.dataset.max_len, policy=BlendPolicy(),
                             cold_items=np.zeros(len(gen.codes), dtype=bool), sasrec=None)
+    # the blend's inputs asked of a generator loaded without SASRec or content vectors: the same messages
+    bare = ItemCEMGRecommender(gen.model, gen.codes, cfg.dataset.max_len, policy=gen.policy,
+                               cold_items=np.zeros(len(gen.codes), dtype=bool))
+    with pytest.raises(ValueError, match="needs the run's SASRec"):
+        bare.blend_inputs([np.array([0, 1])])
+    with_sasrec = ItemCEMGRecommender(gen.model, gen.codes, cfg.dataset.max_len, policy=gen.policy,
+                                      cold_items=np.zeros(len(gen.codes), dtype=bool),
+                                      sasrec=lambda: recommenders.load("sasrec", cfg, store))
+    dense, sasrec, sim = with_sasrec.blend_inputs([np.array([0, 1])])
+    assert dense.shape == sasrec.shape == (1, len(gen.codes)) and sim is None
+    with pytest.raises(ValueError, match="needs the run's content"):
+        with_sasrec.blend_inputs([np.array([0, 1])], content_window=3)

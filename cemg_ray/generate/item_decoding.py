@@ -239,13 +239,13 @@ def dense_rerank(model: ItemSeqGenerator, hidden: torch.Tensor, candidates: torc
 
 
 @torch.inference_mode()
-def blend_top_k(dense_logits: torch.Tensor, sasrec_logits: torch.Tensor, weight: float,
-                cold_items: torch.Tensor | None, cold_bias: float, k: int, content_sim: torch.Tensor | None = None,
-                content_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-``k`` of the whole catalog by ``(1 - weight) log_softmax(dense) + weight log_softmax(sasrec) +
+def blend_scores(dense_logits: torch.Tensor, sasrec_logits: torch.Tensor, weight: float,
+                 cold_items: torch.Tensor | None, cold_bias: float, content_sim: torch.Tensor | None = None,
+                 content_weight: float = 0.0) -> torch.Tensor:
+    """Every item's blend score [B, N]: ``(1 - weight) log_softmax(dense) + weight log_softmax(sasrec) +
     content_weight * content_sim``, cold items raised by ``cold_bias`` (all [B, N] over the same items). A
     log-linear blend, not a mixture of probabilities: an item must convince both models, which is what lifted
-    validation NDCG above either alone. Returns (item_idx [B, k], blended log scores [B, k])."""
+    validation NDCG above either alone."""
     if dense_logits.shape != sasrec_logits.shape:
         raise ValueError(f"blend: the dense head scores {tuple(dense_logits.shape)} items but SASRec "
                          f"{tuple(sasrec_logits.shape)}: they were trained on different catalogs")
@@ -255,7 +255,15 @@ def blend_top_k(dense_logits: torch.Tensor, sasrec_logits: torch.Tensor, weight:
         score += content_weight * content_sim
     if cold_bias and cold_items is not None and len(cold_items):
         score[:, cold_items] += cold_bias
-    return _top_k_items(score, k)
+    return score
+
+
+def blend_top_k(dense_logits: torch.Tensor, sasrec_logits: torch.Tensor, weight: float,
+                cold_items: torch.Tensor | None, cold_bias: float, k: int, content_sim: torch.Tensor | None = None,
+                content_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` of the whole catalog by :func:`blend_scores`: (item_idx [B, k], blended log scores [B, k])."""
+    return _top_k_items(blend_scores(dense_logits, sasrec_logits, weight, cold_items, cold_bias, content_sim,
+                                     content_weight), k)
 
 
 def history_content_sim(content: torch.Tensor, histories: list[np.ndarray], window: int) -> torch.Tensor:

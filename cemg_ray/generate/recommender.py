@@ -13,7 +13,7 @@ import torch
 from cemg_ray import artifacts
 from cemg_ray.generate.dataset import history_matrix
 from cemg_ray.generate.decoding import build_index, decode_items, decode_unconstrained
-from cemg_ray.generate.policy import NEEDS_COLD, NEEDS_DENSE, NEEDS_SASREC, BeamPolicy
+from cemg_ray.generate.policy import NEEDS_COLD, NEEDS_DENSE, NEEDS_SASREC, BeamPolicy, BlendPolicy
 from cemg_ray.store import Store
 
 if TYPE_CHECKING:
@@ -80,11 +80,15 @@ class ItemCEMGRecommender(PolicyViews):
 
     def _sasrec(self) -> Any:
         if "sasrec" not in self._shared:
+            if self._load_sasrec is None:
+                self._checked(BlendPolicy())  # raises, saying which stage to run
             self._shared["sasrec"] = self._load_sasrec()
         return self._shared["sasrec"]
 
     def _content(self) -> torch.Tensor:
         if "content" not in self._shared:
+            if self._load_content is None:
+                self._checked(BlendPolicy(content_weight=1.0))  # raises, saying why there is none
             self._shared["content"] = torch.as_tensor(self._load_content())
         return self._shared["content"]
 
@@ -119,14 +123,27 @@ class ItemCEMGRecommender(PolicyViews):
         return items.numpy(), scores.numpy().astype(np.float32)
 
     def _blend(self, hidden: torch.Tensor, histories: list[np.ndarray], k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from cemg_ray.generate.item_decoding import blend_top_k, history_content_sim
+        from cemg_ray.generate.item_decoding import blend_top_k
 
         policy = self.policy
+        dense, sasrec, sim = self.blend_inputs(histories, policy.content_window if policy.content_weight else 0,
+                                               hidden)
+        return blend_top_k(dense, sasrec, policy.weight, self.cold_ids, policy.cold_bias, k, sim,
+                           policy.content_weight)
+
+    @torch.inference_mode()
+    def blend_inputs(self, histories: list[np.ndarray], content_window: int = 0, hidden: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """What the ``blend`` policy mixes, each [B, N]: the dense head's logits, SASRec's logits and (with a
+        ``content_window``) the content similarity; ``jobs/experiments/blend_grid.py`` scores its knobs from these."""
+        from cemg_ray.generate.item_decoding import history_content_sim
+        from cemg_ray.generate.itemseq import right_padded
+
+        if hidden is None:
+            hidden = self.model.last_hidden(torch.as_tensor(right_padded(histories, self.max_items)))
         dense = self.model.dense_logits(hidden, keys=self._dense_keys())
-        sim = history_content_sim(self._content(), histories, policy.content_window) if policy.content_weight \
-            else None
-        return blend_top_k(dense, self._sasrec().logits(histories), policy.weight, self.cold_ids, policy.cold_bias,
-                           k, sim, policy.content_weight)
+        sim = history_content_sim(self._content(), histories, content_window) if content_window else None
+        return dense, self._sasrec().logits(histories), sim
 
     def _decode(self, hidden: torch.Tensor, k: int, beams: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The policy's decoding from the backbone's last states [B, d]: (item_idx [B, k], scores [B, k])."""

@@ -1,12 +1,11 @@
 """The blend policy's knobs on a run's validation split, every setting in one pass (issue 25).
 
-Scores all validation users once with the generator's dense head, SASRec and the content vectors, then ranks each
-target under ``(1 - weight) log p_dense + weight log p_sasrec + content_weight * sim + cold_bias * [cold]
-- beta * log(1 + training count)`` for every combination of the listed values (``sim``: the cosine between an
-item's content vector and the mean of the last ``--window`` history items', as the ``blend`` policy computes it;
-``beta``: a popularity discount the policy does not have, tried here and not kept). Seen items are removed as the
-harness removes them. Reads the validation split only: the test split is for the finished list
-(``cemg-ray run ... --stages evaluate``).
+Takes the policy's own inputs once per batch of validation users (``ItemCEMGRecommender.blend_inputs``: the dense
+head's and SASRec's logits, the content similarity over the last ``--window`` history items) and ranks each target
+under the policy's own ``blend_scores`` for every combination of the listed weights, cold biases and content
+weights, less ``beta * log(1 + training count)`` (a popularity discount the policy does not have, tried here and not
+kept). Seen items are removed as the harness removes them. Reads the validation split only: the test split is for
+the finished list (``cemg-ray run ... --stages evaluate``).
 
     .venv/bin/python jobs/experiments/blend_grid.py runs/beauty-sasrec-collab-12ep --cold-biases 0,0.5,1,1.5,2,3
 """
@@ -23,9 +22,7 @@ import torch
 from cemg_ray.api import open_run
 from cemg_ray.data.split import load_split
 from cemg_ray.evaluate.metrics import hr_ndcg, standard_errors
-from cemg_ray.features.pca import content_vectors
-from cemg_ray.generate.item_decoding import history_content_sim
-from cemg_ray.generate.itemseq import right_padded
+from cemg_ray.generate.item_decoding import blend_scores
 
 
 def floats(text: str) -> list[float]:
@@ -42,14 +39,12 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=3)
     args = ap.parse_args()
     gen = open_run(args.run_dir, model="cemg:dense_all")
-    sasrec = open_run(args.run_dir, model="sasrec").recommender
     split = load_split(gen.store, gen.cfg.dataset.max_len, gen.cfg.dataset.cold_start_max)
     histories, targets = split.histories("valid")
     cold = split.cold_items()
-    is_cold = torch.as_tensor(cold, dtype=torch.float32)
+    cold_ids = torch.as_tensor(np.flatnonzero(cold))
     log_count = torch.log1p(torch.as_tensor(split.train_counts, dtype=torch.float32))
-    content = torch.as_tensor(content_vectors(gen.store)) if any(args.content_weights) else None
-    dense = gen.recommender
+    window = args.window if any(args.content_weights) else 0
     grid = list(itertools.product(args.weights, args.cold_biases, args.content_weights, args.popularity_betas))
     ranks = {g: np.empty(len(targets), np.int64) for g in grid}
     t0 = time.perf_counter()
@@ -58,20 +53,15 @@ def main() -> None:
             rows = np.arange(start, min(start + 1024, len(targets)))
             hist = [histories[r] for r in rows]
             own = torch.as_tensor(targets[rows])[:, None]
-            hidden = dense.model.last_hidden(torch.as_tensor(right_padded(hist, dense.max_items)))
-            lp_dense = torch.log_softmax(dense.model.dense_logits(hidden, keys=dense._dense_keys()), 1)
-            lp_sasrec = torch.log_softmax(sasrec.logits(hist), 1)
-            sim = history_content_sim(content, hist, args.window) if content is not None else 0.0
+            dense, sasrec, sim = gen.recommender.blend_inputs(hist, window)  # what the policy itself mixes
             seen_r = np.concatenate([np.full(len(h), i) for i, h in enumerate(hist)])
             seen_c = np.concatenate(hist)
-            for w in args.weights:
-                base = (1 - w) * lp_dense + w * lp_sasrec
-                base[seen_r, seen_c] = -torch.inf
-                for _, bias, gamma, beta in (g for g in grid if g[0] == w):
-                    score = base + bias * is_cold + gamma * sim - beta * log_count
-                    target = score.gather(1, own)
-                    rank = (score > target).sum(1)
-                    ranks[(w, bias, gamma, beta)][rows] = torch.where(torch.isfinite(target[:, 0]), rank, -1).numpy()
+            for w, bias, gamma, beta in grid:
+                score = blend_scores(dense, sasrec, w, cold_ids, bias, sim, gamma) - beta * log_count
+                score[seen_r, seen_c] = -torch.inf
+                target = score.gather(1, own)
+                rank = (score > target).sum(1)
+                ranks[(w, bias, gamma, beta)][rows] = torch.where(torch.isfinite(target[:, 0]), rank, -1).numpy()
     print(f"{len(targets)} validation users ({int(cold[targets].sum())} with a cold-start target), "
           f"{time.perf_counter() - t0:.0f} s; content window {args.window}")
     print("| weight | cold_bias | content_weight | popularity beta | HR@10 | NDCG@10 (± SE) | cold-start HR@10 |\n"
