@@ -12,7 +12,7 @@ from cemg_ray.evaluate.harness import evaluate
 from cemg_ray.evaluate.report import write_report
 from cemg_ray.generate.policy import LEGACY_MODELS, PolicyError
 from cemg_ray.raytrain import run_config, train_in_worker
-from cemg_ray.recommenders import Recommender, UnknownModelError, load, model_stage, model_version, stages_for
+from cemg_ray.recommenders import UnknownModelError, load, model_stage, model_version, stages_for
 from cemg_ray.stagekit import StageContext, require, stage_hash
 from cemg_ray.store import Store
 
@@ -22,25 +22,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("cemg_ray")
 
 
-def load_model(ref: str, ctx: StageContext, where: str = "evaluate.models") -> Recommender:
-    """A model reference (``cemg``, ``cemg:hybrid``, ``sasrec``) loaded once its stage has completed."""
-    require(ctx.store, ctx.cfg, model_stage(ref, where))
-    return load(ref, ctx.cfg, ctx.store, where)
-
-
-def score(ref: str, ctx: StageContext, split: Split, which: str, ks: list[int],
-          where: str = "evaluate.models") -> tuple[dict, str]:
-    """(metrics row, model version) of one model on one split: in this process, or on a Ray Data actor pool
-    (``evaluate.num_actors``) whose actors rank with the run's one predictor."""
+def score(refs: list[str], ctx: StageContext, split: Split, which: str, ks: list[int],
+          where: str = "evaluate.models") -> dict[str, tuple[dict, str]]:
+    """{model: (metrics row, model version)} of each list on one split: on a Ray Data actor pool
+    (``evaluate.num_actors``, the default one actor) whose actors rank every list with the run's one predictor in
+    one pass over the users, or in this process (``num_actors: 0``)."""
     cfg = ctx.cfg
-    if not cfg.evaluate.num_actors:
-        rec = load_model(ref, ctx, where)
-        return evaluate(rec, split, which, ks, cfg.evaluate.batch_size, exclude_seen=cfg.evaluate.exclude_seen), \
-            rec.model_version
-    from cemg_ray.evaluate.distributed import evaluate_on_actors
+    for ref in refs:  # every model's stage first: a missing one fails before any ranking starts
+        require(ctx.store, cfg, model_stage(ref, where))
+    if cfg.evaluate.num_actors:
+        from cemg_ray.evaluate.distributed import evaluate_on_actors
 
-    require(ctx.store, cfg, model_stage(ref, where))
-    return evaluate_on_actors(cfg, ctx.store.committed(), ref, split, which, ks)
+        return evaluate_on_actors(cfg, ctx.store.committed(), refs, split, which, ks)
+    out = {}
+    for ref in dict.fromkeys(refs):
+        rec = load(ref, cfg, ctx.store, where)
+        out[ref] = (evaluate(rec, split, which, ks, cfg.evaluate.batch_size, exclude_seen=cfg.evaluate.exclude_seen),
+                    rec.model_version)
+    return out
 
 
 def upstream(cfg: JobConfig) -> tuple[str, ...]:
@@ -64,8 +63,7 @@ def run(ctx: StageContext) -> dict:
                  choice["valid"][choice["model"]]["NDCG@10"])
         if choice["model"] not in models and choice["model"] not in metrics:
             models.append(choice["model"])
-    for name in models:
-        result, version = score(name, ctx, split, cfg.evaluate.split, cfg.evaluate.ks)
+    for name, (result, version) in score(models, ctx, split, cfg.evaluate.split, cfg.evaluate.ks).items():
         metrics[name] = {**result, "model_version": version}
         log.info("evaluate %s: %s", name, {k: round(v, 4) for k, v in result["overall"].items()})
     ctx.store.write_json(METRICS, metrics)
@@ -82,10 +80,8 @@ def select_default(ctx: StageContext, split: Split) -> dict:
     names = list(cfg.evaluate.select_default)
     if floor is not None and floor.reference not in names:
         names.append(floor.reference)
-    valid = {}
-    for name in names:
-        res, _ = score(name, ctx, split, "valid", [10], "evaluate.select_default")
-        valid[name] = {**res["overall"], "se": res["overall_se"], "cold_start": res["cold_start"]}
+    valid = {name: {**res["overall"], "se": res["overall_se"], "cold_start": res["cold_start"]}
+             for name, (res, _) in score(names, ctx, split, "valid", [10], "evaluate.select_default").items()}
     candidates = cfg.evaluate.select_default
     choice: dict = {"selected_on": "valid", "metric": "NDCG@10"}
     if floor is not None:
