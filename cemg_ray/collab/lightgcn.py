@@ -2,7 +2,8 @@
 
 The model and its BPR loss are torch_geometric's ``LightGCN``; this module adds the bipartite
 graph layout (users ``0..U-1``, items ``U..U+N-1``), negative sampling, the Ray Train loop and a
-full-ranking Recall/NDCG@20 on the validation split as a sanity check of the embeddings.
+full-ranking Recall/NDCG@20 on the validation split as a sanity check of the embeddings (run by the stage in a Ray
+task, ``cemg_ray.collab.stage.sanity_check``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from cemg_ray.collab.config import LightGCNConfig
 from cemg_ray.raytrain import CheckpointCadence, report, torch_trainer, worker_rank
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ray.train import RunConfig
     from torch_geometric.nn import LightGCN
 
@@ -94,9 +97,10 @@ def split_embeddings(model: LightGCN, graph: Graph, edge_index: torch.Tensor) ->
     return emb[:graph.num_users].numpy().copy(), emb[graph.num_users:].numpy().copy()
 
 
-def recall_ndcg_at(user_emb: np.ndarray, item_emb: np.ndarray, histories: list[np.ndarray],
+def recall_ndcg_at(user_emb: np.ndarray, item_emb: np.ndarray, histories: Sequence[np.ndarray],
                    targets: np.ndarray, k: int = 20, batch: int = 2048) -> dict[str, float]:
-    """Full-ranking Recall@k / NDCG@k with one target per user; training items are masked."""
+    """Full-ranking Recall@k / NDCG@k with one target per user; training items are masked. Users are scored
+    ``batch`` at a time, so its memory is ``batch`` x items."""
     ue, ie = torch.as_tensor(user_emb), torch.as_tensor(item_emb)
     hits, gains = 0.0, 0.0
     for s in range(0, len(targets), batch):

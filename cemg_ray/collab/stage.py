@@ -1,22 +1,38 @@
-"""The ``lightgcn`` stage: collaborative item embeddings from the training interactions only."""
+"""The ``lightgcn`` stage: collaborative item embeddings from the training interactions only.
+
+Training runs in Ray Train workers; the report's validation Recall/NDCG@20 (a sanity check of the embeddings, a full
+ranking of the catalog per user) runs in one Ray task on at most ``lightgcn.sanity_users`` users, so the driver only
+writes the embeddings the workers trained and the report.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
 from cemg_ray import artifacts
 from cemg_ray.collab.lightgcn import Graph, fit, recall_ndcg_at
-from cemg_ray.data.split import load_split
+from cemg_ray.data.split import Ragged, load_split
 from cemg_ray.raytrain import run_config
 from cemg_ray.stagekit import StageContext
+from cemg_ray.store import Store
 
 log = logging.getLogger("cemg_ray")
 
+SANITY_K = 20
+# scores the sanity check holds at once (float32, 128 MiB): users are ranked in chunks of this many / items, so its
+# memory is the chunk x items, whatever the number of users
+SCORE_BUDGET = 1 << 25
+MAX_CHUNK = 2048  # users per chunk on small catalogs (recall_ndcg_at's own batch)
+
 
 def run(ctx: StageContext) -> dict:
-    """Train LightGCN (BPR) on ``Split.train`` edges and save user and item embeddings."""
+    """Train LightGCN (BPR) on ``Split.train`` edges and save user and item embeddings; the validation sanity
+    check runs in a Ray task (:func:`sanity_check`)."""
+    from cemg_ray.raytask import run_in_task
+
     cfg = ctx.cfg
     split = load_split(ctx.store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     _, items = split.train_pairs()
@@ -28,11 +44,42 @@ def run(ctx: StageContext) -> dict:
     ctx.store.delete(artifacts.LIGHTGCN_CHECKPOINTS)  # a finished stage is re-run only when its config changed
     user_emb, item_emb, history = fit(graph, cfg.lightgcn,
                                       run_config(ctx.store, artifacts.LIGHTGCN_CHECKPOINTS, "lightgcn", max_failures=1))
-    sanity = recall_ndcg_at(user_emb, item_emb, split.train, split.valid_target, k=20)
+    # the stage's output, users x dim: the driver holds it only to write it, and the task below reads it back
     ctx.store.write_tensors(artifacts.LIGHTGCN_EMB,
                             {"item_emb": item_emb.astype(np.float32), "user_emb": user_emb.astype(np.float32)})
+    del user_emb, item_emb
+    picked = sanity_rows(graph.num_users, cfg.lightgcn.sanity_users, cfg.lightgcn.seed)
+    histories = split.train[picked]  # a view; only the picked users' items travel to the task
+    checked = run_in_task(ctx, "cemg_ray.collab.stage:sanity_check",
+                          {"rows": picked, "values": histories.flat(), "lengths": histories.lengths(),
+                           "targets": np.asarray(split.valid_target)[picked]})
+    sanity, worker = checked["valid"], checked["worker"]
     report = {"edges": int(len(items)), "users": graph.num_users, "items": graph.num_items,
-              "valid": sanity, "epochs": history}
+              "valid": sanity, "valid_users": checked["valid_users"], "valid_worker": worker, "epochs": history}
     ctx.store.write_json(artifacts.LIGHTGCN_REPORT, report)
-    log.info("lightgcn: valid %s", {k: round(v, 4) for k, v in sanity.items()})
-    return {"edges": report["edges"], "valid": sanity}
+    log.info("lightgcn: valid %s on %d of %d users", {k: round(v, 4) for k, v in sanity.items()},
+             checked["valid_users"], graph.num_users)
+    return {"edges": report["edges"], "valid": sanity, "valid_users": checked["valid_users"], "valid_worker": worker}
+
+
+def sanity_rows(num_users: int, limit: int, seed: int) -> np.ndarray:
+    """The users (positions in the split's user list) the sanity check ranks: all of them up to ``limit``, else a
+    seeded sample of ``limit``, sorted, so a re-run of the same config reports the same figure."""
+    if num_users <= limit:
+        return np.arange(num_users, dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(num_users, size=limit, replace=False)).astype(np.int64)
+
+
+def sanity_check(store: Store, rows: np.ndarray, values: np.ndarray, lengths: np.ndarray, targets: np.ndarray,
+                 k: int = SANITY_K, score_budget: int = SCORE_BUDGET) -> dict[str, Any]:
+    """The sanity check's work (run by :func:`run` in a Ray task): Recall/NDCG@k of the ``rows`` users' validation
+    ``targets`` against every item, their training items (``values`` split by ``lengths``) masked, with the
+    embeddings the stage wrote; users are ranked in chunks of at most ``score_budget`` scores."""
+    emb = store.read_tensors(artifacts.LIGHTGCN_EMB)
+    item_emb = emb["item_emb"]
+    user_emb = emb["user_emb"][np.asarray(rows, dtype=np.int64)]
+    ends = np.cumsum(np.asarray(lengths, dtype=np.int64))
+    histories = Ragged(np.asarray(values), ends - lengths, ends)
+    chunk = max(1, min(MAX_CHUNK, score_budget // max(len(item_emb), 1)))
+    return {"valid": recall_ndcg_at(user_emb, item_emb, histories, np.asarray(targets), k=k, batch=chunk),
+            "valid_users": len(rows)}

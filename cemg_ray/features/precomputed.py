@@ -37,34 +37,38 @@ def _by_id(path: str, ids: list, vecs: list, items: pa.Table) -> tuple[np.ndarra
     return emb, missing
 
 
-def load_precomputed(path: str, items: pa.Table) -> pa.Table:
-    """A features table (the ``features/<m>.parquet`` layout) for ``items`` from a precomputed file."""
+def load_precomputed(path: str, items: pa.Table, shown: str | None = None) -> pa.Table:
+    """A features table (the ``features/<m>.parquet`` layout) for ``items`` from a precomputed file.
+
+    ``shown`` is the name errors give the file (default ``path``): the stage reads a relative path made absolute
+    in a Ray task, and its errors still name the file as the job wrote it."""
     n = items.num_rows
+    name = shown or path
     try:
         if path.endswith(".npy"):
             arr = np.load(path, allow_pickle=False)
             if arr.ndim != 2 or len(arr) != n:
-                raise DataError(f"{path}: expected an array [{n}, D] in item_idx order, got shape {arr.shape}")
+                raise DataError(f"{name}: expected an array [{n}, D] in item_idx order, got shape {arr.shape}")
             emb, missing = arr.astype(np.float32), np.zeros(n, dtype=bool)
         elif path.endswith(".npz"):
             with np.load(path, allow_pickle=False) as z:
                 for key in ("item_id", "embedding"):
                     if key not in z:
-                        raise DataError(f"{path}: missing array {key!r} (expected item_id, embedding)")
+                        raise DataError(f"{name}: missing array {key!r} (expected item_id, embedding)")
                 if z["embedding"].ndim != 2 or len(z["embedding"]) != len(z["item_id"]):
-                    raise DataError(f"{path}: 'embedding' must be [len(item_id), D], got {z['embedding'].shape}")
-                emb, missing = _by_id(path, z["item_id"].tolist(), list(z["embedding"]), items)
+                    raise DataError(f"{name}: 'embedding' must be [len(item_id), D], got {z['embedding'].shape}")
+                emb, missing = _by_id(name, z["item_id"].tolist(), list(z["embedding"]), items)
         else:
             table = pq.read_table(path)
             for col in ("item_id", "embedding"):
                 if col not in table.column_names:
-                    raise DataError(f"{path}: missing column {col!r} (expected item_id, embedding)")
-            emb, missing = _by_id(path, table.column("item_id").to_pylist(), table.column("embedding").to_pylist(),
+                    raise DataError(f"{name}: missing column {col!r} (expected item_id, embedding)")
+            emb, missing = _by_id(name, table.column("item_id").to_pylist(), table.column("embedding").to_pylist(),
                                   items)
     except (OSError, ValueError) as exc:
         if isinstance(exc, DataError):
             raise
-        raise DataError(f"{path}: cannot read precomputed features ({exc})") from exc
+        raise DataError(f"{name}: cannot read precomputed features ({exc})") from exc
     missing |= ~np.isfinite(emb).all(1)
     reasons = [NOT_FOUND if m else "" for m in missing]
     return features_table(items.column("item_idx").to_numpy(), emb, missing, reasons)

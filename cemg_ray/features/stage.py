@@ -5,7 +5,8 @@ reason) for every catalog item, and ``features/report.json`` (per modality: item
 reason, dim, wall time, items/s). A disabled modality, or a modality no item has (no image, or
 no text at all, as in a ``sequences`` catalog of interactions only), is written all-missing
 (zero-width vectors) without loading its encoder, and its report says why (``note``), so
-downstream stages can tell: PCA skips it and the tokenizer runs on what is left.
+downstream stages can tell: PCA skips it and the tokenizer runs on what is left. A modality given as precomputed
+vectors is read, aligned and written by one Ray task (``dataset.cpus``), so the driver holds none of them.
 
 The ``pca`` stage lives here too: it fits ``cemg_ray.features.pca`` on the training catalog's vectors.
 """
@@ -13,6 +14,7 @@ The ``pca`` stage lives here too: it fits ``cemg_ray.features.pca`` on the train
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cemg_ray")
 
-__all__ = ["embeddings", "has_images", "has_text", "run"]
+__all__ = ["embeddings", "has_images", "has_text", "run", "write_precomputed"]
 
 
 def has_images(items: pa.Table) -> bool:
@@ -60,20 +62,24 @@ def _absent(idx: np.ndarray, reason: str, what: str) -> tuple[pa.Table, dict]:
 
 
 def run(ctx: StageContext) -> dict:
-    """Encode text and images of every catalog item (Ray Data actor pool, or in-process)."""
+    """Encode text and images of every catalog item (Ray Data actor pool, or in-process); a modality given as
+    precomputed vectors is read, aligned and written in one Ray task (:func:`write_precomputed`)."""
     cfg, fcfg, store = ctx.cfg, ctx.cfg.features, ctx.store
-    items = artifacts.read_items(store)
+    modalities = (("text", fcfg.use_text, fcfg.text), ("image", fcfg.use_image, fcfg.image))
+    sources = {m: enc_cfg.precomputed for m, enabled, enc_cfg in modalities if enabled and enc_cfg.precomputed}
+    precomputed, worker = _precomputed(ctx, sources) if sources else ({}, None)
+    encoded = any(enabled and m not in sources for m, enabled, _ in modalities)
+    # the driver reads the catalog's text and images only for a modality it encodes (the vectors are the task's)
+    items = artifacts.read_items(store, None if encoded else ["item_idx"])
     idx = items.column("item_idx").to_numpy()
     storage = {"endpoint_url": cfg.storage.endpoint_url, "region": cfg.storage.region}
     report: dict = {}
-    for modality, enabled, enc_cfg in (("text", fcfg.use_text, fcfg.text), ("image", fcfg.use_image, fcfg.image)):
+    for modality, enabled, enc_cfg in modalities:
+        if modality in precomputed:  # written by write_precomputed
+            report[modality] = precomputed[modality]
+            continue
         if not enabled:
             table, rep = all_missing_table(idx, "disabled"), {"enabled": False}
-        elif enc_cfg.precomputed:
-            table = load_precomputed(enc_cfg.precomputed, items)
-            miss = table.column("missing").to_numpy(zero_copy_only=False)
-            rep = {"enabled": True, "precomputed": enc_cfg.precomputed, "items": len(miss),
-                   "missing": int(miss.sum()), "dim": int(embeddings(table.slice(0, 1))[0].shape[1])}
         elif modality == "image" and not has_images(items):
             table, rep = _absent(idx, NO_IMAGE, "an image")
         elif modality == "text" and not has_text(items):
@@ -86,6 +92,37 @@ def run(ctx: StageContext) -> dict:
         store.write_parquet(artifacts.features_file(modality), table)
         report[modality] = rep
     store.write_json(artifacts.FEATURES_REPORT, report)
+    return {**report, "worker": worker} if worker else report
+
+
+def _precomputed(ctx: StageContext, sources: dict[str, str]) -> tuple[dict[str, dict], dict | None]:
+    """({modality: report}, the task's worker) of the precomputed modalities: read in one Ray task with
+    ``dataset.cpus`` (the vectors grow with the catalog), or here under ``features.use_ray: false`` (in-process)."""
+    from cemg_ray.raytask import run_in_task
+
+    # a relative path is the driver's working directory's; the task's differs. Errors name the path as written
+    absolute = {m: os.path.abspath(p) if "://" not in p else p for m, p in sources.items()}
+    kwargs = {"sources": absolute, "shown": sources}
+    if not ctx.cfg.features.use_ray:
+        return write_precomputed(ctx.store, **kwargs), None
+    done = run_in_task(ctx, "cemg_ray.features.stage:write_precomputed", kwargs, cpus=ctx.cfg.dataset.cpus)
+    worker = done.pop("worker")
+    return done, worker
+
+
+def write_precomputed(store: Store, sources: dict[str, str], shown: dict[str, str] | None = None) -> dict[str, dict]:
+    """The precomputed modalities' work (run by :func:`run` in a Ray task): read each file of ``sources``
+    ({modality: path}), align it with the catalog by ``item_id`` (or ``item_idx`` order), write
+    ``features/<modality>.parquet``; return each modality's report."""
+    items = artifacts.read_items(store, ["item_idx", "item_id"])
+    shown = shown or sources
+    report: dict[str, dict] = {}
+    for modality, path in sources.items():
+        table = load_precomputed(path, items, shown=shown.get(modality, path))
+        miss = table.column("missing").to_numpy(zero_copy_only=False)
+        report[modality] = {"enabled": True, "precomputed": shown.get(modality, path), "items": len(miss),
+                            "missing": int(miss.sum()), "dim": int(embeddings(table.slice(0, 1))[0].shape[1])}
+        store.write_parquet(artifacts.features_file(modality), table)
     return report
 
 
