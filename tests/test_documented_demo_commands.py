@@ -34,17 +34,19 @@ CONFIGS = [("1", "on"), ("1", "off"), ("2", "on"), ("2", "off")]
 pytestmark = pytest.mark.slow
 
 
-def _run_verbatim(line: str, cwd: Path) -> str:
+def _run_verbatim(line: str, cwd: Path, smaller: tuple[str, ...] = ()) -> str:
     """Run a documented ``cemg-ray`` line as written (this environment's entry point); return its output.
 
     ``.venv/bin/cemg-ray`` and ``cemg-ray`` both name the entry point of the environment running the tests.
+    ``smaller``: options appended after the line (the last one wins) to run a documented benchmark at a smaller
+    count; every other word is the line's.
     """
     assert line in (REPO / WHERE[line]).read_text(), f"{WHERE[line]} no longer holds {line!r}: update this test"
     cli = Path(sys.executable).with_name("cemg-ray")
     # a cluster of its own, whatever else runs on this host; the AWS chain is the s3_server fixture's environment
     env = {**os.environ, "RAY_ADDRESS": "local"}
-    done = subprocess.run([str(cli), *shlex.split(line)[1:]], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=900)
+    done = subprocess.run([str(cli), *shlex.split(line)[1:], *smaller], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=900)
     out = done.stderr + done.stdout  # in the order a terminal shows them: the job's progress, then its figures
     assert done.returncode == 0, f"{line}: exit {done.returncode}\n{out[-3000:]}"
     assert "Traceback" not in out, out[-3000:]
@@ -129,8 +131,10 @@ def test_the_documented_serving_benchmark_measures_four_configurations(demo_fold
 
 
 def test_the_documented_open_loop_benchmark_reports_every_rate(demo_folder) -> None:
+    """The open-loop line at a quarter of its requests (its figures are docs/OPERATIONS.md's, from the line as
+    written): the same four configurations and five rates, in a quarter of the time."""
     work, _, _ = demo_folder
-    out = _run_verbatim(OPEN_LOOP_LINE, work)
+    out = _run_verbatim(OPEN_LOOP_LINE, work, smaller=("--requests", "100", "--warmup", "16"))
     assert "model alone (in process, one user per call)" in out
     single = [r for r in _table_rows(out, 6) if r[2] == "single"]  # replicas, batching, single, p50, p99, errors
     assert [(r[0], r[1]) for r in single] == CONFIGS and all(r[5] == "0" for r in single), out[-3000:]
