@@ -11,16 +11,24 @@ Formats (``dataset.format``):
 
 Malformed rows are skipped and counted in the report; structural problems (missing file, missing
 column, wrong type, duplicate ids, empty input) raise :class:`DataError` naming file and field.
+
+Memory follows the data's size on disk, not a Python object per interaction: the text formats are parsed a line (a
+JSON user) at a time into int32 codes and float64 times (:class:`_Columns`), ``parquet`` column by column into
+numpy; all of them then number users and items and order each user's rows in one shared, vectorised path
+(:func:`_number`) and hand on CSR arrays (:meth:`Catalog.from_csr`). Only item metadata is held per item.
 """
 
 from __future__ import annotations
 
 import ast
+import bisect
 import gzip
 import json
+import re
 import zlib
-from collections import Counter, defaultdict
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterable, Iterator
+from json.decoder import scanstring
 from pathlib import Path
 from typing import Any
 
@@ -81,29 +89,97 @@ def _meta_text(m: dict, report: LoadReport, where: str) -> tuple[str | None, str
                                _text_field(m, "description", report, where))
 
 
-def _index_sequences(raw: dict[str, list[str]], item_ids: list[str] | None,
-                     report: LoadReport) -> tuple[list[str], list[np.ndarray], list[str]]:
-    """Map string ids to dense indices; items without metadata are kept (text empty)."""
-    if item_ids is None:
-        seen = {i for seq in raw.values() for i in seq}
-        item_ids = sorted(seen, key=_natural_key)
-    pos = {iid: k for k, iid in enumerate(item_ids)}
-    extra: list[str] = []
-    for seq in raw.values():
-        for i in seq:
-            if i not in pos:
-                pos[i] = len(item_ids) + len(extra)
-                extra.append(i)
-    if extra:
-        report.skipped["items_without_metadata"] += len(extra)
-        report.examples.setdefault("items_without_metadata", extra[0])
-    users = sorted(raw, key=_natural_key)
-    seqs = [np.array([pos[i] for i in raw[u]], dtype=np.int64) for u in users]
-    return users, seqs, item_ids + extra
+# -- the text formats: parsed line by line into columnar buffers, numbered as the parquet loader numbers ---------------
+class _Columns:
+    """Interactions as a text loader parses them, never a Python object per interaction: int32 codes in ``array``
+    buffers, into two dicts of the distinct user and item ids (their size grows with users + items, not with
+    interactions), and for a format with times a float64 time. :meth:`interactions` hands them to the numbering
+    and ordering the parquet loader uses (:func:`_number`)."""
+
+    def __init__(self, timed: bool = False) -> None:
+        self.user_code: dict[str, int] = {}
+        self.item_code: dict[str, int] = {}
+        self.users = array("i")
+        self.items = array("i")
+        self.time = array("d") if timed else None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add_sequence(self, user: str, items: list[str]) -> None:
+        """One user's items in time order (a format without times: file order is time order)."""
+        item_code = self.item_code
+        self.items.extend([item_code.setdefault(i, len(item_code)) for i in items])
+        self.users.extend(array("i", [self.user_code.setdefault(user, len(self.user_code))]) * len(items))
+
+    def add(self, user: str, item: str, time: float) -> None:
+        self.users.append(self.user_code.setdefault(user, len(self.user_code)))
+        self.items.append(self.item_code.setdefault(item, len(self.item_code)))
+        self.time.append(time)
+
+    def codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(user codes, item codes) as int32 numpy views of the buffers."""
+        return _view(self.users, np.int32), _view(self.items, np.int32)
+
+    def interactions(self, path: Path, rows: np.ndarray | None = None,
+                     time: np.ndarray | None = None) -> _Interactions:
+        """The rows (all, or ``rows``) as :class:`_Interactions`, ``time`` in place of the parsed one if given; the
+        id dicts become Arrow string arrays (in code order) and are let go."""
+        users, items = self.codes()
+        if time is None and self.time is not None:
+            time = _view(self.time, np.float64)
+        if rows is not None:
+            users, items = users[rows], items[rows]
+            time = time[rows] if time is not None else None
+        if time is not None and time.dtype.kind == "f" and len(time) and np.isfinite(time).all() \
+                and np.abs(time).max() < 2**53 and (time == np.trunc(time)).all():
+            time = time.astype(np.int64)  # whole seconds: the same order, and no float ranking in _order_rows
+        user_dict, item_dict = _id_array(self.user_code, path, "user"), _id_array(self.item_code, path, "item")
+        self.user_code, self.item_code = {}, {}
+        return _Interactions(users, user_dict, items, item_dict, time)
+
+
+def _view(buf: array, dtype: type) -> np.ndarray:
+    """A numpy view of an ``array`` buffer (no copy)."""
+    return np.frombuffer(buf, np.dtype(buf.typecode)).astype(dtype, copy=False) if len(buf) else np.zeros(0, dtype)
+
+
+def _id_array(ids: Iterable[str], path: Path, what: str) -> pa.Array:
+    """The ids as an Arrow string array; an id that is not valid Unicode (a lone surrogate from a JSON escape) is a
+    named error, not a traceback from Arrow."""
+    try:
+        return pa.array(list(ids), pa.string())
+    except (UnicodeEncodeError, pa.ArrowInvalid) as exc:
+        raise DataError(f"{path}: a {what} id is not valid Unicode ({exc})") from None
+
+
+def _natural_sorted(ids: pa.Array) -> pa.Array:
+    """The distinct ids as ``sorted(ids, key=_natural_key)`` orders them (equal values in the order given)."""
+    return ids.take(pa.array(_natural_order(ids, np.arange(len(ids)))))
+
+
+def _number(inter: _Interactions, meta_ids: pa.Array | None,
+            report: LoadReport) -> tuple[pa.Array, pa.Array, np.ndarray, np.ndarray]:
+    """(user ids, item ids in item_idx order, flat item_idx, CSR offsets): the numbering every loader shares. Users in
+    natural order (equal values by first row), each user's rows by time (equal times, or no time, in row order),
+    items as :func:`_dense_items` says (``meta_ids`` first, given in the order wanted)."""
+    user_ids, offsets = _order_rows(inter)
+    item_ids, idx_of_code = _dense_items(inter, offsets, meta_ids, report)
+    flat = idx_of_code[inter.items]
+    inter.items = None
+    return user_ids, item_ids, flat, offsets
+
+
+def _merge(report: LoadReport, part: LoadReport) -> None:
+    """Add ``part``'s counts and first examples to ``report``, its reasons after those already there."""
+    for reason, count in part.skipped.items():
+        report.skipped[reason] += count
+        if reason in part.examples:
+            report.examples.setdefault(reason, part.examples[reason])
 
 
 def load_sequences(path: str | Path) -> Catalog:
-    """``user item item ...`` per line (chronological)."""
+    """``user item item ...`` per line (chronological), read a line at a time into :class:`_Columns`."""
     path = Path(path)
     if path.is_dir():
         txts = sorted(path.glob("*.txt"))
@@ -112,7 +188,7 @@ def load_sequences(path: str | Path) -> Catalog:
         path = txts[0]
     _check_nonempty(path)
     report = LoadReport(str(path))
-    raw: dict[str, list[str]] = {}
+    cols = _Columns()
     for lineno, line in _lines(path, report):
         tokens = line.split()
         if not tokens:
@@ -125,25 +201,30 @@ def load_sequences(path: str | Path) -> Catalog:
         if bad is not None:  # the format's item ids are integers (S3-Rec, ICLRec): anything else is damage
             report.skip("non_integer_item_id", f"{path}:{lineno} item {bad[:40]!r}")
             continue
-        if user in raw:
+        if user in cols.user_code:
             report.skip("duplicate_user_line", f"{path}:{lineno} user {user}")
             continue
-        raw[user] = items
-    if not raw:
+        cols.add_sequence(user, items)
+    if not len(cols):
         raise DataError(f"{path}: no user sequences found")
-    users, seqs, item_ids = _index_sequences(raw, None, report)
-    items = build_items_table(item_ids)
-    return Catalog(items, users, seqs, report)
+    user_ids, item_ids, flat, offsets = _number(cols.interactions(path), None, report)
+    return Catalog.from_csr(build_items_table(item_ids), user_ids, flat, offsets, report)
 
 
 class _FirstWins(dict):
     """A JSON object whose repeated keys keep their first value, the repeats listed in ``duplicates`` (json's
-    default keeps the last silently, so a second record of an item would replace the first unreported)."""
+    default keeps the last silently, so a second record of an item would replace the first unreported). A slot, not
+    an instance ``__dict__``: every item record of an item file is one of these."""
 
-    duplicates: list[str]
+    __slots__ = ("duplicates",)
+    duplicates: tuple[str, ...] | list[str]
 
 
 def _first_wins(pairs: list[tuple[str, Any]]) -> _FirstWins:
+    obj = _FirstWins(pairs)
+    if len(obj) == len(pairs):  # no repeated key (the common case: one C-level build)
+        obj.duplicates = ()
+        return obj
     obj = _FirstWins()
     obj.duplicates = []
     for key, value in pairs:
@@ -154,21 +235,113 @@ def _first_wins(pairs: list[tuple[str, Any]]) -> _FirstWins:
     return obj
 
 
-def _read_json(path: Path) -> Any:
+def _read_text(path: Path) -> str:
+    """A whole UTF-8 file as one string (its size on disk); not UTF-8 is an error naming the byte."""
     _check_nonempty(path)
     raw = path.read_bytes()
     try:
-        return json.loads(raw.decode("utf-8"), object_pairs_hook=_first_wins)
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start})") from None
+
+
+def _parse_json(text: str, path: Path) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_first_wins)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from exc
     except RecursionError:
         raise DataError(f"{path}: JSON nested too deeply to be item data") from None
 
 
+def _read_json(path: Path) -> Any:
+    return _parse_json(_read_text(path), path)
+
+
+class _NotAnObject(Exception):
+    """The streaming walk met something it does not expect; ``json.loads`` then says what (or reads it)."""
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")  # json's own whitespace
+
+
+def _json_object_pairs(text: str) -> Iterator[tuple[str, Any]]:
+    """The (key, value) pairs of the JSON object ``text``, in file order with repeats, each value decoded alone: the
+    Python objects alive are one value's (a user's sequence), not the document's. Raises :class:`_NotAnObject` at
+    anything unexpected, having checked nothing the caller relies on."""
+    decoder = json.JSONDecoder(object_pairs_hook=_first_wins)
+    space = _JSON_SPACE.match
+    try:
+        pos = space(text, 0).end()
+        if text[pos:pos + 1] != "{":
+            raise _NotAnObject
+        pos = space(text, pos + 1).end()
+        if text[pos:pos + 1] == "}":
+            pos += 1
+        else:
+            while True:
+                if text[pos:pos + 1] != '"':
+                    raise _NotAnObject
+                key, pos = scanstring(text, pos + 1)
+                pos = space(text, pos).end()
+                if text[pos:pos + 1] != ":":
+                    raise _NotAnObject
+                value, pos = decoder.raw_decode(text, space(text, pos + 1).end())
+                yield key, value
+                pos = space(text, pos).end()
+                sep = text[pos:pos + 1]
+                pos = space(text, pos + 1).end()
+                if sep == "}":
+                    break
+                if sep != ",":
+                    raise _NotAnObject
+    except (ValueError, RecursionError):
+        raise _NotAnObject from None
+    if space(text, pos).end() != len(text):
+        raise _NotAnObject
+
+
+def _json_sequences(pairs: Iterable[tuple[str, Any]], inter_path: Path, report: LoadReport) -> _Columns:
+    """Each user's sequence into :class:`_Columns`, the first of a repeated user kept; the repeats are reported
+    before the bad sequences, as when the whole object was read first."""
+    cols = _Columns()
+    invalid: set[str] = set()  # users whose (first) sequence was skipped
+    repeats, bad = LoadReport(""), LoadReport("")
+    for user, seq in pairs:
+        if user in cols.user_code or user in invalid:
+            repeats.skip("duplicate_user", f"{inter_path}: user {user} appears again (the first sequence is kept)")
+            continue
+        if not isinstance(seq, list) or not seq:
+            invalid.add(user)
+            bad.skip("sequence_not_a_nonempty_list", f"{inter_path}: user {user}")
+            continue
+        if not all(isinstance(i, int | str) and not isinstance(i, bool) for i in seq):
+            invalid.add(user)
+            bad.skip("item_id_wrong_type", f"{inter_path}: user {user}")
+            continue
+        cols.add_sequence(user, [str(i) for i in seq])
+    _merge(report, repeats)
+    _merge(report, bad)
+    return cols
+
+
+def _json_interactions(inter_path: Path, report: LoadReport) -> _Columns:
+    """The ``{user: [items]}`` file's sequences, walked one user at a time (:func:`_json_object_pairs`); a file the
+    walk does not follow is read whole by ``json.loads``, which names its fault or, if it has none, is read as is."""
+    text = _read_text(inter_path)
+    try:
+        return _json_sequences(_json_object_pairs(text), inter_path, report)
+    except _NotAnObject:
+        pass
+    inter = _parse_json(text, inter_path)
+    if not isinstance(inter, dict):
+        raise DataError(f"{inter_path}: expected an object {{user: [items]}}, got {type(inter).__name__}")
+    return _json_sequences([*inter.items(), *((user, None) for user in inter.duplicates)], inter_path, report)
+
+
 def load_json(path: str | Path) -> Catalog:
-    """LETTER-style ``*.inter.json`` + ``*.item.json``."""
+    """LETTER-style ``*.inter.json`` + ``*.item.json``: the sequences into :class:`_Columns` one user at a time, the
+    item metadata (per item) as before."""
     path = Path(path)
     if path.is_file():
         inter_path = path
@@ -180,21 +353,8 @@ def load_json(path: str | Path) -> Catalog:
         inter_path, folder = cands[0], path
     item_path = folder / inter_path.name.replace(".inter.json", ".item.json")
     report = LoadReport(str(inter_path))
-    inter = _read_json(inter_path)
-    if not isinstance(inter, dict):
-        raise DataError(f"{inter_path}: expected an object {{user: [items]}}, got {type(inter).__name__}")
-    for user in inter.duplicates:
-        report.skip("duplicate_user", f"{inter_path}: user {user} appears again (the first sequence is kept)")
-    raw: dict[str, list[str]] = {}
-    for user, seq in inter.items():
-        if not isinstance(seq, list) or not seq:
-            report.skip("sequence_not_a_nonempty_list", f"{inter_path}: user {user}")
-            continue
-        if not all(isinstance(i, int | str) and not isinstance(i, bool) for i in seq):
-            report.skip("item_id_wrong_type", f"{inter_path}: user {user}")
-            continue
-        raw[str(user)] = [str(i) for i in seq]
-    if not raw:
+    cols = _json_interactions(inter_path, report)
+    if not len(cols):
         raise DataError(f"{inter_path}: no user sequences found")
     meta: dict[str, dict] = {}
     if item_path.exists():
@@ -208,15 +368,15 @@ def load_json(path: str | Path) -> Catalog:
                 report.skip("item_metadata_not_an_object", f"{item_path}: item {iid}")
                 continue
             meta[str(iid)] = m
-    item_ids = sorted(meta, key=_natural_key) if meta else None
-    users, seqs, item_ids = _index_sequences(raw, item_ids, report)
+    meta_ids = _natural_sorted(_id_array(meta, item_path, "item")) if meta else None
+    user_ids, item_ids, flat, offsets = _number(cols.interactions(inter_path), meta_ids, report)
     titles, texts = [], []
-    for iid in item_ids:
+    for iid in item_ids.to_pylist():
         title, text = _meta_text(meta.get(iid, {}), report, f"{item_path}: item {iid}")
         titles.append(title)
         texts.append(text)
     items = build_items_table(item_ids, titles, texts)
-    return Catalog(items, users, seqs, report)
+    return Catalog.from_csr(items, user_ids, flat, offsets, report)
 
 
 MAX_LITERAL_LINE = 1_000_000  # a Python-literal line longer than this is not item metadata
@@ -247,20 +407,24 @@ def _json_lines(path: Path, report: LoadReport) -> Iterator[dict]:
         yield row
 
 
-def kcore(interactions: list[tuple[str, str, float]], k: int) -> list[tuple[str, str, float]]:
-    """Iteratively drop users and items with fewer than ``k`` interactions."""
-    rows = interactions
+def kcore(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
+    """The rows (ascending) of the ``k``-core of the (user code, item code) pairs: users and items with fewer than
+    ``k`` rows are dropped, again until none is; one ``bincount`` per side and round, on arrays."""
+    rows = np.arange(len(users))
+    if k <= 1 or not len(rows):  # every user and item left has a row
+        return rows
+    n_users, n_items = int(users.max()) + 1, int(items.max()) + 1
     while True:
-        uc = Counter(u for u, _, _ in rows)
-        ic = Counter(i for _, i, _ in rows)
-        kept = [r for r in rows if uc[r[0]] >= k and ic[r[1]] >= k]
-        if len(kept) == len(rows):
-            return kept
-        rows = kept
+        u, i = users[rows], items[rows]
+        ok = (np.bincount(u, minlength=n_users)[u] >= k) & (np.bincount(i, minlength=n_items)[i] >= k)
+        if ok.all():
+            return rows
+        rows = rows[ok]
 
 
 def load_amazon(path: str | Path, k: int = 5) -> Catalog:
-    """Raw Amazon review + metadata files (2014 or 2018 edition), k-core filtered."""
+    """Raw Amazon review + metadata files (2014 or 2018 edition), k-core filtered: the reviews into
+    :class:`_Columns` a line at a time, duplicates and the k-core found on arrays, items in code-point order."""
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"{path}: the amazon format expects a folder with review and meta* files")
@@ -270,35 +434,45 @@ def load_amazon(path: str | Path, k: int = 5) -> Catalog:
     if not review_files:
         raise DataError(f"{path}: no review file (*.json, *.json.gz, *.jsonl) in this folder")
     report = LoadReport(str(review_files[0]))
-    rows = _amazon_reviews(review_files, report)
+    cols, rows = _amazon_reviews(review_files, report)
     before = len(rows)
-    rows = kcore(rows, k)
+    users, items = cols.codes()
+    rows = rows[kcore(users[rows], items[rows], k)]
+    del users, items
     report.skipped[f"removed_by_{k}core"] += before - len(rows)
-    if not rows:
+    if not len(rows):
         raise DataError(f"{path}: nothing left after {k}-core filtering of {before} reviews")
-    by_user: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
-    for n, (u, i, ts) in enumerate(rows):
-        by_user[u].append((ts, n, i))
-    raw = {u: [i for _, _, i in sorted(v)] for u, v in by_user.items()}
-    meta = _amazon_meta(meta_files, report)
-    users, seqs, item_ids = _index_sequences(raw, sorted({i for _, i, _ in rows}), report)
+    inter = cols.interactions(review_files[0], rows)
+    del cols
+    present = inter.item_dict.take(pa.array(np.flatnonzero(inter.item_first < len(inter.items))))
+    sorted_ids = present.take(pc.sort_indices(present))  # UTF-8 byte order: Python's code-point order
+    meta = _amazon_meta(meta_files, report, set(sorted_ids.to_pylist()))
+    user_ids, item_ids, flat, offsets = _number(inter, sorted_ids, report)
     titles, texts, uris = [], [], []
-    for iid in item_ids:
+    for iid in item_ids.to_pylist():
         m = meta.get(iid, {})
         title, text = _meta_text(m, report, f"meta of item {iid}")
         titles.append(title)
         texts.append(text)
         uris.append(_amazon_image(m, iid, report))
-    return Catalog(build_items_table(item_ids, titles, texts, image_uris=uris), users, seqs, report)
+    return Catalog.from_csr(build_items_table(item_ids, titles, texts, image_uris=uris), user_ids, flat, offsets,
+                            report)
 
 
-def _amazon_reviews(review_files: list[Path], report: LoadReport) -> list[tuple[str, str, float]]:
-    """(user, item, time) of every valid review, the first of duplicated (user, item) pairs kept."""
-    rows: list[tuple[str, str, float]] = []
-    seen: set[tuple[str, str]] = set()
+def _amazon_reviews(review_files: list[Path], report: LoadReport) -> tuple[_Columns, np.ndarray]:
+    """Every valid review as codes and a time, and the rows to keep: the first of each duplicated (user, item) pair.
+    The duplicates are found after the parse, by one ``np.unique`` of the pair codes instead of a set of tuples,
+    and counted where the rows met them (:func:`_count_late`)."""
+    cols = _Columns(timed=True)
+    records = array("i")  # each row's record number in its file, for the first duplicate's example
+    starts: list[int] = []  # each file's first row
+    met = dict.fromkeys(report.skipped, 0)  # each skip reason: the rows read when it was first met
     for rf in review_files:
         _check_nonempty(rf)
+        starts.append(len(cols))
         for lineno, r in enumerate(_json_lines(rf, report), 1):
+            if len(report.skipped) != len(met):
+                _note_reasons(report, met, len(cols))
             missing = [f for f in ("reviewerID", "asin", "unixReviewTime") if f not in r]
             if missing:
                 report.skip(f"missing_field_{missing[0]}", f"{rf}: record {lineno}")
@@ -308,26 +482,56 @@ def _amazon_reviews(review_files: list[Path], report: LoadReport) -> list[tuple[
             except (TypeError, ValueError):
                 report.skip("unixReviewTime_not_a_number", f"{rf}: record {lineno}")
                 continue
-            key = (str(r["reviewerID"]), str(r["asin"]))
-            if key in seen:
-                report.skip("duplicate_interaction", f"{rf}: record {lineno}")
-                continue
-            seen.add(key)
-            rows.append((key[0], key[1], ts))
-    if not rows:
+            cols.add(str(r["reviewerID"]), str(r["asin"]), ts)
+            records.append(lineno)
+    _note_reasons(report, met, len(cols))
+    if not len(cols):
         raise DataError(f"{review_files[0]}: no valid reviews")
-    return rows
+    users, items = cols.codes()
+    _, first = np.unique(users.astype(np.int64) * len(cols.item_code) + items, return_index=True)
+    keep = np.sort(first)
+    if len(keep) < len(cols):
+        dup = np.ones(len(cols), bool)
+        dup[keep] = False
+        at = int(np.argmax(dup))
+        rf = review_files[bisect.bisect_right(starts, at) - 1]
+        _count_late(report, "duplicate_interaction", len(cols) - len(keep), f"{rf}: record {records[at]}", met, at)
+    return cols, keep
 
 
-def _amazon_meta(meta_files: list[Path], report: LoadReport) -> dict[str, dict]:
-    """Metadata records by asin (records without one are counted and skipped)."""
+def _note_reasons(report: LoadReport, met: dict[str, int], rows: int) -> None:
+    """Note the reasons first met since the last call: after ``rows`` rows were read."""
+    for reason in report.skipped:
+        met.setdefault(reason, rows)
+
+
+def _count_late(report: LoadReport, reason: str, count: int, example: str, met: dict[str, int], at: int) -> None:
+    """Count ``reason``, found after the parse, as if met at row ``at``: ahead of the reasons first met after that
+    row, so that the report lists its reasons in the order the rows meet them (as a per-row check would)."""
+    if reason not in report.skipped:
+        later = [r for r in report.skipped if met.get(r, 0) > at]
+        report.skip(reason, example)
+        report.skipped[reason] += count - 1
+        for r in later:  # moved to the end, behind ``reason``, in their own order
+            report.skipped[r] = report.skipped.pop(r)
+            if r in report.examples:
+                report.examples[r] = report.examples.pop(r)
+    else:
+        report.skipped[reason] += count
+
+
+def _amazon_meta(meta_files: list[Path], report: LoadReport, wanted: set[str]) -> dict[str, dict]:
+    """Metadata records by asin, only those of ``wanted`` items kept (the last record of an asin wins); records
+    without an asin are counted and skipped."""
     meta: dict[str, dict] = {}
     for mf in meta_files:
         for lineno, m in enumerate(_json_lines(mf, report), 1):
             if "asin" not in m:
                 report.skip("meta_missing_field_asin", f"{mf}: record {lineno}")
                 continue
-            meta[str(m["asin"])] = m
+            asin = str(m["asin"])
+            if asin in wanted:
+                meta[asin] = m
     return meta
 
 
@@ -371,10 +575,7 @@ def load_parquet(path: str | Path, images_dir: str | None = None) -> Catalog:
     meta_ids, meta_rows = _parquet_items(items_path, report) if items_path.exists() else (None, None)
     if meta_ids is not None and len(meta_ids) == 0:
         meta_ids = meta_rows = None  # an item table without one usable id: the items come from the interactions
-    user_ids, offsets = _order_rows(inter)
-    item_ids, idx_of_code = _dense_items(inter, offsets, meta_ids, report)
-    flat = idx_of_code[inter.items]
-    inter.items = None
+    user_ids, item_ids, flat, offsets = _number(inter, meta_ids, report)
     n_meta = len(meta_ids) if meta_ids is not None else 0
     items = _parquet_item_table(item_ids, meta_rows, n_meta, Path(images_dir) if images_dir else path, items_path,
                                 report)
@@ -383,10 +584,11 @@ def load_parquet(path: str | Path, images_dir: str | None = None) -> Catalog:
 
 class _Interactions:
     """The valid rows of an interaction table, as codes into ``user_dict`` / ``item_dict`` (the distinct ids as
-    strings, in order of first appearance) and the time to order by; ``*_first``: each code's first valid row."""
+    strings, in order of first appearance) and the time to order by (None: row order); ``*_first``: each code's
+    first valid row."""
 
     def __init__(self, users: np.ndarray, user_dict: pa.Array, items: np.ndarray, item_dict: pa.Array,
-                 time: np.ndarray):
+                 time: np.ndarray | None):
         self.users, self.user_dict, self.items, self.item_dict, self.time = users, user_dict, items, item_dict, time
         self.item_first = _first_row(items, len(item_dict))
         self.user_first: np.ndarray | None = None  # by user index, once the users are ordered
@@ -492,7 +694,9 @@ def _order_rows(inter: _Interactions) -> tuple[pa.Array, np.ndarray]:
     offsets = np.zeros(n_users + 1, np.int64)
     np.cumsum(np.bincount(uidx, minlength=n_users), out=offsets[1:])
     time, inter.time = inter.time, None
-    if len(time) and np.issubdtype(time.dtype, np.integer) \
+    if time is None:  # a format without times: each user's rows in row order
+        span, key = 1, np.zeros(len(uidx), np.int64)
+    elif len(time) and np.issubdtype(time.dtype, np.integer) \
             and n_users * (int(time.max()) - int(time.min()) + 1) < 2**62:
         span = int(time.max()) - int(time.min()) + 1
         key = (time - time.min()).astype(np.int64)

@@ -15,12 +15,17 @@ without one has a missing image modality. Malformed rows are counted by reason a
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
+import re
+from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from cemg_ray.data.catalog import Catalog, DataError, LoadReport, build_items_table, compose_text
+from cemg_ray.data.loaders import _Columns, _natural_order, _number, _view
 
 ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
                  "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
@@ -29,14 +34,25 @@ LAYOUTS = {"ml-100k": ("u.data", "u.item"), "ml-1m": ("ratings.dat", "movies.dat
            "ml-latest": ("ratings.csv", "movies.csv")}
 
 
-def _read_lines(path: Path) -> list[str]:
-    """Text lines in UTF-8, or Latin-1 (the original ML-100K and ML-1M files are Latin-1)."""
+_LINE_BREAK = re.compile("\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")  # where str.splitlines splits
+
+
+def _read_lines(path: Path) -> Iterator[str]:
+    """Text lines in UTF-8, or Latin-1 (the original ML-100K and ML-1M files are Latin-1), split as
+    ``str.splitlines`` splits them but one at a time: the decoded text (the file's size) is held, not a list of
+    lines."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    return text.splitlines()
+    del raw
+    start = 0
+    for brk in _LINE_BREAK.finditer(text):
+        yield text[start:brk.start()]
+        start = brk.end()
+    if start < len(text):
+        yield text[start:]
 
 
 def find_layout(path: Path) -> tuple[str, Path, Path]:
@@ -50,12 +66,14 @@ def find_layout(path: Path) -> tuple[str, Path, Path]:
                     f"(expected u.data, ratings.dat or ratings.csv)")
 
 
-def _parse_ratings(layout: str, path: Path, min_rating: float | None,
-                   report: LoadReport) -> dict[str, list[tuple[float, int, str]]]:
-    by_user: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
+def _parse_ratings(layout: str, path: Path, min_rating: float | None, report: LoadReport) -> _Columns:
+    """The valid ratings, a line at a time, into :class:`_Columns` (codes and times, no object per rating)."""
+    cols = _Columns(timed=True)
     lines = _read_lines(path)
-    if layout == "ml-latest" and lines and lines[0].lower().startswith("userid"):
-        lines = lines[1:]
+    if layout == "ml-latest":
+        first = next(lines, None)
+        if first is not None and not first.lower().startswith("userid"):
+            lines = chain([first], lines)
     sep = {"ml-100k": "\t", "ml-1m": "::", "ml-latest": ","}[layout]
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
@@ -65,7 +83,7 @@ def _parse_ratings(layout: str, path: Path, min_rating: float | None,
             report.skip("wrong_field_count", f"{path}:{lineno}")
             continue
         user, item, rating, ts = (f.strip() for f in fields)
-        if not (user.isdigit() and item.isdigit()):
+        if not (user.isdecimal() and item.isdecimal()):  # int() reads every decimal digit, not "²"
             report.skip("non_integer_id", f"{path}:{lineno}")
             continue
         try:
@@ -76,8 +94,20 @@ def _parse_ratings(layout: str, path: Path, min_rating: float | None,
         if min_rating is not None and r < min_rating:
             report.skip("below_min_rating", f"{path}:{lineno}")
             continue
-        by_user[user].append((t, int(item), item))
-    return by_user
+        cols.add(user, item, t)
+    return cols
+
+
+def _time_then_item(time: np.ndarray, item_rank: np.ndarray) -> np.ndarray:
+    """Each row's dense rank by (time, item rank): ordering by it orders by time, equal times by item id, as
+    sorting ``(time, int(item), item)`` tuples did."""
+    order = np.lexsort((item_rank, time))
+    t, r = time[order], item_rank[order]
+    new = np.ones(len(order), bool)
+    new[1:] = (t[1:] != t[:-1]) | (r[1:] != r[:-1])
+    key = np.empty(len(order), np.int64)
+    key[order] = np.cumsum(new) - 1
+    return key
 
 
 def _parse_items(layout: str, path: Path, report: LoadReport) -> dict[str, tuple[str, list[str]]]:
@@ -106,7 +136,7 @@ def _parse_items(layout: str, path: Path, report: LoadReport) -> dict[str, tuple
                 parsed.append((lineno, f[0], f[1] if len(f) > 1 else "", f[2].split("|") if len(f) > 2 else []))
     for lineno, iid, title, genres in parsed:
         iid = iid.strip()
-        if not iid.isdigit():
+        if not iid.isdecimal():
             report.skip("item_non_integer_id", f"{path}:{lineno}")
             continue
         if genres is None:
@@ -165,27 +195,37 @@ def _find_images_dir(root: Path, given: str | None) -> Path | None:
 
 def load_movielens(path: str | Path, images_dir: str | None = None, min_rating: float | None = None,
                    overview: str | None = None) -> Catalog:
+    """Ratings into :class:`_Columns`, numbered by the loaders' shared path (:func:`_number`): users by id value,
+    items (rated or listed) by id value, each user's ratings by time, equal times by item id."""
     root = Path(path)
     if not root.exists():
         raise DataError(f"{root}: path not found")
     layout, ratings_path, items_path = find_layout(root)
     report = LoadReport(str(ratings_path))
-    by_user = _parse_ratings(layout, ratings_path, min_rating, report)
-    if not by_user:
+    cols = _parse_ratings(layout, ratings_path, min_rating, report)
+    if not len(cols):
         raise DataError(f"{ratings_path}: no ratings left to read")
     meta = _parse_items(layout, items_path, report)
     ov_path = _find_overviews(root, overview)
     overviews = _parse_overviews(ov_path, report) if ov_path else {}
     img_dir = _find_images_dir(root, images_dir)
 
-    ids = sorted(set(meta) | {i for rows in by_user.values() for _, _, i in rows}, key=int)
-    pos = {iid: k for k, iid in enumerate(ids)}
+    rated = len(cols.item_code)
+    union = pa.array([*cols.item_code, *(i for i in meta if i not in cols.item_code)], pa.string())
+    by_value = _natural_order(union, pc.rank(union, sort_keys="ascending").to_numpy())  # equal values by string
+    rank = np.empty(len(union), np.int64)
+    rank[by_value] = np.arange(len(union))
+    item_codes = cols.codes()[1]
+    time = _time_then_item(_view(cols.time, np.float64), rank[:rated][item_codes])
+    del item_codes
+    ordered = union.take(pa.array(by_value))
+    user_ids, item_ids, flat, offsets = _number(cols.interactions(ratings_path, time=time), ordered, report)
+    del cols, time
+    ids = item_ids.to_pylist()
     missing_meta = [i for i in ids if i not in meta]
     if missing_meta and meta:
         report.skipped["items_without_metadata"] += len(missing_meta)
         report.examples.setdefault("items_without_metadata", missing_meta[0])
-    users = sorted(by_user, key=int)
-    seqs = [np.array([pos[i] for _, _, i in sorted(by_user[u])], dtype=np.int64) for u in users]
     titles, texts, uris, genres = [], [], [], []
     for iid in ids:
         title, gen = meta.get(iid, ("", []))
@@ -199,5 +239,5 @@ def load_movielens(path: str | Path, images_dir: str | None = None, min_rating: 
                     img = str(img_dir / f"{iid}{ext}")
                     break
         uris.append(img)
-    items = build_items_table(ids, titles, texts, image_uris=uris, genres=genres)
-    return Catalog(items, users, seqs, report)
+    items = build_items_table(item_ids, titles, texts, image_uris=uris, genres=genres)
+    return Catalog.from_csr(items, user_ids, flat, offsets, report)

@@ -1,6 +1,7 @@
 import gzip
 import json
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -109,8 +110,12 @@ def test_amazon_raw_kcore_python_literal_meta_and_bad_lines(tmp_path):
 
 
 def test_kcore_is_iterative():
-    rows = [("u1", "a", 0), ("u1", "b", 1), ("u2", "a", 0), ("u2", "b", 1), ("u3", "a", 0)]
-    assert sorted(kcore(rows, 2)) == sorted(rows[:4])
+    # (u1, a) (u1, b) (u2, a) (u2, b) (u3, a): u3 has one row, then nothing else falls below 2
+    users, items = np.array([0, 0, 1, 1, 2]), np.array([0, 1, 0, 1, 0])
+    assert kcore(users, items, 2).tolist() == [0, 1, 2, 3]
+    # a cascade: u3's single row goes, leaving item c with one row, then u2 with one, then item b with one ...
+    users, items = np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 2, 2])
+    assert kcore(users, items, 2).tolist() == []
 
 
 def _write_parquet_dataset(folder, inter: dict, items: dict | None):
