@@ -40,9 +40,18 @@ def content_matrix(image: np.ndarray, text: np.ndarray) -> np.ndarray:
     return c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
 
 
+# targets x donors similarities held at once by ``borrow_collab``: 12 bytes each (the float32 similarity and
+# argpartition's int64 index), so about 200 MB whatever the catalog
+BORROW_MAX_ELEMENTS = 1 << 24
+
+
 def borrow_collab(content: np.ndarray, collab: np.ndarray, donors: np.ndarray, targets: np.ndarray,
-                  n: int, batch: int = 4096) -> np.ndarray:
+                  n: int, batch: int = 4096, max_elements: int = BORROW_MAX_ELEMENTS) -> np.ndarray:
     """Mean ``collab`` of each target's ``n`` nearest donors by content cosine.
+
+    Targets go ``batch`` at a time, fewer when ``batch x donors`` would pass ``max_elements``: each row's
+    neighbours do not depend on the rows beside it, and a fixed 4,096 rows (with a negated copy, and the previous
+    batch's index array alive while the next was made) took 4,096 x donors x 24 bytes: 7.8 GB at 100,000 items.
 
     A target with no content at all (no text, no image: every item of a ``sequences`` catalog), or any target
     when no donor has content, has no neighbours: it gets the mean of every donor, not that of whichever ``n``
@@ -51,11 +60,14 @@ def borrow_collab(content: np.ndarray, collab: np.ndarray, donors: np.ndarray, t
     if len(targets) == 0 or len(donors) == 0:
         return out
     n = min(n, len(donors))
+    batch = max(1, min(batch, max_elements // len(donors)))
     donor_content = content[donors]
     for s in range(0, len(targets), batch):
         sims = content[targets[s:s + batch]] @ donor_content.T
-        top = np.argpartition(-sims, n - 1, axis=1)[:, :n]
+        np.negative(sims, out=sims)  # the nearest first, without a second batch x donors array
+        top = np.argpartition(sims, n - 1, axis=1)[:, :n]
         out[s:s + batch] = collab[donors[top]].mean(1)
+        del sims, top  # not alive while the next batch's product is made
     blind = ~content[targets].any(1) | ~donor_content.any()
     out[blind] = collab[donors].mean(0)
     return out

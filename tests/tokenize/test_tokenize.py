@@ -128,3 +128,49 @@ def test_planted_agreement_equals_the_pairwise_masks_without_building_them() -> 
     assert got["p_same_code_any_pair"] == pytest.approx(float(same_code[off].mean()))
     singletons = planted_agreement(codes[:3], np.arange(3))
     assert np.isnan(singletons["p_same_code_given_same_cluster"]) and singletons["p_same_code_any_pair"] >= 0
+
+
+def _borrow_case(num_donors: int = 3000, num_targets: int = 700, dim: int = 16, seed: int = 5):
+    rng = np.random.default_rng(seed)
+    n = num_donors + num_targets
+    content = rng.normal(size=(n, dim)).astype(np.float32)
+    content[rng.random(n) < 0.05] = 0.0  # some items without content: the mean-of-every-donor rule
+    content /= np.maximum(np.linalg.norm(content, axis=1, keepdims=True), 1e-12)
+    collab = rng.normal(size=(n, 8)).astype(np.float32)
+    order = rng.permutation(n)
+    return content, collab, np.sort(order[:num_donors]), np.sort(order[num_donors:])
+
+
+def test_borrowed_collab_does_not_depend_on_how_many_targets_go_at_once() -> None:
+    """The rows per batch are capped by ``max_elements / donors`` (the 4,096 x donors batch took 8.8 GB at 100k
+    items): the same bits from one target at a time, a few, or all in one batch, and the n nearest by cosine."""
+    from cemg_ray.tokenize.inputs import borrow_collab
+
+    content, collab, donors, targets = _borrow_case()
+    whole = borrow_collab(content, collab, donors, targets, n=10, max_elements=len(targets) * len(donors))
+    for max_elements in (len(donors), 7 * len(donors) + 3, 1):  # 1 row, 7 rows, and never below 1 row
+        assert np.array_equal(borrow_collab(content, collab, donors, targets, n=10, max_elements=max_elements), whole)
+    assert np.array_equal(borrow_collab(content, collab, donors, targets, n=10, batch=64), whole)
+    sims = content[targets] @ content[donors].T
+    nearest = np.argsort(-sims, axis=1, kind="stable")[:, :10]
+    has = content[targets].any(1)
+    np.testing.assert_allclose(whole[has], collab[donors[nearest]].mean(1)[has], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(whole[~has], np.tile(collab[donors].mean(0), (int((~has).sum()), 1)))
+
+
+def test_borrowed_collab_holds_max_elements_similarities_not_a_batch_x_donors_matrix() -> None:
+    """Peak of numpy's allocations (tracemalloc sees them) within the cap, far under 700 x 3,000 x 12 bytes (25 MB)
+    that one batch of every target would hold."""
+    import tracemalloc
+
+    from cemg_ray.tokenize.inputs import borrow_collab
+
+    content, collab, donors, targets = _borrow_case()
+    tracemalloc.start()
+    try:
+        borrow_collab(content, collab, donors, targets, n=10, max_elements=1 << 16)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    inputs = content[donors].nbytes + content[targets].nbytes  # the donor copy and the targets' content
+    assert peak < inputs + 12 * (1 << 16) + (1 << 20), peak
