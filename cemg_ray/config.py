@@ -94,11 +94,11 @@ class EvaluateConfig(Section):
     # ``ratio`` times the ``reference`` model's (also scored on validation) are eligible; none eligible: the best
     # overall, with a warning and ``floor_met: false`` in eval/default_model.json
     select_cold_start_floor: ColdStartFloor | None = None
-    # N (default 1): users sharded over a Ray Data pool of N actors with the requests below, each ranking every
-    # list with the run's one predictor (api.Run, as the export's actors and serving's replicas do) in one pass per
-    # split, the ranks reduced exactly in the driver (the same figures to the last digit:
-    # tests/evaluate/test_distributed.py); 0: every user ranked in the driver's own process
-    num_actors: int = Field(1, ge=0)
+    # N (default 2): users sharded over a Ray Data pool of up to N actors with the requests below (one to start,
+    # more while the cluster has room), each ranking every list with the run's one predictor (api.Run, as the
+    # export's actors and serving's replicas do) in one pass, the ranks reduced exactly in the driver (the same
+    # figures to the last digit: tests/evaluate/test_distributed.py); 0: every user ranked in the driver's process
+    num_actors: int = Field(2, ge=0)
     cpus_per_actor: float = Field(1.0, gt=0)
     gpus_per_actor: float = Field(0.0, ge=0)
 

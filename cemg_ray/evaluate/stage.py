@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from cemg_ray import artifacts
 from cemg_ray.artifacts import METRICS
 from cemg_ray.data.split import Split, load_split
+from cemg_ray.evaluate.distributed import Ask
 from cemg_ray.evaluate.harness import evaluate
 from cemg_ray.evaluate.report import write_report
 from cemg_ray.generate.policy import LEGACY_MODELS, PolicyError
@@ -22,23 +23,26 @@ if TYPE_CHECKING:
 log = logging.getLogger("cemg_ray")
 
 
-def score(refs: list[str], ctx: StageContext, split: Split, which: str, ks: list[int],
-          where: str = "evaluate.models") -> dict[str, tuple[dict, str]]:
-    """{model: (metrics row, model version)} of each list on one split: on a Ray Data actor pool
-    (``evaluate.num_actors``, the default one actor) whose actors rank every list with the run's one predictor in
-    one pass over the users, or in this process (``num_actors: 0``)."""
+def score(asks: list[Ask], ctx: StageContext, split: Split) -> list[dict[str, tuple[dict, str]]]:
+    """For each ask (lists on a split at some cutoffs), {model: (metrics row, model version)}: on a Ray Data actor
+    pool (``evaluate.num_actors``, the default one actor) whose actors rank every list of every ask with the run's
+    one predictor in one pass over the users, or in this process (``num_actors: 0``)."""
     cfg = ctx.cfg
-    for ref in refs:  # every model's stage first: a missing one fails before any ranking starts
-        require(ctx.store, cfg, model_stage(ref, where))
+    for ask in asks:  # every model's stage first: a missing one fails before any ranking starts
+        for ref in ask.models:
+            require(ctx.store, cfg, model_stage(ref, ask.where))
     if cfg.evaluate.num_actors:
         from cemg_ray.evaluate.distributed import evaluate_on_actors
 
-        return evaluate_on_actors(cfg, ctx.store.committed(), refs, split, which, ks)
-    out = {}
-    for ref in dict.fromkeys(refs):
-        rec = load(ref, cfg, ctx.store, where)
-        out[ref] = (evaluate(rec, split, which, ks, cfg.evaluate.batch_size, exclude_seen=cfg.evaluate.exclude_seen),
-                    rec.model_version)
+        return evaluate_on_actors(cfg, ctx.store.committed(), asks, split)
+    out = []
+    for ask in asks:
+        rows = {}
+        for ref in dict.fromkeys(ask.models):
+            rec = load(ref, cfg, ctx.store, ask.where)
+            rows[ref] = (evaluate(rec, split, ask.split, ask.ks, cfg.evaluate.batch_size,
+                                  exclude_seen=cfg.evaluate.exclude_seen), rec.model_version)
+        out.append(rows)
     return out
 
 
@@ -51,19 +55,29 @@ def upstream(cfg: JobConfig) -> tuple[str, ...]:
 
 def run(ctx: StageContext) -> dict:
     """Choose the default list on validation (``evaluate.select_default``), then evaluate each model in
-    ``evaluate.models`` and the chosen list on ``evaluate.split``; rows of models not re-run are kept."""
+    ``evaluate.models`` and the chosen list on ``evaluate.split``; rows of models not re-run are kept. When every
+    candidate is among the models, both are ranked in one pass (the chosen list's test row is then one of them)."""
     cfg = ctx.cfg
     split = load_split(ctx.store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     models = list(cfg.evaluate.models)
     metrics, dropped = kept_rows(ctx.store, models, cfg)
+    evaluation = Ask(cfg.evaluate.split, models, cfg.evaluate.ks)
+    scored: dict[str, tuple[dict, str]] | None = None
     if cfg.evaluate.select_default:  # chosen on validation first, so that the default list always has a test row
-        choice = select_default(ctx, split)
+        one_pass = set(cfg.evaluate.select_default) <= set(models)
+        selection = selection_ask(cfg)
+        results = score([selection, evaluation] if one_pass else [selection], ctx, split)
+        choice = choose_default(cfg, results[0])
         ctx.store.write_json(artifacts.DEFAULT_MODEL, choice)
         log.info("evaluate: the default list is %s (validation NDCG@10 %.4f)", choice["model"],
                  choice["valid"][choice["model"]]["NDCG@10"])
-        if choice["model"] not in models and choice["model"] not in metrics:
+        if one_pass:
+            scored = results[1]
+        elif choice["model"] not in models and choice["model"] not in metrics:
             models.append(choice["model"])
-    for name, (result, version) in score(models, ctx, split, cfg.evaluate.split, cfg.evaluate.ks).items():
+    if scored is None:
+        scored = score([Ask(cfg.evaluate.split, models, cfg.evaluate.ks)], ctx, split)[0]
+    for name, (result, version) in scored.items():
         metrics[name] = {**result, "model_version": version}
         log.info("evaluate %s: %s", name, {k: round(v, 4) for k, v in result["overall"].items()})
     ctx.store.write_json(METRICS, metrics)
@@ -71,17 +85,22 @@ def run(ctx: StageContext) -> dict:
     return {"metrics": ctx.store.committed_uri(METRICS), "models": list(metrics), "dropped_rows": dropped}
 
 
-def select_default(ctx: StageContext, split: Split) -> dict:
-    """Score each candidate list on the validation split (never the test split) and keep the best by NDCG@10,
-    then HR@10: the list users get when they name none. With ``evaluate.select_cold_start_floor``, only the lists
-    whose cold-start HR@10 reaches the floor (a ratio of a reference model's, on the same split) are eligible."""
-    cfg = ctx.cfg
+def selection_ask(cfg: JobConfig) -> Ask:
+    """The lists the default is chosen among, and the cold-start floor's reference, on the validation split."""
     floor = cfg.evaluate.select_cold_start_floor
     names = list(cfg.evaluate.select_default)
     if floor is not None and floor.reference not in names:
         names.append(floor.reference)
+    return Ask("valid", names, [10], "evaluate.select_default")
+
+
+def choose_default(cfg: JobConfig, scored: dict[str, tuple[dict, str]]) -> dict:
+    """The best candidate list by validation NDCG@10, then HR@10 (``scored``: the selection ask's rows, never the
+    test split's): the list users get when they name none. With ``evaluate.select_cold_start_floor``, only the lists
+    whose cold-start HR@10 reaches the floor (a ratio of a reference model's, on the same split) are eligible."""
+    floor = cfg.evaluate.select_cold_start_floor
     valid = {name: {**res["overall"], "se": res["overall_se"], "cold_start": res["cold_start"]}
-             for name, (res, _) in score(names, ctx, split, "valid", [10], "evaluate.select_default").items()}
+             for name, (res, _) in scored.items()}
     candidates = cfg.evaluate.select_default
     choice: dict = {"selected_on": "valid", "metric": "NDCG@10"}
     if floor is not None:

@@ -82,7 +82,7 @@ def test_bench_growth_reads_precomputed_vectors_and_reports_each_stages_memory(t
     memory = out["rows"][0]["memory_mib"]
     assert set(memory) == set(stages)
     assert all(memory[s]["driver_mib"] > 0 for s in stages)
-    for s in ("data", "pca"):  # their work runs in a Ray task: a worker of this process's cluster holds it
+    for s in ("data", "features", "pca"):  # their work runs in a Ray task: a worker of this cluster holds it
         assert memory[s]["worker_mib"] > 0 and memory[s]["worker"].startswith("ray::"), memory[s]
     assert json.loads((tmp_path / "items-150" / MEMORY_FILE).read_text()) == memory
     assert from_kept(str(tmp_path), stages)["rows"][0]["memory_mib"] == memory

@@ -155,3 +155,26 @@ def test_the_default_list_gets_its_test_row_even_when_not_in_evaluate_models(dem
     chosen = store.read_json(DEFAULT_MODEL)["model"]
     rows = store.read_json(METRICS)
     assert set(rows) == {"popularity", chosen} and rows[chosen]["split"] == "test"
+
+
+@pytest.mark.parametrize("candidates", ["[cemg,cemg:dense]", "[cemg,sasrec,cemg:beam]"])
+def test_the_stage_on_actors_writes_what_it_writes_in_the_driver(demo_run, tmp_path, candidates):
+    """Candidates among the models: selection and test in one pass of the actors; otherwise two passes. Either
+    way the metrics and the choice equal the driver's to the last digit (all but the throughput)."""
+    from cemg_ray.artifacts import DEFAULT_MODEL
+
+    _, demo_store = demo_run
+    written = {}
+    for actors in ("0", "1"):
+        run_dir = tmp_path / f"actors{actors}"
+        shutil.copytree(demo_store.root_uri, run_dir)
+        manifest = run_pipeline(_job(run_dir, f"evaluate.num_actors={actors}", "evaluate.cpus_per_actor=0.5",
+                                     "evaluate.models=[popularity,sasrec,cemg,cemg:dense]",
+                                     f"evaluate.select_default={candidates}"), ["evaluate"])
+        assert manifest["stages"]["evaluate"]["status"] == "ok"
+        store = Store(str(run_dir))
+        metrics = {name: {k: v for k, v in row.items() if k != "users_per_s"}
+                   for name, row in store.read_json(METRICS).items()}
+        written[actors] = (metrics, store.read_json(DEFAULT_MODEL), manifest["stages"]["evaluate"]["driver"])
+    assert written["1"][:2] == written["0"][:2]
+    assert written["0"][1]["model"] in written["0"][0]  # the chosen list has its test row
