@@ -57,8 +57,11 @@ def small_job(tmp_path):
 
 REPO = Path(__file__).resolve().parents[1]
 # The demo job, shrunk so the whole pipeline runs in about a minute of compute on 2 cores.
+# evaluate.num_actors=0: the tests that are not about evaluation rank in the driver, saving an actor pool's start per
+# evaluate run; the actor path (every job's default) is tested by tests/evaluate/test_distributed.py and
+# test_stage.py, the documented demo lines, `ray job submit` and the multi-node cluster
 FAST_DEMO = ["sasrec.epochs=5", "features.image.image_size=64", "lightgcn.epochs=20", "tokenize.epochs=60",
-             "train.epochs=6", "train.valid_users=100", "dataset.synthetic.num_users=400"]
+             "train.epochs=6", "train.valid_users=100", "dataset.synthetic.num_users=400", "evaluate.num_actors=0"]
 
 
 @pytest.fixture(scope="session")

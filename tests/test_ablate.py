@@ -12,7 +12,7 @@ from tests.conftest import REPO
 
 TINY = ["dataset.synthetic.num_users=150", "dataset.synthetic.num_items=60", "dataset.synthetic.num_clusters=4",
         "features.image.image_size=32", "sasrec.epochs=2", "lightgcn.epochs=5", "tokenize.epochs=20",
-        "train.epochs=2", "train.valid_users=50"]
+        "train.epochs=2", "train.valid_users=50", "evaluate.num_actors=0"]  # six evaluations: no actor pool start
 
 
 def test_cell_config_sets_every_seed_and_its_own_run_dir(tmp_path) -> None:

@@ -121,8 +121,10 @@ def _table_rows(out: str, columns: int) -> list[list[str]]:
 
 
 def test_the_documented_serving_benchmark_measures_four_configurations(demo_folder) -> None:
+    """The closed-loop line at a third of its requests (its figures are docs/OPERATIONS.md's, from the line as
+    written)."""
     work, _, _ = demo_folder
-    out = _run_verbatim(SERVING_LINE, work)
+    out = _run_verbatim(SERVING_LINE, work, smaller=("--requests", "100"))
     rows = _table_rows(out, 6)  # replicas, batching, p50, p99, req/s, errors
     assert [(r[0], r[1]) for r in rows] == CONFIGS, out[-3000:]
     for _, _, p50, p99, rate, errors in rows:
@@ -131,10 +133,10 @@ def test_the_documented_serving_benchmark_measures_four_configurations(demo_fold
 
 
 def test_the_documented_open_loop_benchmark_reports_every_rate(demo_folder) -> None:
-    """The open-loop line at a quarter of its requests (its figures are docs/OPERATIONS.md's, from the line as
-    written): the same four configurations and five rates, in a quarter of the time."""
+    """The open-loop line at a tenth of its requests (its figures are docs/OPERATIONS.md's, from the line as
+    written): the same four configurations and five rates, in a fraction of the time."""
     work, _, _ = demo_folder
-    out = _run_verbatim(OPEN_LOOP_LINE, work, smaller=("--requests", "100", "--warmup", "16"))
+    out = _run_verbatim(OPEN_LOOP_LINE, work, smaller=("--requests", "40", "--warmup", "8"))
     assert "model alone (in process, one user per call)" in out
     single = [r for r in _table_rows(out, 6) if r[2] == "single"]  # replicas, batching, single, p50, p99, errors
     assert [(r[0], r[1]) for r in single] == CONFIGS and all(r[5] == "0" for r in single), out[-3000:]

@@ -482,9 +482,7 @@ def write_synthetic(folder: str | Path, interactions: int, users: int, items: in
     rng = np.random.default_rng(seed)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    user = rng.integers(0, users, interactions)
-    item = np.minimum((rng.random(interactions) ** 2.5 * items).astype(np.int64), items - 1)
-    ts = rng.integers(1_700_000_000 // 86400, 1_700_000_000 // 86400 + days, interactions) * 86400
+    user, item, ts = _draw_rows(rng, interactions, users, items, days)
     user_ids, item_ids, times = _ids("u", user), _ids("i", item), pa.array(ts)
     bad = rng.random(interactions) < bad_share
     which = rng.integers(0, 3, interactions)
@@ -503,6 +501,16 @@ def write_synthetic(folder: str | Path, interactions: int, users: int, items: in
             "bytes_on_disk": sum(p.stat().st_size for p in folder.glob("*.parquet"))}
 
 
+def _draw_rows(rng: np.random.Generator, interactions: int, users: int, items: int,
+               days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user, item, unix time) per row: users uniform, items skewed to the popular end, times on ``days`` days; the
+    draws both synthetic writers share, in the same order, so a seed gives the same rows in every format."""
+    user = rng.integers(0, users, interactions)
+    item = np.minimum((rng.random(interactions) ** 2.5 * items).astype(np.int64), items - 1)
+    ts = rng.integers(1_700_000_000 // 86400, 1_700_000_000 // 86400 + days, interactions) * 86400
+    return user, item, ts
+
+
 TEXT_FORMATS = ("sequences", "json", "amazon")
 FORMATS = ("parquet", *TEXT_FORMATS)
 
@@ -518,9 +526,7 @@ def write_synthetic_text(folder: str | Path, fmt: str, interactions: int, users:
     rng = np.random.default_rng(seed)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    user = rng.integers(0, users, interactions)
-    item = np.minimum((rng.random(interactions) ** 2.5 * items).astype(np.int64), items - 1)
-    ts = rng.integers(1_700_000_000 // 86400, 1_700_000_000 // 86400 + days, interactions) * 86400
+    user, item, ts = _draw_rows(rng, interactions, users, items, days)
     listed = np.sort(rng.permutation(items)[:items - int(items * without_metadata)])
     bad = 0
     if fmt in ("sequences", "json"):

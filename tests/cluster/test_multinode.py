@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 # The demo job shrunk as the single-node tests shrink it (FAST_DEMO), further (fewer epochs: every stage's work still
 # runs, and this job runs beside the rest of the suite), plus: a checkpoint after every epoch and no early stop (the
 # kill needs a registered checkpoint and epochs after it), and evaluation on a Ray Data actor pool
-# (evaluate.num_actors; 0 in the demo: the driver) of the generator's list only.
+# (evaluate.num_actors: 1, the jobs' default path; FAST_DEMO ranks in the driver) of the generator's list only.
 SETS = [f"{k}={v}" for k, v in {
     **dict(s.split("=", 1) for s in FAST_DEMO), "sasrec.epochs": "2", "lightgcn.epochs": "5", "tokenize.epochs": "30",
     "train.epochs": "3", "train.valid_users": "50", "train.checkpoint_every_s": "0", "train.patience": "10",
