@@ -25,7 +25,7 @@ log = logging.getLogger("cemg_ray")
 
 def score(asks: list[Ask], ctx: StageContext, split: Split) -> list[dict[str, tuple[dict, str]]]:
     """For each ask (lists on a split at some cutoffs), {model: (metrics row, model version)}: on a Ray Data actor
-    pool (``evaluate.num_actors``, the default one actor) whose actors rank every list of every ask with the run's
+    pool (up to ``evaluate.num_actors``, 2 by default) whose actors rank every list of every ask with the run's
     one predictor in one pass over the users, or in this process (``num_actors: 0``)."""
     cfg = ctx.cfg
     for ask in asks:  # every model's stage first: a missing one fails before any ranking starts
@@ -61,11 +61,11 @@ def run(ctx: StageContext) -> dict:
     split = load_split(ctx.store, cfg.dataset.max_len, cfg.dataset.cold_start_max)
     models = list(cfg.evaluate.models)
     metrics, dropped = kept_rows(ctx.store, models, cfg)
-    evaluation = Ask(cfg.evaluate.split, models, cfg.evaluate.ks)
     scored: dict[str, tuple[dict, str]] | None = None
     if cfg.evaluate.select_default:  # chosen on validation first, so that the default list always has a test row
         one_pass = set(cfg.evaluate.select_default) <= set(models)
         selection = selection_ask(cfg)
+        evaluation = Ask(cfg.evaluate.split, models, cfg.evaluate.ks)
         results = score([selection, evaluation] if one_pass else [selection], ctx, split)
         choice = choose_default(cfg, results[0])
         ctx.store.write_json(artifacts.DEFAULT_MODEL, choice)
