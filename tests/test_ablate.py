@@ -35,38 +35,37 @@ def test_summary_is_mean_and_sample_std_over_seeds() -> None:
 
 
 def test_ablate_runs_every_cell_and_copies_the_stages_it_shares(tmp_path, capsys) -> None:
+    """One seed (two pipelines: the full cell, then w/o guide on what it shares); the seeds' own settings:
+    test_cell_config_sets_every_seed_and_its_own_run_dir, their mean and std: test_summary_is_mean_and_sample_std."""
     from cemg_ray.cli import main
     from cemg_ray.store import Store
 
     run_dir = tmp_path / "run"
     sets = [a for kv in [f"run_dir={run_dir}", *TINY] for a in ("--set", kv)]
-    assert main(["ablate", str(REPO / "jobs" / "demo.yaml"), "--seeds", "0,1", "--rows", "full,wo_guide,sasrec",
+    assert main(["ablate", str(REPO / "jobs" / "demo.yaml"), "--seeds", "3", "--rows", "full,wo_guide,sasrec",
                  *sets]) == 0
     printed = capsys.readouterr().out
     assert "w/o guide" in printed and "+-" in printed
     summary = json.loads((run_dir / "ablate" / "summary.json").read_text())
-    assert summary["seeds"] == [0, 1] and set(summary["rows"]) == {"full", "wo_guide", "sasrec"}
-    assert all(summary["rows"][r]["seeds"] == 2 for r in summary["rows"])
-    for seed in (0, 1):
-        cell = Store(str(run_dir / "ablate" / f"seed{seed}" / "wo_guide"))
-        stages = cell.read_json("manifest.json")["stages"]
-        # copied in, so the pipeline skipped them; the tokenizer and the generator ran for this cell
-        assert {stages[s]["status"] for s in ("data", "features", "pca", "lightgcn")} == {"skipped"}
-        assert stages["tokenize"]["status"] == stages["train"]["status"] == "ok"
-        assert cell.read_json("manifest.json")["config"]["train"]["seed"] == seed
-        fusion = cell.read_parquet("tokenize/fusion.parquet").to_pandas()
-        both = fusion["has_image"] & fusion["has_text"]
-        assert np.allclose(fusion.loc[both, "alpha_visual"], 0.5)  # without the guide: equal weights
-        full = Store(str(run_dir / "ablate" / f"seed{seed}" / "full")).read_json("eval/metrics.json")
-        assert summary["cells"]["sasrec"][str(seed)]["overall"] == full["sasrec"]["overall"]
-    # the seeds reach the seeded stages: the two seeds' collaborative embeddings differ
-    emb = [Store(str(run_dir / "ablate" / f"seed{s}" / "full")).read_tensors("lightgcn/item_emb.safetensors")
-           for s in (0, 1)]
-    assert not np.allclose(emb[0]["item_emb"], emb[1]["item_emb"])
-    # the seed-free stages were computed once, by the first cell
-    first = Store(str(run_dir / "ablate" / "seed0" / "full")).read_json("manifest.json")["stages"]
-    later = Store(str(run_dir / "ablate" / "seed1" / "full")).read_json("manifest.json")["stages"]
-    assert first["features"]["status"] == "ok" and later["features"]["status"] == "skipped"
+    assert summary["seeds"] == [3] and set(summary["rows"]) == {"full", "wo_guide", "sasrec"}
+    assert all(summary["rows"][r]["seeds"] == 1 for r in summary["rows"])
+    full_cell = Store(str(run_dir / "ablate" / "seed3" / "full"))
+    cell = Store(str(run_dir / "ablate" / "seed3" / "wo_guide"))
+    stages = cell.read_json("manifest.json")["stages"]
+    # copied in, so the pipeline skipped them; the tokenizer and the generator ran for this cell
+    assert {stages[s]["status"] for s in ("data", "features", "pca", "lightgcn")} == {"skipped"}
+    assert stages["tokenize"]["status"] == stages["train"]["status"] == "ok"
+    assert cell.read_json("manifest.json")["config"]["train"]["seed"] == 3
+    fusion = cell.read_parquet("tokenize/fusion.parquet").to_pandas()
+    both = fusion["has_image"] & fusion["has_text"]
+    assert np.allclose(fusion.loc[both, "alpha_visual"], 0.5)  # without the guide: equal weights
+    # the seeded stage copied is the full cell's own (same seed), byte for byte
+    assert cell.read_bytes("lightgcn/item_emb.safetensors") == full_cell.read_bytes("lightgcn/item_emb.safetensors")
+    # the sasrec row is read from the full cell, not trained again
+    assert summary["cells"]["sasrec"]["3"]["overall"] == full_cell.read_json("eval/metrics.json")["sasrec"]["overall"]
+    # the seed-free stages were computed by the first cell and kept in the shared store for the next seeds
+    assert full_cell.read_json("manifest.json")["stages"]["features"]["status"] == "ok"
+    assert Store(str(run_dir)).exists("_stages/features.json")
 
 
 def test_ablate_names_an_unknown_row(tmp_path, capsys) -> None:

@@ -1,7 +1,8 @@
 """The documented commands that need the trained demo run or S3, run verbatim from a folder of their own.
 
 `make demo`'s job (``cemg-ray run jobs/demo.yaml``) trains ``runs/demo`` there; then OPERATIONS.md's export to
-``s3://my-bucket/recs`` and the README's run into ``s3://bucket/runs/x`` run exactly as written. A local moto S3
+``s3://my-bucket/recs``, the README's run into ``s3://bucket/runs/x``, the serving benchmarks and OPERATIONS.md's
+``ray job submit`` line run exactly as written. A local moto S3
 server stands in for AWS through the standard AWS chain (``AWS_ENDPOINT_URL`` and dummy keys in the environment),
 as it would for a user with a MinIO or LocalStack endpoint: the command lines themselves are untouched.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,14 +23,18 @@ import pyarrow.fs as pafs
 import pytest
 
 from tests.conftest import REPO
+from tests.headnode import submit_verbatim, token_head
 
 DEMO_LINE = "cemg-ray run jobs/demo.yaml"
 EXPORT_LINE = "cemg-ray export jobs/demo.yaml --output s3://my-bucket/recs --date 2026-11-25 -k 20"
 S3_RUN_LINE = "cemg-ray run jobs/demo.yaml --set tokenize.codebook_size=64 --set run_dir=s3://bucket/runs/x"
 SERVING_LINE = ".venv/bin/cemg-ray bench serving --run-dir runs/demo --requests 300"
 OPEN_LOOP_LINE = ".venv/bin/cemg-ray bench serving --run-dir runs/demo --open-loop --requests 400"
+SUBMIT_LINE = "ray job submit --working-dir . -- cemg-ray run jobs/demo.yaml"
 WHERE = {DEMO_LINE: "Makefile", EXPORT_LINE: "docs/OPERATIONS.md", S3_RUN_LINE: "README.md",
-         SERVING_LINE: "docs/OPERATIONS.md", OPEN_LOOP_LINE: "docs/OPERATIONS.md"}
+         SERVING_LINE: "docs/OPERATIONS.md", OPEN_LOOP_LINE: "docs/OPERATIONS.md", SUBMIT_LINE: "docs/OPERATIONS.md"}
+# the stages the README's S3 line shares with `make demo`'s run (its --set changes the tokenizer and what reads it)
+SHARED_WITH_THE_DEMO = ("data", "popularity", "sasrec", "features", "pca", "lightgcn")
 CONFIGS = [("1", "on"), ("1", "off"), ("2", "on"), ("2", "off")]
 
 pytestmark = pytest.mark.slow
@@ -106,12 +112,27 @@ def test_the_documented_export_to_s3_writes_every_users_list(demo_folder) -> Non
 
 
 def test_the_readmes_run_into_an_s3_run_directory(demo_folder) -> None:
+    """The README's line into ``s3://bucket/runs/x``. The six stages it shares with `make demo`'s run are adopted
+    from that run first (``cemg_ray.ablate.adopt_stage``, what `cemg-ray ablate` does between its cells), so the line
+    runs the tokenizer, the generator, the evaluation and the export into S3 and skips the rest, as a user re-running
+    with a new codebook would see. Every stage run into an S3 run directory: tests/cluster/test_multinode.py."""
+    from cemg_ray.ablate import adopt_stage
+    from cemg_ray.config import load_config
+    from cemg_ray.store import Store
+
     work, endpoint, _ = demo_folder
+    cfg = load_config(work / "jobs" / "demo.yaml", ["tokenize.codebook_size=64", "run_dir=s3://bucket/runs/x"])
+    demo, target = Store(str(work / "runs" / "demo")), Store.for_job(cfg)
+    assert all(adopt_stage(demo, target, cfg, stage) for stage in SHARED_WITH_THE_DEMO)
     _run_verbatim(S3_RUN_LINE, work)
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="bucket", Prefix="runs/x/").get("Contents", [])}
     assert {"runs/x/manifest.json", "runs/x/_stages/evaluate.json", "runs/x/eval/metrics.json"} <= keys
     assert not (work / "runs" / "x").exists()  # nothing of it landed locally
+    stages = target.read_json("manifest.json")["stages"]
+    assert {s: stages[s]["status"] for s in SHARED_WITH_THE_DEMO} == dict.fromkeys(SHARED_WITH_THE_DEMO, "skipped")
+    assert {stages[s]["status"] for s in ("tokenize", "train", "evaluate", "export")} == {"ok"}
+    assert target.read_json("tokenize/report.json")["level_sizes"][:3] == [64, 64, 64]
 
 
 def _table_rows(out: str, columns: int) -> list[list[str]]:
@@ -121,22 +142,26 @@ def _table_rows(out: str, columns: int) -> list[list[str]]:
 
 
 def test_the_documented_serving_benchmark_measures_four_configurations(demo_folder) -> None:
-    """The closed-loop line at a third of its requests (its figures are docs/OPERATIONS.md's, from the line as
-    written)."""
+    """The closed-loop line at 30 of its 300 requests (its figures are docs/OPERATIONS.md's, from the line as
+    written): the four configurations, every ratio, the machine."""
     work, _, _ = demo_folder
-    out = _run_verbatim(SERVING_LINE, work, smaller=("--requests", "100"))
+    out = _run_verbatim(SERVING_LINE, work, smaller=("--requests", "30", "--warmup", "8"))
     rows = _table_rows(out, 6)  # replicas, batching, p50, p99, req/s, errors
     assert [(r[0], r[1]) for r in rows] == CONFIGS, out[-3000:]
     for _, _, p50, p99, rate, errors in rows:
         assert 0 < float(p50) <= float(p99) and float(rate) > 0 and errors == "0"
-    assert "batching_speedup_1_replicas" in out and "open loop" not in out
+    for ratio in ("batching_speedup_1_replicas", "batching_speedup_2_replicas", "two_replicas_speedup_batching_on",
+                  "two_replicas_speedup_batching_off"):
+        assert re.search(rf"^  {ratio}: [0-9.]+x$", out, re.MULTILINE), out[-3000:]
+    assert re.search(r"^serving benchmark, 20\d\d-.*CPUs", out, re.MULTILINE), out[-3000:]
+    assert "open loop" not in out
 
 
 def test_the_documented_open_loop_benchmark_reports_every_rate(demo_folder) -> None:
-    """The open-loop line at a tenth of its requests (its figures are docs/OPERATIONS.md's, from the line as
+    """The open-loop line at 12 of its 400 requests per rate (its figures are docs/OPERATIONS.md's, from the line as
     written): the same four configurations and five rates, in a fraction of the time."""
     work, _, _ = demo_folder
-    out = _run_verbatim(OPEN_LOOP_LINE, work, smaller=("--requests", "40", "--warmup", "8"))
+    out = _run_verbatim(OPEN_LOOP_LINE, work, smaller=("--requests", "12", "--warmup", "4"))
     assert "model alone (in process, one user per call)" in out
     single = [r for r in _table_rows(out, 6) if r[2] == "single"]  # replicas, batching, single, p50, p99, errors
     assert [(r[0], r[1]) for r in single] == CONFIGS and all(r[5] == "0" for r in single), out[-3000:]
@@ -144,3 +169,30 @@ def test_the_documented_open_loop_benchmark_reports_every_rate(demo_folder) -> N
     assert [(r[0], r[1]) for r in scheduled] == [c for c in CONFIGS for _ in range(5)], out[-3000:]  # 25-125 %
     for _, _, rate, got, p50, p99, p999, _ in scheduled:
         assert float(rate) > 0 and float(got) > 0 and 0 < float(p50) <= float(p99) <= float(p999)
+
+
+@pytest.fixture(scope="module")
+def head_node():
+    """A one-node cluster started with ``ray start --head``, token auth on: (dashboard URL, token)."""
+    with token_head() as head:
+        yield head
+
+
+def test_the_documented_ray_job_submit_line_runs_verbatim(demo_folder, head_node, tmp_path) -> None:
+    """OPERATIONS.md's test-cluster line, as written, token auth on, from a copy of the folder `make demo` ran in.
+    The line uploads that folder (``--working-dir .``) with its run: the stages `make demo` finished are skipped
+    and evaluate and export, their records removed, run again on the cluster. The demo trained through the Jobs API,
+    every stage's work on worker nodes: tests/cluster/test_multinode.py."""
+    work, _, _ = demo_folder
+    assert SUBMIT_LINE in (REPO / WHERE[SUBMIT_LINE]).read_text(), f"{WHERE[SUBMIT_LINE]} no longer holds it"
+    folder = tmp_path / "repo"
+    shutil.copytree(work, folder, symlinks=False, ignore=shutil.ignore_patterns("_logs", "logs"))
+    for stage in ("evaluate", "export"):
+        (folder / "runs" / "demo" / "_stages" / f"{stage}.json").unlink()
+    url, token = head_node
+    out = submit_verbatim(shlex.split(SUBMIT_LINE), folder, url, token)
+    assert "succeeded" in out
+    assert re.search(r"stage evaluate\s+ok in", out) and re.search(r"stage export\s+ok in", out), out[-3000:]
+    assert re.search(r"stage train\s+skipped", out), out[-3000:]
+    assert "ray: joined the cluster at" in out  # the job ran on the head node's cluster, not on one of its own
+    assert token not in out  # the token never reaches the job's log

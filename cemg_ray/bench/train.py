@@ -232,10 +232,18 @@ def _alternating_rounds(config: dict, rounds: int, first: dict[str, dict]) -> di
                           "ray_train_ddp_one_malloc_arena": arena["examples_per_s"],
                           **({"ray_train_ddp_one_thread_per_worker": per_worker["examples_per_s"]}
                              if per_worker else {})})
+    return summarize_rounds(per_round)
+
+
+def summarize_rounds(per_round: list[dict[str, float]]) -> dict:
+    """Each path's median examples/s over the rounds, and the median of its per-round ratio to the plain loop of
+    the same round (``plain_torch``, in every round): a ratio of neighbours in time, not of runs minutes apart."""
+    names = list(per_round[0])
     return {
-        "rounds": rounds, "examples_per_s": per_round,
+        "rounds": len(per_round), "examples_per_s": per_round,
         "median_examples_per_s": {n: _median([r[n] for r in per_round]) for n in names},
-        "median_ratio_over_plain": {n: _median([r[n] / r["plain_torch"] for r in per_round]) for n in names[1:]},
+        "median_ratio_over_plain": {n: _median([r[n] / r["plain_torch"] for r in per_round])
+                                    for n in names if n != "plain_torch"},
     }
 
 

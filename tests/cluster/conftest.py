@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.jobs.test_submit import VENV_BIN, _die_with_parent, client, free_port
+from tests.headnode import VENV_BIN, _die_with_parent, client, free_port
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient

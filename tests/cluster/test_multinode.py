@@ -23,7 +23,7 @@ import pytest
 
 from cemg_ray.stages import STAGES
 from tests.conftest import FAST_DEMO, REPO
-from tests.jobs.test_submit import free_port
+from tests.headnode import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -15,14 +14,10 @@ import requests
 import yaml
 
 from cemg_ray.recommenders import default_model
+from tests.headnode import _die_with_parent, stop_group
 from tests.serve_app.conftest import REPO, free_port
 
 SERVE = Path(sys.executable).parent / "serve"
-
-
-def _die_with_parent() -> None:
-    """Runs in the child: get SIGTERM when pytest dies, so no cluster outlives the test run."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +50,7 @@ def serve_run(demo_run, tmp_path_factory):
             pytest.fail(f"serve run did not become ready: {(tmp / 'serve.log').read_text()[-3000:]}")
         yield url, store
     finally:
-        proc.send_signal(signal.SIGINT)  # serve run shuts the app and its local cluster down on Ctrl-C
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, signal.SIGINT)  # serve run shuts the app and its local cluster down on Ctrl-C
         log.close()
 
 
