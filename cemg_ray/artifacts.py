@@ -127,8 +127,10 @@ def _table(store: Store, rel: str, columns: list[str] | None, required: tuple[st
 # -- typed readers and writers: every consumer goes through these ----------------------------------
 def read_items(store: Store, columns: list[str] | None = None) -> pa.Table:
     """The item table in ``item_idx`` order (``item_idx``, ``item_id``, text and image columns)."""
+    from cemg_ray.arrow_rows import sorted_by
+
     table = _table(store, ITEMS, columns, ("item_idx", "item_id"))
-    return table.sort_by("item_idx") if "item_idx" in table.column_names else table
+    return sorted_by(table, "item_idx") if "item_idx" in table.column_names else table
 
 
 def num_items(store: Store) -> int:
@@ -136,7 +138,9 @@ def num_items(store: Store) -> int:
 
 
 def write_items(store: Store, table: pa.Table) -> None:
-    store.write_parquet(ITEMS, table.sort_by("item_idx"))
+    from cemg_ray.arrow_rows import sorted_by  # a million images overflow Table.sort_by's 32-bit offsets
+
+    store.write_parquet(ITEMS, sorted_by(table, "item_idx"))
 
 
 def read_sequences(store: Store, columns: list[str] | None = None) -> pa.Table:
