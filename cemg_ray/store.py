@@ -251,9 +251,15 @@ class Store:
             raise StoreError(f"could not write {self.uri(rel)}: {exc}") from exc
 
     def read_bytes(self, rel: str) -> bytes:
-        try:
+        with self._reading(rel):
             with self.fs.open_input_stream(self.path(rel)) as src:
                 return src.read()
+
+    @contextmanager
+    def _reading(self, rel: str) -> Iterator[None]:
+        """A missing artifact or an unreadable store named by the artifact's URI."""
+        try:
+            yield
         except FileNotFoundError as exc:
             raise StoreError(f"artifact {self.uri(rel)} does not exist; run the stage that writes it") from exc
         except OSError as exc:
@@ -284,7 +290,13 @@ class Store:
         self.write_bytes(rel, buf.getvalue())
 
     def read_parquet(self, rel: str, columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(io.BytesIO(self.read_bytes(rel)), columns=columns)
+        """The table, or only ``columns``: then only their column chunks are read (in place on a local disk, by
+        ranged reads from S3), so the item table's images (2.5 GB at a million items) stay where they are when a
+        stage wants the ids."""
+        if columns is None:
+            return pq.read_table(io.BytesIO(self.read_bytes(rel)))
+        with self._reading(rel), self.fs.open_input_file(self.path(rel)) as src:
+            return pq.ParquetFile(src).read(columns=columns)
 
     def write_tensors(self, rel: str, tensors: dict[str, np.ndarray],
                       metadata: dict[str, str] | None = None) -> None:

@@ -64,7 +64,8 @@ class RunView:
         names = items.column_names
         n = len(self.item_ids)
         self.titles: list[str | None] = items.column("title").to_pylist() if "title" in names else [None] * n
-        embedded = items.column("image").combine_chunks() if "image" in names else [None] * n
+        # indexed chunk by chunk: joined into one array, a million images overflow its 32-bit offsets
+        embedded = items.column("image") if "image" in names else [None] * n
         uris = items.column("image_uri").to_pylist() if "image_uri" in names else [None] * n
         ds = self.cfg.dataset
         self.images = ImageSource(_NullableBytes(embedded), uris, image_root(ds.images_dir, ds.path))
