@@ -24,7 +24,7 @@ from cemg_ray.raytrain import CheckpointCadence, report, torch_trainer, worker_r
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ray.train import RunConfig
+    from ray.train import Checkpoint, RunConfig
     from torch_geometric.nn import LightGCN
 
 log = logging.getLogger("cemg_ray")
@@ -180,15 +180,20 @@ def train_loop(config: dict) -> None:
         report(metrics, fill if rank == 0 else None)
 
 
-def fit(graph: Graph, cfg: LightGCNConfig, run_config: RunConfig) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """Train with ``cfg.num_workers`` Ray Train workers; return user/item embeddings and the epoch log."""
+def train(graph: Graph, cfg: LightGCNConfig, run_config: RunConfig) -> Checkpoint:
+    """Train with ``cfg.num_workers`` Ray Train workers; return the last checkpoint (weights and epoch log)."""
     trainer = torch_trainer("lightgcn", train_loop,
                             {"cfg": cfg.model_dump(), "num_users": graph.num_users, "num_items": graph.num_items,
                              "users": graph.users, "items": graph.items},
                             run_config, num_workers=cfg.num_workers, use_gpu=cfg.use_gpu)
-    result = trainer.fit()
+    return trainer.fit().checkpoint
+
+
+def embeddings(graph: Graph, cfg: LightGCNConfig, checkpoint: Checkpoint) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """User and item embeddings of a checkpoint's weights (one propagation over the whole graph) and its epoch log.
+    The stage runs this in a Ray task: its memory and CPU grow with the graph."""
     model = build_model(graph, cfg)
-    with result.checkpoint.as_directory() as d:
+    with checkpoint.as_directory() as d:
         state = torch.load(os.path.join(d, "state.pt"), weights_only=True)
     model.load_state_dict(state["model"])
     model.eval()

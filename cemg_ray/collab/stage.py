@@ -2,22 +2,27 @@
 
 Training runs in Ray Train workers; the report's validation Recall/NDCG@20 (a sanity check of the embeddings, a full
 ranking of the catalog per user) runs in one Ray task on at most ``lightgcn.sanity_users`` users, so the driver only
-writes the embeddings the workers trained and the report.
+writes the report: the embeddings (one propagation over the whole graph with the trained weights) are computed and
+written by a Ray task too.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cemg_ray import artifacts
-from cemg_ray.collab.lightgcn import Graph, fit, recall_ndcg_at
+from cemg_ray.collab.config import LightGCNConfig
+from cemg_ray.collab.lightgcn import Graph, embeddings, recall_ndcg_at, train
 from cemg_ray.data.split import Ragged, load_split
 from cemg_ray.raytrain import run_config
 from cemg_ray.stagekit import StageContext
 from cemg_ray.store import Store
+
+if TYPE_CHECKING:
+    from ray.train import Checkpoint
 
 log = logging.getLogger("cemg_ray")
 
@@ -42,12 +47,13 @@ def run(ctx: StageContext) -> dict:
     graph = Graph(num_users=len(split.train), num_items=split.num_items, users=rows, items=items)
     ctx.ensure_ray()
     ctx.store.delete(artifacts.LIGHTGCN_CHECKPOINTS)  # a finished stage is re-run only when its config changed
-    user_emb, item_emb, history = fit(graph, cfg.lightgcn,
-                                      run_config(ctx.store, artifacts.LIGHTGCN_CHECKPOINTS, "lightgcn", max_failures=1))
-    # the stage's output, users x dim: the driver holds it only to write it, and the task below reads it back
-    ctx.store.write_tensors(artifacts.LIGHTGCN_EMB,
-                            {"item_emb": item_emb.astype(np.float32), "user_emb": user_emb.astype(np.float32)})
-    del user_emb, item_emb
+    checkpoint = train(graph, cfg.lightgcn,
+                       run_config(ctx.store, artifacts.LIGHTGCN_CHECKPOINTS, "lightgcn", max_failures=1))
+    # the final propagation over the whole graph, in a task: 8.1 GB and 56 CPU-s of the driver at 1M items
+    written = run_in_task(ctx, "cemg_ray.collab.stage:write_embeddings",
+                          {"checkpoint": checkpoint, "cfg": cfg.lightgcn.model_dump(), "num_users": graph.num_users,
+                           "num_items": graph.num_items, "users": graph.users, "items": graph.items})
+    history = written["epochs"]
     picked = sanity_rows(graph.num_users, cfg.lightgcn.sanity_users, cfg.lightgcn.seed)
     histories = split.train[picked]  # a view; only the picked users' items travel to the task
     checked = run_in_task(ctx, "cemg_ray.collab.stage:sanity_check",
@@ -55,11 +61,23 @@ def run(ctx: StageContext) -> dict:
                            "targets": np.asarray(split.valid_target)[picked]})
     sanity, worker = checked["valid"], checked["worker"]
     report = {"edges": int(len(items)), "users": graph.num_users, "items": graph.num_items,
-              "valid": sanity, "valid_users": checked["valid_users"], "valid_worker": worker, "epochs": history}
+              "valid": sanity, "valid_users": checked["valid_users"], "valid_worker": worker, "epochs": history,
+              "embedding_worker": written["worker"]}
     ctx.store.write_json(artifacts.LIGHTGCN_REPORT, report)
     log.info("lightgcn: valid %s on %d of %d users", {k: round(v, 4) for k, v in sanity.items()},
              checked["valid_users"], graph.num_users)
     return {"edges": report["edges"], "valid": sanity, "valid_users": checked["valid_users"], "valid_worker": worker}
+
+
+def write_embeddings(store: Store, checkpoint: Checkpoint, cfg: dict, num_users: int, num_items: int,
+                     users: np.ndarray, items: np.ndarray) -> dict[str, Any]:
+    """The trained weights turned into the stage's output (run by :func:`run` in a Ray task): user and item
+    embeddings written to ``lightgcn/item_emb.safetensors``; returns the epoch log."""
+    graph = Graph(num_users=num_users, num_items=num_items, users=users, items=items)
+    user_emb, item_emb, history = embeddings(graph, LightGCNConfig(**cfg), checkpoint)
+    store.write_tensors(artifacts.LIGHTGCN_EMB,
+                        {"item_emb": item_emb.astype(np.float32), "user_emb": user_emb.astype(np.float32)})
+    return {"epochs": history}
 
 
 def sanity_rows(num_users: int, limit: int, seed: int) -> np.ndarray:
