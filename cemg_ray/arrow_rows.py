@@ -1,7 +1,8 @@
 """Reordering Arrow tables whose binary or string columns hold more than 2 GiB.
 
 ``Table.sort_by`` and ``take`` join a column's chunks into one array first, and a ``binary`` or ``string`` array has
-32-bit offsets: a million catalog images (about 2.5 KB each) fail with "offset overflow while concatenating arrays".
+32-bit offsets: a million catalog images (2.8 KB each in the synthetic catalog) fail with "offset overflow while
+concatenating arrays".
 These helpers take such columns through their 64-bit (``large_``) types and hand them back as chunks of the
 original type, each under the limit, so the schema every reader expects does not change; and they skip the
 reordering altogether when the rows are in order already (every loader builds its item table that way).

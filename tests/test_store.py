@@ -99,3 +99,13 @@ def test_reading_some_columns_leaves_the_others_where_they_are(where, tmp_path, 
     assert store.read_parquet("items.parquet").column("image").to_pylist() == pictures  # the whole table still
     with pytest.raises(StoreError, match="does not exist"):
         store.read_parquet("nothing.parquet", columns=["item_idx"])
+
+
+def test_an_asked_column_the_file_lacks_is_named_by_the_typed_reader(tmp_path) -> None:
+    from cemg_ray import artifacts
+
+    store = Store(str(tmp_path))
+    store.write_parquet(artifacts.ITEMS, pa.table({"item_idx": [0, 1]}))
+    assert store.read_parquet(artifacts.ITEMS, columns=["item_idx", "item_id"]).column_names == ["item_idx"]
+    with pytest.raises(artifacts.ArtifactError, match="no column.*item_id.*re-run the 'data' stage"):
+        artifacts.read_items(store, ["item_idx", "item_id"])
